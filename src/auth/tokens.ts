@@ -1,0 +1,147 @@
+/**
+ * Client tokens: short-lived JWTs minted from an API key (POST /tokens) and verified at the edge on every request
+ * and socket. Every way a token can be wrong maps to its own error code.
+ */
+import { decodeProtectedHeader, errors as joseErrors, jwtVerify, SignJWT, type JWTPayload } from "jose";
+import { CLOCK_TOLERANCE_SECONDS, MAX_TOKEN_CHARS, tokenAudience, tokenIssuer } from "../config.ts";
+import { ApiError, type ErrorCode } from "../errors.ts";
+import { AuthorizationDetail, MAX_TOKEN_LIFETIME_SECONDS } from "../protocol/http.ts";
+import { array, integer, object, optional, parse, string } from "../protocol/schema.ts";
+import { looksLikeApiKey } from "./api-keys.ts";
+import { randomId } from "./encoding.ts";
+import { SIGNING_ALGORITHMS, signingKeys, type SigningAlgorithm } from "./signing-keys.ts";
+
+export const DEFAULT_TOKEN_LIFETIME_SECONDS = MAX_TOKEN_LIFETIME_SECONDS;
+
+/** What a verified token says about its bearer. */
+export interface ClientPrincipal {
+  accountId: string;
+  apiKeyId: string;
+  tokenId: string;
+  expiresAt: number;
+  /** Model names the token is narrowed to, or null for every model. */
+  models: string[] | null;
+  /** Most sessions this token may ever create, or null for no token-level cap. */
+  maxSessions: number | null;
+}
+
+const ClientClaims = object({
+  sub: string({ min: 1, max: 63 }),
+  key_id: string({ min: 1, max: 64 }),
+  jti: string({ min: 1, max: 64 }),
+  iat: integer(),
+  exp: integer(),
+  authorization_details: optional(array(AuthorizationDetail, { max: 8 })),
+});
+
+export interface MintOptions {
+  accountId: string;
+  apiKeyId: string;
+  lifetimeSeconds?: number;
+  authorizationDetails?: AuthorizationDetail[];
+  now?: number;
+}
+
+export async function mintClientToken(env: Env, options: MintOptions): Promise<{ jwt: string; expires_at: number }> {
+  const { signer } = await signingKeys(env);
+  const issuedAt = options.now ?? Math.floor(Date.now() / 1000);
+  const lifetime = Math.min(options.lifetimeSeconds ?? DEFAULT_TOKEN_LIFETIME_SECONDS, MAX_TOKEN_LIFETIME_SECONDS);
+  const expiresAt = issuedAt + lifetime;
+  const jwt = await new SignJWT({
+    key_id: options.apiKeyId,
+    ...(options.authorizationDetails && { authorization_details: options.authorizationDetails }),
+  })
+    .setProtectedHeader({ alg: signer.alg, kid: signer.kid, typ: "JWT" })
+    .setIssuer(tokenIssuer(env))
+    .setAudience(tokenAudience(env))
+    .setSubject(options.accountId)
+    .setJti(randomId(16))
+    .setIssuedAt(issuedAt)
+    .setExpirationTime(expiresAt)
+    .sign(signer.key);
+  return { jwt, expires_at: expiresAt };
+}
+
+const JWT_SHAPE = /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*$/;
+
+export async function verifyClientToken(env: Env, token: string): Promise<ClientPrincipal> {
+  if (token.length > MAX_TOKEN_CHARS) throw new ApiError("TOKEN_TOO_LARGE");
+  if (looksLikeApiKey(token)) throw new ApiError("API_KEY_SENT_AS_TOKEN");
+  if (!JWT_SHAPE.test(token)) throw new ApiError("TOKEN_MALFORMED");
+
+  const keys = await signingKeys(env);
+  let header: { alg?: string; kid?: string };
+  try {
+    header = decodeProtectedHeader(token);
+  } catch {
+    throw new ApiError("TOKEN_MALFORMED");
+  }
+  // The algorithm is pinned per key: a token must name the algorithm of the key its kid designates.
+  const algorithmNotAllowed = () =>
+    new ApiError("TOKEN_ALGORITHM_NOT_ALLOWED", `Tokens must be signed with ${keys.algorithms.join(" or ")}.`);
+  if (!SIGNING_ALGORITHMS.includes(header.alg as SigningAlgorithm)) throw algorithmNotAllowed();
+  const verifier = header.kid === undefined ? undefined : keys.verifiers.get(header.kid);
+  if (!verifier) throw new ApiError("TOKEN_KEY_UNKNOWN");
+  if (verifier.alg !== header.alg) throw algorithmNotAllowed();
+
+  let payload: JWTPayload;
+  try {
+    ({ payload } = await jwtVerify(token, verifier.key, {
+      algorithms: [verifier.alg],
+      issuer: tokenIssuer(env),
+      audience: tokenAudience(env),
+      clockTolerance: CLOCK_TOLERANCE_SECONDS,
+      requiredClaims: ["exp", "iat", "sub", "jti"],
+    }));
+  } catch (error) {
+    throw new ApiError(joseErrorCode(error));
+  }
+
+  const claims = parse(ClientClaims, payload);
+  if (!claims.ok) throw new ApiError("TOKEN_CLAIMS_INVALID", `Invalid token claims: ${claims.error.message}`);
+  const { sub, key_id, jti, iat, exp, authorization_details } = claims.value;
+  if (exp - iat > MAX_TOKEN_LIFETIME_SECONDS) throw new ApiError("TOKEN_LIFETIME_TOO_LONG");
+
+  return {
+    accountId: sub,
+    apiKeyId: key_id,
+    tokenId: jti,
+    expiresAt: exp,
+    ...narrowing(authorization_details ?? []),
+  };
+}
+
+/** Several details narrow together: a model must match every list, and the smallest session cap wins. */
+function narrowing(details: AuthorizationDetail[]): Pick<ClientPrincipal, "models" | "maxSessions"> {
+  let models: string[] | null = null;
+  let maxSessions: number | null = null;
+  for (const detail of details) {
+    const match = detail.resources?.models?.match;
+    if (match) models = models ? models.filter((name) => match.includes(name)) : [...match];
+    const cap = detail.constraints?.max_sessions;
+    if (cap !== undefined) maxSessions = Math.min(maxSessions ?? cap, cap);
+  }
+  return { models, maxSessions };
+}
+
+function joseErrorCode(error: unknown): ErrorCode {
+  if (error instanceof joseErrors.JWTExpired) return "TOKEN_EXPIRED";
+  if (error instanceof joseErrors.JWTClaimValidationFailed) {
+    switch (error.claim) {
+      case "iss":
+        return "TOKEN_ISSUER_INVALID";
+      case "aud":
+        return "TOKEN_AUDIENCE_INVALID";
+      case "nbf":
+        return "TOKEN_NOT_YET_VALID";
+      case "iat":
+        return error.reason === "check_failed" ? "TOKEN_NOT_YET_VALID" : "TOKEN_CLAIMS_INVALID";
+      default:
+        return "TOKEN_CLAIMS_INVALID";
+    }
+  }
+  if (error instanceof joseErrors.JWSSignatureVerificationFailed) return "TOKEN_SIGNATURE_INVALID";
+  if (error instanceof joseErrors.JOSEAlgNotAllowed) return "TOKEN_ALGORITHM_NOT_ALLOWED";
+  if (error instanceof joseErrors.JWTInvalid || error instanceof joseErrors.JWSInvalid) return "TOKEN_MALFORMED";
+  throw error;
+}

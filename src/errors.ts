@@ -1,0 +1,98 @@
+/**
+ * Every error the gateway's own API returns, in one table: HTTP status, whether a client may retry, and a default
+ * message. Wire shape: `{ "error": { "code", "message", "recoverable", "retry_after"? } }`, plus a `Retry-After`
+ * header whenever `retry_after` is set.
+ */
+export const ERROR_CODES = {
+  // Input
+  INVALID_JSON: { status: 400, recoverable: false, message: "The request body is not valid JSON." },
+  INVALID_REQUEST: { status: 400, recoverable: false, message: "The request does not match the expected schema." },
+  PAYLOAD_TOO_LARGE: { status: 413, recoverable: false, message: "The request body is too large." },
+
+  // API keys (server-to-server)
+  API_KEY_MISSING: { status: 401, recoverable: false, message: "Send your API key in the Reactor-API-Key header." },
+  API_KEY_INVALID: { status: 401, recoverable: false, message: "The API key is unknown or has been revoked." },
+  API_KEY_MALFORMED: { status: 401, recoverable: false, message: "An API key looks like rk_ followed by 43 characters." },
+  JWT_SENT_AS_API_KEY: {
+    status: 401,
+    recoverable: false,
+    message: "A JWT was sent in Reactor-API-Key; send it as 'Authorization: Bearer <jwt>' instead.",
+  },
+
+  // Client tokens (JWT)
+  TOKEN_MISSING: {
+    status: 401,
+    recoverable: false,
+    message: "Send a token as 'Authorization: Bearer <jwt>' (or the bearer WebSocket subprotocol).",
+  },
+  TOKEN_MALFORMED: { status: 401, recoverable: false, message: "The bearer token is not a well-formed JWT." },
+  TOKEN_TOO_LARGE: { status: 401, recoverable: false, message: "The bearer token exceeds the size limit." },
+  TOKEN_ALGORITHM_NOT_ALLOWED: { status: 401, recoverable: false, message: "The token's signing algorithm is not accepted." },
+  TOKEN_KEY_UNKNOWN: { status: 401, recoverable: false, message: "The token was signed by an unknown or retired key." },
+  TOKEN_SIGNATURE_INVALID: { status: 401, recoverable: false, message: "The token's signature does not verify." },
+  TOKEN_EXPIRED: { status: 401, recoverable: false, message: "The token has expired; mint a new one." },
+  TOKEN_NOT_YET_VALID: { status: 401, recoverable: false, message: "The token is not valid yet (nbf is in the future)." },
+  TOKEN_ISSUER_INVALID: { status: 401, recoverable: false, message: "The token was issued by someone else." },
+  TOKEN_AUDIENCE_INVALID: { status: 401, recoverable: false, message: "The token is meant for another audience." },
+  TOKEN_LIFETIME_TOO_LONG: { status: 401, recoverable: false, message: "The token lives longer than 6 hours." },
+  TOKEN_CLAIMS_INVALID: { status: 401, recoverable: false, message: "The token's claims are missing or malformed." },
+  API_KEY_SENT_AS_TOKEN: {
+    status: 401,
+    recoverable: false,
+    message: "An API key was sent as a bearer token. Trade it for a JWT at POST /tokens, server side.",
+  },
+
+  // Admin
+  ADMIN_UNAUTHORIZED: { status: 401, recoverable: false, message: "The admin token is missing or wrong." },
+  ADMIN_DISABLED: { status: 403, recoverable: false, message: "Admin endpoints are disabled: ADMIN_TOKEN is not set." },
+
+  // Protocol versions
+  CLIENT_VERSION_TOO_OLD: { status: 426, recoverable: false, message: "The client speaks an API version this gateway no longer supports." },
+  SERVER_VERSION_TOO_OLD: { status: 501, recoverable: false, message: "The client speaks an API version newer than this gateway." },
+
+  // Generic
+  NOT_FOUND: { status: 404, recoverable: false, message: "Not found." },
+  METHOD_NOT_ALLOWED: { status: 405, recoverable: false, message: "Method not allowed." },
+  RATE_LIMITED: { status: 429, recoverable: true, message: "Too many requests; retry later." },
+  INTERNAL: { status: 500, recoverable: true, message: "Internal error." },
+  MISCONFIGURED: { status: 500, recoverable: false, message: "The gateway is misconfigured." },
+} as const satisfies Record<string, { status: number; recoverable: boolean; message: string }>;
+
+export type ErrorCode = keyof typeof ERROR_CODES;
+
+export interface ErrorBody {
+  error: { code: ErrorCode; message: string; recoverable: boolean; retry_after?: number };
+}
+
+export class ApiError extends Error {
+  readonly code: ErrorCode;
+  readonly status: number;
+  readonly recoverable: boolean;
+  readonly retryAfter: number | undefined;
+
+  constructor(code: ErrorCode, message?: string, retryAfter?: number) {
+    super(message ?? ERROR_CODES[code].message);
+    this.name = "ApiError";
+    this.code = code;
+    this.retryAfter = retryAfter;
+    this.status = ERROR_CODES[code].status;
+    this.recoverable = ERROR_CODES[code].recoverable || retryAfter !== undefined;
+  }
+
+  toBody(): ErrorBody {
+    return {
+      error: {
+        code: this.code,
+        message: this.message,
+        recoverable: this.recoverable,
+        ...(this.retryAfter !== undefined && { retry_after: this.retryAfter }),
+      },
+    };
+  }
+
+  toResponse(headers?: HeadersInit): Response {
+    const response = Response.json(this.toBody(), { status: this.status, headers });
+    if (this.retryAfter !== undefined) response.headers.set("Retry-After", String(Math.ceil(this.retryAfter)));
+    return response;
+  }
+}

@@ -1,0 +1,77 @@
+/**
+ * One middleware per authentication scheme of `RouteSpec.auth`. Each credential works in exactly one place:
+ * API keys only in `Reactor-API-Key` on POST /tokens, client JWTs only on client routes, the admin token only on
+ * /admin routes.
+ */
+import { findActiveApiKey, looksLikeApiKey } from "../../auth/api-keys.ts";
+import { secretsEqual } from "../../auth/encoding.ts";
+import { verifyClientToken } from "../../auth/tokens.ts";
+import { ApiError } from "../../errors.ts";
+import type { AppContext, AuthScheme } from "../route.ts";
+
+type Next = () => Promise<void>;
+
+/** Prefix of the WebSocket subprotocol that carries a token, since browsers cannot set headers on a WebSocket. */
+export const BEARER_PROTOCOL_PREFIX = "bearer.";
+
+export function bearerToken(request: Request): string | undefined {
+  const authorization = request.headers.get("Authorization");
+  if (authorization !== null) {
+    const match = /^Bearer[ ]+(\S*)\s*$/i.exec(authorization);
+    return match ? match[1] : "";
+  }
+  const protocols = request.headers.get("Sec-WebSocket-Protocol");
+  if (protocols === null) return undefined;
+  const entry = protocols
+    .split(",")
+    .map((protocol) => protocol.trim())
+    .find((protocol) => protocol.startsWith(BEARER_PROTOCOL_PREFIX));
+  return entry?.slice(BEARER_PROTOCOL_PREFIX.length);
+}
+
+async function clientToken(c: AppContext, next: Next): Promise<void> {
+  const token = bearerToken(c.req.raw);
+  if (token === undefined || token === "") {
+    if (c.req.header("Reactor-API-Key") !== undefined) {
+      throw new ApiError("API_KEY_SENT_AS_TOKEN", "API keys are accepted only by POST /tokens; send a JWT here.");
+    }
+    throw new ApiError("TOKEN_MISSING");
+  }
+  c.set("principal", await verifyClientToken(c.env, token));
+  await next();
+}
+
+const JWT_LIKE = /^eyJ[A-Za-z0-9_-]*\.[A-Za-z0-9_-]*\.[A-Za-z0-9_-]*$/;
+
+async function apiKey(c: AppContext, next: Next): Promise<void> {
+  const key = c.req.header("Reactor-API-Key")?.trim();
+  if (!key) {
+    const sentAsBearer = looksLikeApiKey(bearerToken(c.req.raw) ?? "");
+    throw new ApiError("API_KEY_MISSING", sentAsBearer ? "Send the API key in Reactor-API-Key, not in Authorization." : undefined);
+  }
+  if (JWT_LIKE.test(key)) throw new ApiError("JWT_SENT_AS_API_KEY");
+  if (!looksLikeApiKey(key)) throw new ApiError("API_KEY_MALFORMED");
+  const record = await findActiveApiKey(c.env.DB, key);
+  if (!record) throw new ApiError("API_KEY_INVALID");
+  c.set("apiKey", record);
+  await next();
+}
+
+async function admin(c: AppContext, next: Next): Promise<void> {
+  const expected = c.env.ADMIN_TOKEN;
+  if (!expected) throw new ApiError("ADMIN_DISABLED");
+  const given = bearerToken(c.req.raw);
+  if (!given || !(await secretsEqual(given, expected))) throw new ApiError("ADMIN_UNAUTHORIZED");
+  await next();
+}
+
+async function none(_c: AppContext, next: Next): Promise<void> {
+  await next();
+}
+
+export const authenticators: Record<AuthScheme, (c: AppContext, next: Next) => Promise<void>> = {
+  none,
+  apiKey,
+  bearer: clientToken,
+  admin,
+};

@@ -1,0 +1,72 @@
+/** Builds the OpenAPI 3.1 document from the routes declared with `route()`. */
+import { GATEWAY_VERSION } from "../config.ts";
+import type { JsonSchema, Schema } from "../protocol/schema.ts";
+import type { AuthScheme, RouteSpec } from "./route.ts";
+
+const SECURITY: Record<AuthScheme, Record<string, string[]>[]> = {
+  none: [],
+  apiKey: [{ apiKey: [] }],
+  bearer: [{ bearer: [] }],
+  admin: [{ admin: [] }],
+};
+
+const isSchema = (value: unknown): value is Schema<unknown> =>
+  typeof value === "object" && value !== null && "check" in value && "json" in value;
+
+const jsonOf = (schema: Schema<unknown> | JsonSchema): JsonSchema => (isSchema(schema) ? schema.json : schema);
+
+export function buildOpenApi(routes: readonly RouteSpec<unknown>[]): JsonSchema {
+  const paths: Record<string, Record<string, unknown>> = {};
+  for (const spec of routes) {
+    if (spec.internal) continue;
+    const path = spec.path.replace(/:(\w+)/g, "{$1}");
+    const pathParameters = [...spec.path.matchAll(/:(\w+)/g)].map(([, name]) => ({
+      name,
+      in: "path",
+      required: true,
+      schema: { type: "string" },
+    }));
+    paths[path] ??= {};
+    paths[path][spec.method] = {
+      summary: spec.summary,
+      tags: [spec.tag],
+      security: SECURITY[spec.auth],
+      parameters: [...pathParameters, ...(spec.parameters ?? [])],
+      ...(spec.body && {
+        requestBody: {
+          required: !spec.bodyOptional,
+          content: { "application/json": { schema: spec.body.json } },
+        },
+      }),
+      responses: Object.fromEntries(
+        Object.entries(spec.responses).map(([status, { description, schema }]) => [
+          status,
+          { description, ...(schema && { content: { "application/json": { schema: jsonOf(schema) } } }) },
+        ]),
+      ),
+    };
+  }
+  return {
+    openapi: "3.1.0",
+    info: {
+      title: "Reactor edge gateway",
+      version: GATEWAY_VERSION,
+      description:
+        "Tokens, sessions and signaling between browsers and GPU model servers. Errors share one shape: " +
+        '{ "error": { "code", "message", "recoverable", "retry_after"? } }.',
+    },
+    components: {
+      securitySchemes: {
+        apiKey: { type: "apiKey", in: "header", name: "Reactor-API-Key", description: "Server side only." },
+        bearer: {
+          type: "http",
+          scheme: "bearer",
+          bearerFormat: "JWT",
+          description: "From POST /tokens. WebSockets may send it as the subprotocol 'bearer.<jwt>' instead.",
+        },
+        admin: { type: "http", scheme: "bearer", description: "The ADMIN_TOKEN secret." },
+      },
+    },
+    paths,
+  };
+}

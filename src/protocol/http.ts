@@ -1,0 +1,79 @@
+/**
+ * Bodies of the gateway's HTTP API. Route handlers validate with these, and the OpenAPI document is generated
+ * from them, so the two cannot drift apart.
+ */
+import { array, boolean, integer, literal, nullable, object, oneOf, optional, string, type Infer } from "./schema.ts";
+
+export const MAX_TOKEN_LIFETIME_SECONDS = 6 * 60 * 60;
+
+const ModelName = string({ min: 1, max: 128, pattern: /^[A-Za-z0-9][A-Za-z0-9._:/-]*$/ });
+
+/** RFC 9396-style narrowing of a token, as Reactor's scoped tokens carry it. */
+export const AuthorizationDetail = object(
+  {
+    type: literal("session"),
+    resources: optional(object({ models: optional(object({ match: array(ModelName, { min: 1, max: 64 }) })) })),
+    constraints: optional(object({ max_sessions: optional(integer({ min: 1, max: 100_000 })) })),
+  },
+  { strict: true },
+);
+export type AuthorizationDetail = Infer<typeof AuthorizationDetail>;
+
+export const TokenRequest = object({
+  expires_after: optional(
+    integer({ min: 1, description: `Lifetime in seconds; values above ${MAX_TOKEN_LIFETIME_SECONDS} are clamped.` }),
+  ),
+  authorization_details: optional(array(AuthorizationDetail, { min: 1, max: 8 })),
+});
+export type TokenRequest = Infer<typeof TokenRequest>;
+
+export const TokenResponse = object({
+  jwt: string({ description: "Send as 'Authorization: Bearer <jwt>'." }),
+  expires_at: integer({ description: "Unix seconds." }),
+});
+
+export const WhoAmIResponse = object({
+  account: string(),
+  api_key_id: string(),
+  token_id: string(),
+  expires_at: integer(),
+  models: nullable(array(string())),
+  max_sessions: nullable(integer()),
+});
+
+export const ErrorResponse = object({
+  error: object({
+    code: string(),
+    message: string(),
+    recoverable: boolean(),
+    retry_after: optional(integer({ min: 0, description: "Seconds; also sent as the Retry-After header." })),
+  }),
+});
+
+export const HealthResponse = object({ status: literal("ok"), version: string() });
+
+export const CreateApiKeyRequest = object(
+  {
+    account: string({ min: 1, max: 63, pattern: /^[a-z0-9][a-z0-9_-]*$/ }),
+    name: optional(string({ min: 1, max: 100 })),
+  },
+  { strict: true },
+);
+
+const ApiKeyRecordSchema = object({
+  id: string(),
+  account_id: string(),
+  name: string(),
+  prefix: string({ description: "The key's first characters, to tell keys apart." }),
+  created_at: integer(),
+  revoked_at: optional(integer()),
+});
+export const ApiKeyList = object({ keys: array(ApiKeyRecordSchema) });
+export const CreatedApiKeyResponse = object({
+  ...ApiKeyRecordSchema.shape,
+  key: string({ description: "The full API key. Shown once; store it now." }),
+});
+
+export const JwksResponse = object({
+  keys: array(object({ kid: string(), kty: string(), alg: oneOf(["ES256", "EdDSA"]) })),
+});

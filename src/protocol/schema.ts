@@ -1,0 +1,289 @@
+/**
+ * A small schema toolkit: each schema validates unknown input into a typed value and describes itself as JSON
+ * Schema (for the OpenAPI document). It exists instead of a general-purpose library because every relayed frame
+ * passes through it on the hot path, and because the gateway, the SDK and the runtime agent all import it: it
+ * must stay tiny, dependency-free and fast.
+ */
+
+export type JsonSchema = { [key: string]: unknown };
+
+/** Thrown by `Schema.check`; `path` points at the offending field (`$.candidates[3].sdp_mid`). */
+export class SchemaError extends Error {
+  readonly path: string;
+  readonly problem: string;
+
+  constructor(path: string, problem: string) {
+    super(`${path}: ${problem}`);
+    this.name = "SchemaError";
+    this.path = path;
+    this.problem = problem;
+  }
+}
+
+export interface Schema<T> {
+  /** Returns the value typed as T, or throws a SchemaError. Objects are returned as new plain objects. */
+  check(value: unknown, path?: string): T;
+  readonly json: JsonSchema;
+  /** Set on optional fields of an object; an absent or undefined field is then accepted. */
+  readonly optional?: true;
+}
+
+export type Infer<S> = S extends Schema<infer T> ? T : never;
+
+export type ParseResult<T> = { ok: true; value: T } | { ok: false; error: SchemaError };
+
+export function parse<T>(schema: Schema<T>, value: unknown): ParseResult<T> {
+  try {
+    return { ok: true, value: schema.check(value, "$") };
+  } catch (error) {
+    if (error instanceof SchemaError) return { ok: false, error };
+    throw error;
+  }
+}
+
+function fail(path: string, problem: string): never {
+  throw new SchemaError(path, problem);
+}
+
+function describe(value: unknown): string {
+  if (value === null) return "null";
+  if (Array.isArray(value)) return "array";
+  return typeof value;
+}
+
+export interface StringRules {
+  min?: number;
+  max?: number;
+  pattern?: RegExp;
+  description?: string;
+}
+
+export function string(rules: StringRules = {}): Schema<string> {
+  const { min = 0, max = Number.POSITIVE_INFINITY, pattern, description } = rules;
+  return {
+    check(value, path = "$") {
+      if (typeof value !== "string") fail(path, `expected string, got ${describe(value)}`);
+      if (value.length < min) fail(path, `must be at least ${min} characters`);
+      if (value.length > max) fail(path, `must be at most ${max} characters`);
+      if (pattern && !pattern.test(value)) fail(path, `does not match ${pattern.source}`);
+      return value;
+    },
+    json: {
+      type: "string",
+      ...(min > 0 && { minLength: min }),
+      ...(Number.isFinite(max) && { maxLength: max }),
+      ...(pattern && { pattern: pattern.source }),
+      ...(description && { description }),
+    },
+  };
+}
+
+export interface NumberRules {
+  min?: number;
+  max?: number;
+  integer?: boolean;
+  description?: string;
+}
+
+export function number(rules: NumberRules = {}): Schema<number> {
+  const { min = Number.NEGATIVE_INFINITY, max = Number.POSITIVE_INFINITY, integer = false, description } = rules;
+  return {
+    check(value, path = "$") {
+      if (typeof value !== "number" || !Number.isFinite(value)) fail(path, `expected number, got ${describe(value)}`);
+      if (integer && !Number.isInteger(value)) fail(path, "must be an integer");
+      if (value < min) fail(path, `must be ≥ ${min}`);
+      if (value > max) fail(path, `must be ≤ ${max}`);
+      return value;
+    },
+    json: {
+      type: integer ? "integer" : "number",
+      ...(Number.isFinite(min) && { minimum: min }),
+      ...(Number.isFinite(max) && { maximum: max }),
+      ...(description && { description }),
+    },
+  };
+}
+
+export const integer = (rules: Omit<NumberRules, "integer"> = {}) => number({ ...rules, integer: true });
+
+export function boolean(): Schema<boolean> {
+  return {
+    check(value, path = "$") {
+      if (typeof value !== "boolean") fail(path, `expected boolean, got ${describe(value)}`);
+      return value;
+    },
+    json: { type: "boolean" },
+  };
+}
+
+export function literal<const T extends string | number | boolean>(expected: T): Schema<T> {
+  return {
+    check(value, path = "$") {
+      if (value !== expected) fail(path, `expected ${JSON.stringify(expected)}`);
+      return expected;
+    },
+    json: { const: expected },
+  };
+}
+
+export function oneOf<const T extends readonly string[]>(values: T): Schema<T[number]> {
+  const allowed = new Set<unknown>(values);
+  return {
+    check(value, path = "$") {
+      if (!allowed.has(value)) fail(path, `expected one of ${values.join(", ")}`);
+      return value as T[number];
+    },
+    json: { type: "string", enum: [...values] },
+  };
+}
+
+/** Any JSON value, passed through untouched (command payloads are validated by the model's own schemas). */
+export function json(description?: string): Schema<unknown> {
+  return {
+    check(value, path = "$") {
+      if (value === undefined) fail(path, "is required");
+      return value;
+    },
+    json: description ? { description } : {},
+  };
+}
+
+export function optional<T>(inner: Schema<T>): Schema<T | undefined> {
+  return {
+    check(value, path = "$") {
+      return value === undefined ? undefined : inner.check(value, path);
+    },
+    json: inner.json,
+    optional: true,
+  };
+}
+
+export function nullable<T>(inner: Schema<T>): Schema<T | null> {
+  return {
+    check(value, path = "$") {
+      return value === null ? null : inner.check(value, path);
+    },
+    json: { anyOf: [inner.json, { type: "null" }] },
+  };
+}
+
+export function array<T>(item: Schema<T>, rules: { min?: number; max?: number } = {}): Schema<T[]> {
+  const { min = 0, max = Number.POSITIVE_INFINITY } = rules;
+  return {
+    check(value, path = "$") {
+      if (!Array.isArray(value)) fail(path, `expected array, got ${describe(value)}`);
+      if (value.length < min) fail(path, `must have at least ${min} items`);
+      if (value.length > max) fail(path, `must have at most ${max} items`);
+      const out = new Array<T>(value.length);
+      for (let i = 0; i < value.length; i++) out[i] = item.check(value[i], `${path}[${i}]`);
+      return out;
+    },
+    json: {
+      type: "array",
+      items: item.json,
+      ...(min > 0 && { minItems: min }),
+      ...(Number.isFinite(max) && { maxItems: max }),
+    },
+  };
+}
+
+export function record<T>(value: Schema<T>, rules: { maxKeys?: number } = {}): Schema<Record<string, T>> {
+  const { maxKeys = Number.POSITIVE_INFINITY } = rules;
+  return {
+    check(input, path = "$") {
+      if (!isPlainObject(input)) fail(path, `expected object, got ${describe(input)}`);
+      const keys = Object.keys(input);
+      if (keys.length > maxKeys) fail(path, `must have at most ${maxKeys} keys`);
+      const out: Record<string, T> = {};
+      for (const key of keys) out[key] = value.check(input[key], `${path}.${key}`);
+      return out;
+    },
+    json: { type: "object", additionalProperties: value.json },
+  };
+}
+
+type Shape = Record<string, Schema<unknown>>;
+type OptionalKeys<S extends Shape> = { [K in keyof S]: S[K] extends { optional: true } ? K : never }[keyof S];
+type Simplify<T> = { [K in keyof T]: T[K] } & {};
+export type ObjectOf<S extends Shape> = Simplify<
+  { [K in Exclude<keyof S, OptionalKeys<S>>]: Infer<S[K]> } & { [K in OptionalKeys<S>]?: Infer<S[K]> }
+>;
+
+export interface ObjectSchema<S extends Shape> extends Schema<ObjectOf<S>> {
+  readonly shape: S;
+}
+
+/**
+ * An object with known fields. Unknown fields are dropped (forward compatibility: newer peers may add fields)
+ * unless `strict` is set, in which case they are rejected.
+ */
+export function object<S extends Shape>(shape: S, options: { strict?: boolean; description?: string } = {}): ObjectSchema<S> {
+  const entries = Object.entries(shape);
+  const required = entries.filter(([, schema]) => !schema.optional).map(([key]) => key);
+  return {
+    shape,
+    check(value, path = "$") {
+      if (!isPlainObject(value)) fail(path, `expected object, got ${describe(value)}`);
+      if (options.strict) {
+        for (const key in value) if (!(key in shape)) fail(`${path}.${key}`, "is not allowed");
+      }
+      const out: Record<string, unknown> = {};
+      for (const [key, schema] of entries) {
+        const field = value[key];
+        if (field === undefined) {
+          if (!schema.optional) fail(`${path}.${key}`, "is required");
+          continue;
+        }
+        out[key] = schema.check(field, `${path}.${key}`);
+      }
+      return out as ObjectOf<S>;
+    },
+    json: {
+      type: "object",
+      properties: Object.fromEntries(entries.map(([key, schema]) => [key, schema.json])),
+      ...(required.length > 0 && { required }),
+      ...(options.strict && { additionalProperties: false }),
+      ...(options.description && { description: options.description }),
+    },
+  };
+}
+
+type Variants = Record<string, ObjectSchema<Shape>>;
+export type UnionOf<K extends string, V extends Variants> = {
+  [T in keyof V & string]: Simplify<{ [P in K]: T } & Infer<V[T]>>;
+}[keyof V & string];
+
+/**
+ * A discriminated union: `variants[value[key]]` validates the rest. One property lookup picks the variant, so
+ * dispatch cost does not grow with the number of message types.
+ */
+export function union<const K extends string, V extends Variants>(key: K, variants: V): Schema<UnionOf<K, V>> {
+  const names = Object.keys(variants);
+  return {
+    check(value, path = "$") {
+      if (!isPlainObject(value)) fail(path, `expected object, got ${describe(value)}`);
+      const tag = value[key];
+      if (typeof tag !== "string" || !Object.hasOwn(variants, tag)) {
+        fail(`${path}.${key}`, `expected one of ${names.join(", ")}`);
+      }
+      const out = variants[tag]!.check(value, path) as Record<string, unknown>;
+      out[key] = tag;
+      return out as UnionOf<K, V>;
+    },
+    json: {
+      oneOf: names.map((name) => {
+        const variant = variants[name]!.json as { properties?: object; required?: string[] };
+        return {
+          ...variant,
+          properties: { [key]: { const: name }, ...variant.properties },
+          required: [key, ...(variant.required ?? [])],
+        };
+      }),
+      discriminator: { propertyName: key },
+    },
+  };
+}
+
+export function isPlainObject(value: unknown): value is Record<string, unknown> {
+  return typeof value === "object" && value !== null && !Array.isArray(value);
+}
