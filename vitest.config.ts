@@ -1,26 +1,48 @@
 import { cloudflareTest, readD1Migrations } from "@cloudflare/vitest-plugin";
-import { defineConfig } from "vitest/config";
+import { defineConfig, defineProject } from "vitest/config";
 import { generateSigningKey } from "./src/auth/generate-signing-key.ts";
 
-export default defineConfig(async () => {
-  const migrations = await readD1Migrations("migrations");
-  const signingKey = await generateSigningKey();
-  return {
-    plugins: [
-      cloudflareTest({
-        wrangler: { configPath: "./wrangler.toml" },
-        miniflare: {
-          bindings: {
-            JWT_SIGNING_KEYS: JSON.stringify({ keys: [signingKey] }),
-            ADMIN_TOKEN: "test-admin-token",
-            TEST_MIGRATIONS: migrations,
+/**
+ * Two test projects:
+ *   - worker: runs inside workerd with real Durable Objects, D1 and R2 (the Workers Vitest integration);
+ *   - node:   drives a real `wrangler dev` gateway, runtime agents and browsers from Node, on loopback ports.
+ */
+export default defineConfig({
+  test: {
+    projects: [
+      defineProject(async () => {
+        const migrations = await readD1Migrations("migrations");
+        const signingKey = await generateSigningKey();
+        return {
+          plugins: [
+            cloudflareTest({
+              wrangler: { configPath: "./wrangler.toml" },
+              miniflare: {
+                bindings: {
+                  JWT_SIGNING_KEYS: JSON.stringify({ keys: [signingKey] }),
+                  ADMIN_TOKEN: "test-admin-token",
+                  TEST_MIGRATIONS: migrations,
+                },
+              },
+            }),
+          ],
+          test: {
+            name: "worker",
+            include: ["test/worker/**/*.test.ts"],
+            setupFiles: ["test/worker/apply-migrations.ts"],
           },
-        },
+        };
       }),
+      {
+        test: {
+          name: "node",
+          include: ["test/node/**/*.test.ts"],
+          environment: "node",
+          testTimeout: 120_000,
+          hookTimeout: 120_000,
+          fileParallelism: false,
+        },
+      },
     ],
-    test: {
-      include: ["test/worker/**/*.test.ts"],
-      setupFiles: ["test/worker/apply-migrations.ts"],
-    },
-  };
+  },
 });
