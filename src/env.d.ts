@@ -9,8 +9,5 @@ declare namespace Cloudflare {
     /** Set only in local development: enables the dev token route for the demo page. */
     DEV_API_KEY?: string;
   }
-  interface GlobalProps {
-    mainModule: typeof import("./index.ts");
-  }
 }
 interface Env extends Cloudflare.Env {}
