@@ -6,6 +6,8 @@ import { negotiateVersions } from "./http/middleware/versions.ts";
 import type { AppEnv } from "./http/route.ts";
 import { adminRoutes } from "./routes/admin.ts";
 import { metaRoutes } from "./routes/meta.ts";
+import { sessionRoutes } from "./routes/sessions.ts";
+import { socketRoutes } from "./routes/sockets.ts";
 import { tokenRoutes } from "./routes/tokens.ts";
 
 export function createApp(): Hono<AppEnv> {
@@ -16,6 +18,8 @@ export function createApp(): Hono<AppEnv> {
   metaRoutes(app);
   tokenRoutes(app);
   adminRoutes(app);
+  sessionRoutes(app);
+  socketRoutes(app);
 
   app.notFound(() => new ApiError("NOT_FOUND", "No such route.").toResponse());
   app.onError((error) => {

@@ -19,3 +19,46 @@ export function tokenIssuer(env: Env): string {
 export function tokenAudience(env: Env): string {
   return env.TOKEN_AUDIENCE || DEFAULT_AUDIENCE;
 }
+
+/** Session timing and buffer limits; every value can be overridden by a var of the same name in wrangler.toml. */
+export interface SessionSettings {
+  graceMs: number;
+  maxDurationMs: number;
+  queueWaitMs: number;
+  connectMs: number;
+  longPollMs: number;
+  commandBufferCount: number;
+  commandBufferBytes: number;
+  messageBufferCount: number;
+  messageBufferBytes: number;
+  heartbeatIntervalMs: number;
+  retentionMs: number;
+}
+
+type SettingsEnv = Partial<Record<string, unknown>>;
+
+function numberVar(env: SettingsEnv, name: string, fallback: number): number {
+  const raw = env[name];
+  if (raw === undefined || raw === "") return fallback;
+  const value = Number(raw);
+  if (!Number.isFinite(value) || value < 0) throw new Error(`${name} must be a non-negative number, got ${String(raw)}`);
+  return value;
+}
+
+export function sessionSettings(env: SettingsEnv): SessionSettings {
+  return {
+    graceMs: numberVar(env, "SESSION_GRACE_SECONDS", 30) * 1000,
+    maxDurationMs: numberVar(env, "SESSION_MAX_SECONDS", 1200) * 1000,
+    queueWaitMs: numberVar(env, "SESSION_QUEUE_WAIT_SECONDS", 600) * 1000,
+    connectMs: numberVar(env, "SESSION_CONNECT_SECONDS", 60) * 1000,
+    longPollMs: numberVar(env, "LONG_POLL_MS", 5000),
+    commandBufferCount: numberVar(env, "COMMAND_BUFFER_COUNT", 256),
+    commandBufferBytes: numberVar(env, "COMMAND_BUFFER_BYTES", 1024 * 1024),
+    messageBufferCount: numberVar(env, "MESSAGE_BUFFER_COUNT", 1024),
+    messageBufferBytes: numberVar(env, "MESSAGE_BUFFER_BYTES", 4 * 1024 * 1024),
+    heartbeatIntervalMs: numberVar(env, "RUNTIME_HEARTBEAT_MS", 5000),
+    retentionMs: numberVar(env, "SESSION_RETENTION_SECONDS", 24 * 3600) * 1000,
+  };
+}
+
+export const DEFAULT_STUN_URLS = "stun:stun.cloudflare.com:3478";

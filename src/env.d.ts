@@ -6,6 +6,10 @@ declare namespace Cloudflare {
     JWT_SIGNING_KEYS: string;
     /** Guards /admin/*. Unset → admin endpoints answer 403. */
     ADMIN_TOKEN?: string;
+    /** Credentials GPU runtimes present on their sockets (comma-separated, for rotation). Never valid for clients. */
+    RUNTIME_TOKENS?: string;
+    /** "1" only in tests: lets tests move Durable Objects' clocks forward. */
+    TEST_CLOCK?: string;
     /** Set only in local development: enables the dev token route for the demo page. */
     DEV_API_KEY?: string;
   }

@@ -50,6 +50,39 @@ export const ERROR_CODES = {
   CLIENT_VERSION_TOO_OLD: { status: 426, recoverable: false, message: "The client speaks an API version this gateway no longer supports." },
   SERVER_VERSION_TOO_OLD: { status: 501, recoverable: false, message: "The client speaks an API version newer than this gateway." },
 
+  // Runtimes (GPU side)
+  RUNTIME_CREDENTIAL_INVALID: { status: 401, recoverable: false, message: "The runtime credential is missing or wrong." },
+  RUNTIME_CREDENTIAL_NOT_ACCEPTED: {
+    status: 401,
+    recoverable: false,
+    message: "A runtime credential was sent to a client route; clients need a JWT from POST /tokens.",
+  },
+  RUNTIME_NOT_ASSIGNED: { status: 403, recoverable: false, message: "This runtime is not assigned to that session." },
+
+  // Sessions
+  SESSION_NOT_FOUND: { status: 404, recoverable: false, message: "No session with that id." },
+  SESSION_ENDED: { status: 409, recoverable: false, message: "The session has ended." },
+  SESSION_STATE_CONFLICT: { status: 409, recoverable: false, message: "The session cannot do that in its current state." },
+  CONNECTION_SUPERSEDED: { status: 410, recoverable: false, message: "A newer connection replaced this one." },
+  MODEL_NOT_ALLOWED: { status: 403, recoverable: false, message: "This token may not use that model." },
+  WEBSOCKET_REQUIRED: { status: 426, recoverable: false, message: "This endpoint expects a WebSocket upgrade." },
+
+  // Frames and signaling (socket errors carry these codes too)
+  FRAME_UNSUPPORTED: { status: 400, recoverable: false, message: "Only text frames carrying JSON are accepted." },
+  FRAME_TOO_LARGE: { status: 413, recoverable: false, message: "The frame exceeds 256 KiB." },
+  FRAME_MALFORMED: { status: 400, recoverable: false, message: "The frame is not valid JSON." },
+  FRAME_INVALID: { status: 400, recoverable: false, message: "The frame does not match its schema." },
+  UNKNOWN_FRAME_TYPE: { status: 400, recoverable: false, message: "Unknown frame type." },
+  SDP_TOO_LARGE: { status: 413, recoverable: false, message: "The SDP exceeds 64 KiB." },
+  STALE_GENERATION: { status: 409, recoverable: false, message: "That peer connection generation is no longer current." },
+  ICE_CANDIDATE_LIMIT: { status: 429, recoverable: false, message: "Too many ICE candidates for this peer connection." },
+  COMMAND_REPLAYED: { status: 409, recoverable: false, message: "A command with that seq was already received." },
+  COMMAND_SEQ_GAP: { status: 409, recoverable: true, message: "Commands must be numbered without gaps; resend from the expected seq." },
+  COMMAND_BUFFER_FULL: { status: 429, recoverable: true, message: "The command buffer is full while the session is not ready." },
+  COMMAND_DROPPED: { status: 409, recoverable: false, message: "The command was dropped: the session is not ready and its policy is drop." },
+  MESSAGE_SEQ_GAP: { status: 409, recoverable: true, message: "Messages must be numbered without gaps." },
+  MESSAGE_BUFFER_FULL: { status: 429, recoverable: true, message: "The client is away and its message buffer is full." },
+
   // Generic
   NOT_FOUND: { status: 404, recoverable: false, message: "Not found." },
   METHOD_NOT_ALLOWED: { status: 405, recoverable: false, message: "Method not allowed." },

@@ -1,6 +1,9 @@
 /** Worker entry: the HTTP app and the Durable Object classes it binds. */
 import { createApp } from "./app.ts";
 
+export { ModelPool } from "../durable-objects/pool/model-pool.ts";
+export { SessionRelay } from "../durable-objects/session/session-relay.ts";
+
 const app = createApp();
 
 export default {

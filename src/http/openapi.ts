@@ -8,6 +8,7 @@ const SECURITY: Record<AuthScheme, Record<string, string[]>[]> = {
   apiKey: [{ apiKey: [] }],
   bearer: [{ bearer: [] }],
   admin: [{ admin: [] }],
+  runtime: [{ runtime: [] }],
 };
 
 const isSchema = (value: unknown): value is Schema<unknown> =>
@@ -65,6 +66,7 @@ export function buildOpenApi(routes: readonly RouteSpec<unknown>[]): JsonSchema 
           description: "From POST /tokens. WebSockets may send it as the subprotocol 'bearer.<jwt>' instead.",
         },
         admin: { type: "http", scheme: "bearer", description: "The ADMIN_TOKEN secret." },
+        runtime: { type: "http", scheme: "bearer", description: "A GPU runtime credential (RUNTIME_TOKENS)." },
       },
     },
     paths,

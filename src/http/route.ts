@@ -6,6 +6,7 @@ import type { Context, Hono } from "hono";
 import { ApiError } from "../errors.ts";
 import type { ApiKeyRecord } from "../auth/api-keys.ts";
 import type { ClientPrincipal } from "../auth/tokens.ts";
+import { schemaErrorCode } from "../protocol/frames.ts";
 import { parse, type JsonSchema, type Schema } from "../protocol/schema.ts";
 import { readJson } from "./body.ts";
 import { authenticators } from "./middleware/authenticate.ts";
@@ -15,7 +16,7 @@ export type AppContext = Context<AppEnv>;
 export type Method = "get" | "post" | "put" | "delete";
 
 /** How a route authenticates. Each scheme is a middleware keyed here, so the OpenAPI security follows the code. */
-export type AuthScheme = "none" | "apiKey" | "bearer" | "admin";
+export type AuthScheme = "none" | "apiKey" | "bearer" | "admin" | "runtime";
 
 export interface RouteSpec<B> {
   method: Method;
@@ -50,7 +51,10 @@ export function route<B = undefined>(
     if (!body) return handler(c, undefined as B);
     const raw = await readJson(c.req.raw, { optional: spec.bodyOptional });
     const result = parse(body, raw ?? {});
-    if (!result.ok) throw new ApiError("INVALID_REQUEST", result.error.message);
+    if (!result.ok) {
+      const code = schemaErrorCode(result.error) === "SDP_TOO_LARGE" ? "SDP_TOO_LARGE" : "INVALID_REQUEST";
+      throw new ApiError(code, result.error.message);
+    }
     return handler(c, result.value);
   });
 }

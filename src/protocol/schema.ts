@@ -148,7 +148,11 @@ export function json(description?: string): Schema<unknown> {
   };
 }
 
-export function optional<T>(inner: Schema<T>): Schema<T | undefined> {
+export interface OptionalSchema<T> extends Schema<T | undefined> {
+  readonly optional: true;
+}
+
+export function optional<T>(inner: Schema<T>): OptionalSchema<T> {
   return {
     check(value, path = "$") {
       return value === undefined ? undefined : inner.check(value, path);

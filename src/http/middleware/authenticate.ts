@@ -29,6 +29,8 @@ export function bearerToken(request: Request): string | undefined {
   return entry?.slice(BEARER_PROTOCOL_PREFIX.length);
 }
 
+const RUNTIME_TOKEN_PREFIX = "rt_";
+
 async function clientToken(c: AppContext, next: Next): Promise<void> {
   const token = bearerToken(c.req.raw);
   if (token === undefined || token === "") {
@@ -37,7 +39,22 @@ async function clientToken(c: AppContext, next: Next): Promise<void> {
     }
     throw new ApiError("TOKEN_MISSING");
   }
+  if (token.startsWith(RUNTIME_TOKEN_PREFIX)) throw new ApiError("RUNTIME_CREDENTIAL_NOT_ACCEPTED");
   c.set("principal", await verifyClientToken(c.env, token));
+  await next();
+}
+
+/** GPU runtimes present one of the RUNTIME_TOKENS (several may be valid at once, for rotation). */
+async function runtimeCredential(c: AppContext, next: Next): Promise<void> {
+  const given = bearerToken(c.req.raw);
+  const accepted = (c.env.RUNTIME_TOKENS ?? "")
+    .split(",")
+    .map((token) => token.trim())
+    .filter((token) => token.startsWith(RUNTIME_TOKEN_PREFIX));
+  if (!given?.startsWith(RUNTIME_TOKEN_PREFIX)) throw new ApiError("RUNTIME_CREDENTIAL_INVALID");
+  let valid = false;
+  for (const token of accepted) valid = (await secretsEqual(given, token)) || valid;
+  if (!valid) throw new ApiError("RUNTIME_CREDENTIAL_INVALID");
   await next();
 }
 
@@ -74,4 +91,5 @@ export const authenticators: Record<AuthScheme, (c: AppContext, next: Next) => P
   apiKey,
   bearer: clientToken,
   admin,
+  runtime: runtimeCredential,
 };

@@ -1,0 +1,342 @@
+/**
+ * One Durable Object per model: the runtimes serving it, their slots, and the FIFO queue of sessions waiting for
+ * a slot. Runtimes hold a control socket here (registration, capacity, heartbeats, assignments); the media
+ * signaling of each session goes over a separate socket straight to that session's object, so this object never
+ * sits on the relay path.
+ *
+ * One code path assigns: `#drain()` hands free slots to the head of the queue, whether the slot was just freed or
+ * the session just arrived.
+ */
+import { DurableObject } from "cloudflare:workers";
+import { sessionSettings, type SessionSettings } from "../../src/config.ts";
+import type { ErrorCode } from "../../src/errors.ts";
+import { ERROR_CODES } from "../../src/errors.ts";
+import type { Capabilities } from "../../src/protocol/common.ts";
+import { decodeFrame } from "../../src/protocol/frames.ts";
+import {
+  HEARTBEAT_REQUEST,
+  HEARTBEAT_RESPONSE,
+  RuntimeControlFrame,
+  type PoolFrame,
+} from "../../src/protocol/runtime.ts";
+import { Clock } from "../clock.ts";
+
+export interface Assignment {
+  runtimeId: string;
+  modelVersion?: string;
+  capabilities: Capabilities;
+}
+
+export interface PoolSnapshot {
+  model: string;
+  runtimes: { id: string; model_version: string | null; slots: number; busy: number; connected: boolean }[];
+  capabilities: Capabilities | null;
+  free_slots: number;
+  queue_length: number;
+}
+
+interface ControlAttachment {
+  runtimeId: string | null;
+  connection: number;
+  acceptedAt: number;
+}
+
+type RuntimeRow = {
+  id: string;
+  model_version: string | null;
+  capabilities: string;
+  slots: number;
+  connected: number;
+  connection: number;
+  disconnected_at: number | null;
+};
+
+/** Sessions told their queue position after each change; the rest learn it when they ask. */
+const POSITION_PUSH_LIMIT = 50;
+const MODEL_KEY = "model";
+
+export class ModelPool extends DurableObject<Env> {
+  readonly #settings: SessionSettings;
+  readonly #clock: Clock;
+  readonly #sql: SqlStorage;
+  #connections: number;
+  /** Serializes `#drain` so two callers never hand out the same slot. */
+  #draining: Promise<void> = Promise.resolve();
+
+  constructor(ctx: DurableObjectState, env: Env) {
+    super(ctx, env);
+    this.#settings = sessionSettings(env as unknown as Record<string, unknown>);
+    this.#clock = new Clock(ctx.storage, env);
+    this.#sql = ctx.storage.sql;
+    this.#sql.exec(`
+      CREATE TABLE IF NOT EXISTS runtimes (
+        id TEXT PRIMARY KEY,
+        model_version TEXT,
+        capabilities TEXT NOT NULL,
+        slots INTEGER NOT NULL,
+        connected INTEGER NOT NULL,
+        connection INTEGER NOT NULL,
+        disconnected_at INTEGER
+      );
+      CREATE TABLE IF NOT EXISTS assignments (
+        session_id TEXT PRIMARY KEY,
+        runtime_id TEXT NOT NULL,
+        assigned_at INTEGER NOT NULL
+      );
+      CREATE INDEX IF NOT EXISTS assignments_by_runtime ON assignments(runtime_id);
+      CREATE TABLE IF NOT EXISTS queue (
+        position INTEGER PRIMARY KEY AUTOINCREMENT,
+        session_id TEXT NOT NULL UNIQUE,
+        enqueued_at INTEGER NOT NULL
+      );
+    `);
+    this.#connections = ctx.storage.kv.get<number>("connections") ?? 0;
+    // Heartbeats are answered by the runtime itself without waking this object; the alarm reads their timestamps.
+    ctx.setWebSocketAutoResponse(new WebSocketRequestResponsePair(HEARTBEAT_REQUEST, HEARTBEAT_RESPONSE));
+  }
+
+  // ── RPC from session objects ───────────────────────────────────────────────────────────────────────────────
+
+  /** Queues a session. Returns its position, or null if it was assigned a slot right away. */
+  async enqueue(sessionId: string): Promise<{ position: number | null }> {
+    const assigned = this.#sql.exec("SELECT 1 FROM assignments WHERE session_id = ?", sessionId).toArray().length > 0;
+    if (!assigned) {
+      this.#sql.exec("INSERT OR IGNORE INTO queue (session_id, enqueued_at) VALUES (?, ?)", sessionId, this.#clock.now());
+      await this.#drain();
+    }
+    return { position: this.#position(sessionId) };
+  }
+
+  /** The session no longer needs its slot or queue place. Returns how many runtimes serve this model. */
+  async release(sessionId: string): Promise<{ runtimes: number }> {
+    this.#sql.exec("DELETE FROM queue WHERE session_id = ?", sessionId);
+    const freed = this.#sql.exec("DELETE FROM assignments WHERE session_id = ? RETURNING runtime_id", sessionId).toArray();
+    if (freed.length > 0) await this.#drain();
+    else this.#pushPositions();
+    return { runtimes: this.#sql.exec<{ n: number }>("SELECT count(*) AS n FROM runtimes").one().n };
+  }
+
+  async snapshot(): Promise<PoolSnapshot> {
+    const runtimes = this.#sql
+      .exec<RuntimeRow & { busy: number }>(
+        `SELECT r.*, (SELECT count(*) FROM assignments a WHERE a.runtime_id = r.id) AS busy FROM runtimes r ORDER BY r.id`,
+      )
+      .toArray();
+    const connected = runtimes.filter((runtime) => runtime.connected);
+    return {
+      model: this.ctx.storage.kv.get<string>(MODEL_KEY) ?? "",
+      runtimes: runtimes.map(({ id, model_version, slots, busy, connected }) => ({
+        id,
+        model_version,
+        slots,
+        busy,
+        connected: connected === 1,
+      })),
+      capabilities: connected[0] ? (JSON.parse(connected[0].capabilities) as Capabilities) : null,
+      free_slots: connected.reduce((sum, runtime) => sum + Math.max(0, runtime.slots - runtime.busy), 0),
+      queue_length: this.#sql.exec<{ n: number }>("SELECT count(*) AS n FROM queue").one().n,
+    };
+  }
+
+  // ── The runtime's control socket ─────────────────────────────────────────────────────────────────────────────
+
+  override async fetch(request: Request): Promise<Response> {
+    if (request.headers.get("Upgrade")?.toLowerCase() !== "websocket") return errorResponse("WEBSOCKET_REQUIRED");
+    const model = new URL(request.url).searchParams.get("model") ?? "";
+    this.ctx.storage.kv.put(MODEL_KEY, model);
+    const [runtime, server] = Object.values(new WebSocketPair()) as [WebSocket, WebSocket];
+    this.ctx.acceptWebSocket(server);
+    this.#connections++;
+    this.ctx.storage.kv.put("connections", this.#connections);
+    server.serializeAttachment({ runtimeId: null, connection: this.#connections, acceptedAt: Date.now() } satisfies ControlAttachment);
+    await this.#scheduleAlarm();
+    return new Response(null, { status: 101, webSocket: runtime });
+  }
+
+  override async webSocketMessage(ws: WebSocket, raw: string | ArrayBuffer): Promise<void> {
+    const attachment = ws.deserializeAttachment() as ControlAttachment;
+    const decoded = decodeFrame(RuntimeControlFrame, raw);
+    if (!decoded.ok) return send(ws, { type: "error", code: decoded.code, message: decoded.message });
+    const frame = decoded.frame;
+    if (frame.type === "register") {
+      const model = this.ctx.storage.kv.get<string>(MODEL_KEY);
+      if (frame.model.name !== model) {
+        return send(ws, { type: "error", code: "FRAME_INVALID", message: `This socket serves model ${model}, not ${frame.model.name}.` });
+      }
+      await this.#register(ws, attachment, frame);
+      return;
+    }
+    if (attachment.runtimeId === null) return send(ws, { type: "error", code: "FRAME_INVALID", message: "Send register first." });
+    this.#sql.exec("UPDATE runtimes SET slots = ? WHERE id = ?", frame.slots, attachment.runtimeId);
+    await this.#drain();
+  }
+
+  override async webSocketClose(ws: WebSocket): Promise<void> {
+    await this.#disconnected(ws);
+  }
+
+  override async webSocketError(ws: WebSocket): Promise<void> {
+    await this.#disconnected(ws);
+  }
+
+  /** Heartbeat watchdog and purge of runtimes that stayed away longer than the grace window. */
+  override async alarm(): Promise<void> {
+    const now = Date.now();
+    const silenceLimit = this.#settings.heartbeatIntervalMs * 3;
+    for (const ws of this.ctx.getWebSockets()) {
+      const attachment = ws.deserializeAttachment() as ControlAttachment;
+      const lastHeard = this.ctx.getWebSocketAutoResponseTimestamp(ws)?.getTime() ?? attachment.acceptedAt;
+      if (now - Math.max(lastHeard, attachment.acceptedAt) > silenceLimit) {
+        ws.close(4008, "heartbeat timeout");
+        await this.#disconnected(ws);
+      }
+    }
+    const purgeBefore = this.#clock.now() - this.#settings.graceMs - 5000;
+    const gone = this.#sql
+      .exec<{ id: string }>("DELETE FROM runtimes WHERE connected = 0 AND disconnected_at <= ? RETURNING id", purgeBefore)
+      .toArray();
+    for (const { id } of gone) {
+      const orphans = this.#sql.exec<{ session_id: string }>("DELETE FROM assignments WHERE runtime_id = ? RETURNING session_id", id).toArray();
+      for (const { session_id } of orphans) void this.#session(session_id).runtimeLost("runtime_lost").catch(logError);
+    }
+    await this.#scheduleAlarm();
+  }
+
+  // ── Internals ─────────────────────────────────────────────────────────────────────────────────────────────────
+
+  async #register(ws: WebSocket, attachment: ControlAttachment, frame: Extract<RuntimeControlFrame, { type: "register" }>): Promise<void> {
+    const runtimeId = frame.runtime_id;
+    const previous = this.#sql.exec<RuntimeRow>("SELECT * FROM runtimes WHERE id = ?", runtimeId).toArray()[0];
+    if (previous?.connected) this.#controlSocket(previous.connection)?.close(4000, "replaced by a newer connection");
+    this.#sql.exec(
+      `INSERT INTO runtimes (id, model_version, capabilities, slots, connected, connection, disconnected_at)
+       VALUES (?, ?, ?, ?, 1, ?, NULL)
+       ON CONFLICT (id) DO UPDATE SET model_version = excluded.model_version, capabilities = excluded.capabilities,
+         slots = excluded.slots, connected = 1, connection = excluded.connection, disconnected_at = NULL`,
+      runtimeId,
+      frame.model.version ?? null,
+      JSON.stringify(frame.capabilities),
+      frame.slots,
+      attachment.connection,
+    );
+    ws.serializeAttachment({ ...attachment, runtimeId } satisfies ControlAttachment);
+    send(ws, { type: "registered", runtime_id: runtimeId, heartbeat_interval_ms: this.#settings.heartbeatIntervalMs });
+
+    // A runtime that comes back without some of its sessions (it restarted) has lost them: end them now rather
+    // than letting them wait out the grace window.
+    const kept = new Set(frame.sessions ?? []);
+    const assigned = this.#sql.exec<{ session_id: string }>("SELECT session_id FROM assignments WHERE runtime_id = ?", runtimeId).toArray();
+    for (const { session_id } of assigned) {
+      if (kept.has(session_id)) continue;
+      this.#sql.exec("DELETE FROM assignments WHERE session_id = ?", session_id);
+      void this.#session(session_id).runtimeLost("runtime_restarted").catch(logError);
+    }
+    await this.#drain();
+    await this.#scheduleAlarm();
+  }
+
+  async #disconnected(ws: WebSocket): Promise<void> {
+    const attachment = ws.deserializeAttachment() as ControlAttachment | null;
+    if (!attachment?.runtimeId) return;
+    // Its sessions keep their slots through the grace window: the runtime may come back and resume them.
+    this.#sql.exec(
+      "UPDATE runtimes SET connected = 0, disconnected_at = ? WHERE id = ? AND connection = ?",
+      this.#clock.now(),
+      attachment.runtimeId,
+      attachment.connection,
+    );
+    await this.#scheduleAlarm();
+  }
+
+  #drain(): Promise<void> {
+    const run = this.#draining.then(() => this.#assignFreeSlots());
+    this.#draining = run.catch(logError);
+    return run;
+  }
+
+  async #assignFreeSlots(): Promise<void> {
+    for (;;) {
+      const head = this.#sql.exec<{ session_id: string }>("SELECT session_id FROM queue ORDER BY position LIMIT 1").toArray()[0];
+      if (!head) break;
+      const runtime = this.#sql
+        .exec<RuntimeRow & { free: number }>(
+          `SELECT r.*, r.slots - (SELECT count(*) FROM assignments a WHERE a.runtime_id = r.id) AS free
+           FROM runtimes r WHERE r.connected = 1 AND free > 0 ORDER BY free DESC, r.id LIMIT 1`,
+        )
+        .toArray()[0];
+      if (!runtime) break;
+      // Reserve before the first await, so nothing else can take this slot or this session meanwhile.
+      this.#sql.exec("DELETE FROM queue WHERE session_id = ?", head.session_id);
+      this.#sql.exec("INSERT INTO assignments (session_id, runtime_id, assigned_at) VALUES (?, ?, ?)", head.session_id, runtime.id, this.#clock.now());
+      const assignment: Assignment = {
+        runtimeId: runtime.id,
+        ...(runtime.model_version !== null && { modelVersion: runtime.model_version }),
+        capabilities: JSON.parse(runtime.capabilities) as Capabilities,
+      };
+      let accepted = false;
+      try {
+        accepted = await this.#session(head.session_id).assign(assignment);
+      } catch (error) {
+        logError(error);
+      }
+      if (!accepted) {
+        this.#sql.exec("DELETE FROM assignments WHERE session_id = ?", head.session_id);
+        continue;
+      }
+      const socket = this.#controlSocket(runtime.connection);
+      if (socket) send(socket, { type: "assign", session_id: head.session_id });
+    }
+    this.#pushPositions();
+  }
+
+  #pushPositions(): void {
+    const waiting = this.#sql
+      .exec<{ session_id: string }>("SELECT session_id FROM queue ORDER BY position LIMIT ?", POSITION_PUSH_LIMIT)
+      .toArray();
+    waiting.forEach(({ session_id }, index) => void this.#session(session_id).queuePosition(index + 1).catch(logError));
+  }
+
+  /** 1-based place in the queue, or null if the session is not queued (assigned, or unknown). */
+  #position(sessionId: string): number | null {
+    const row = this.#sql
+      .exec<{ ahead: number | null }>(
+        "SELECT (SELECT count(*) FROM queue q2 WHERE q2.position < q1.position) AS ahead FROM queue q1 WHERE q1.session_id = ?",
+        sessionId,
+      )
+      .toArray()[0];
+    return row ? (row.ahead ?? 0) + 1 : null;
+  }
+
+  #controlSocket(connection: number): WebSocket | undefined {
+    return this.ctx.getWebSockets().find((ws) => (ws.deserializeAttachment() as ControlAttachment).connection === connection);
+  }
+
+  #session(sessionId: string) {
+    return this.env.SESSION_RELAY.get(this.env.SESSION_RELAY.idFromName(sessionId));
+  }
+
+  async #scheduleAlarm(): Promise<void> {
+    const connected = this.ctx.getWebSockets().length > 0;
+    const firstDisconnect = this.#sql.exec<{ at: number | null }>("SELECT min(disconnected_at) AS at FROM runtimes WHERE connected = 0").one().at;
+    const times: number[] = [];
+    if (connected) times.push(Date.now() + this.#settings.heartbeatIntervalMs);
+    if (firstDisconnect !== null) times.push(Date.now() + Math.max(0, firstDisconnect + this.#settings.graceMs + 5000 - this.#clock.now()));
+    if (times.length === 0) return this.ctx.storage.deleteAlarm();
+    const at = Math.min(...times);
+    const current = await this.ctx.storage.getAlarm();
+    if (current === null || current > at) await this.ctx.storage.setAlarm(at);
+  }
+}
+
+function send(ws: WebSocket, frame: PoolFrame): void {
+  ws.send(JSON.stringify(frame));
+}
+
+function errorResponse(code: ErrorCode): Response {
+  const { status, message, recoverable } = ERROR_CODES[code];
+  return Response.json({ error: { code, message, recoverable } }, { status });
+}
+
+function logError(error: unknown): void {
+  console.error("model pool:", error instanceof Error ? error.message : String(error));
+}

@@ -1,0 +1,124 @@
+/**
+ * Commands from the client to the model, stored in the session's SQLite until the runtime acknowledges them.
+ * Delivery is in order and exactly once: the client numbers commands 1, 2, 3…; anything but the next number is a
+ * replay or a gap; the runtime acknowledges cumulatively and skips seqs it has already processed after a resume.
+ */
+import type { Command, CommandPolicy } from "../../src/protocol/common.ts";
+
+export interface CommandLimits {
+  maxWaiting: number;
+  maxWaitingBytes: number;
+}
+
+export interface StoredCommand {
+  seq: number;
+  command: Command;
+}
+
+export type AcceptResult =
+  | { kind: "duplicate" }
+  | { kind: "gap"; expected: number }
+  | { kind: "stored"; state: "waiting" | "delivered"; replaced: number[] }
+  | { kind: "dropped"; reason: "policy" | "buffer_full" };
+
+type Row = { seq: number; body: string };
+const toStored = ({ seq, body }: Row): StoredCommand => ({ seq, command: JSON.parse(body) as Command });
+
+export class CommandLog {
+  readonly #sql: SqlStorage;
+  readonly #limits: CommandLimits;
+
+  constructor(sql: SqlStorage, limits: CommandLimits) {
+    this.#sql = sql;
+    this.#limits = limits;
+    sql.exec(`CREATE TABLE IF NOT EXISTS commands (
+      seq INTEGER PRIMARY KEY,
+      type TEXT NOT NULL,
+      body TEXT NOT NULL,
+      bytes INTEGER NOT NULL,
+      state TEXT NOT NULL CHECK (state IN ('waiting', 'delivered'))
+    )`);
+  }
+
+  /**
+   * Takes command `seq` from the client. `nextSeq` is the next number expected; `deliverable` says whether the
+   * runtime can receive it now. The caller advances its `nextSeq` on `stored` and `dropped`.
+   */
+  accept(seq: number, nextSeq: number, command: Command, policy: CommandPolicy, deliverable: boolean): AcceptResult {
+    if (seq < nextSeq) return { kind: "duplicate" };
+    if (seq > nextSeq) return { kind: "gap", expected: nextSeq };
+    const body = JSON.stringify(command);
+    if (deliverable) {
+      this.#insert(seq, command.type, body, "delivered");
+      return { kind: "stored", state: "delivered", replaced: [] };
+    }
+    if (policy === "drop") return { kind: "dropped", reason: "policy" };
+    const replaced = policy === "replace" ? this.#removeWaiting(command.type) : [];
+    const { count, bytes } = this.#waitingTotals();
+    if (count + 1 > this.#limits.maxWaiting || bytes + body.length > this.#limits.maxWaitingBytes) {
+      return { kind: "dropped", reason: "buffer_full" };
+    }
+    this.#insert(seq, command.type, body, "waiting");
+    return { kind: "stored", state: "waiting", replaced };
+  }
+
+  /**
+   * What a (re)connected runtime must get: every delivered command it has not acknowledged, plus the waiting ones
+   * when `includeWaiting` (those become delivered). Oldest first.
+   */
+  takeUnacknowledged(includeWaiting: boolean): StoredCommand[] {
+    const rows = this.#sql
+      .exec<Row>(includeWaiting ? "SELECT seq, body FROM commands ORDER BY seq" : "SELECT seq, body FROM commands WHERE state = 'delivered' ORDER BY seq")
+      .toArray();
+    if (includeWaiting) this.#sql.exec("UPDATE commands SET state = 'delivered' WHERE state = 'waiting'");
+    return rows.map(toStored);
+  }
+
+  /** The waiting commands, oldest first, now marked delivered: sent when the session becomes ready. */
+  flushWaiting(): StoredCommand[] {
+    return this.#sql
+      .exec<Row>("UPDATE commands SET state = 'delivered' WHERE state = 'waiting' RETURNING seq, body")
+      .toArray()
+      .map(toStored)
+      .sort((a, b) => a.seq - b.seq);
+  }
+
+  /** Seqs of the commands buffered while the session was not ready. */
+  waitingSeqs(): number[] {
+    return this.#sql
+      .exec<{ seq: number }>("SELECT seq FROM commands WHERE state = 'waiting' ORDER BY seq")
+      .toArray()
+      .map((row) => row.seq);
+  }
+
+  /** The runtime has every command up to `seq`; returns the seqs newly acknowledged. */
+  acknowledge(seq: number): number[] {
+    return this.#sql
+      .exec<{ seq: number }>("DELETE FROM commands WHERE seq <= ? AND state = 'delivered' RETURNING seq", seq)
+      .toArray()
+      .map((row) => row.seq)
+      .sort((a, b) => a - b);
+  }
+
+  /** The session ended: everything still stored is dropped; returns those seqs. */
+  dropAll(): number[] {
+    return this.#sql.exec<{ seq: number }>("DELETE FROM commands RETURNING seq").toArray().map((row) => row.seq);
+  }
+
+  #insert(seq: number, type: string, body: string, state: "waiting" | "delivered"): void {
+    this.#sql.exec("INSERT INTO commands (seq, type, body, bytes, state) VALUES (?, ?, ?, ?, ?)", seq, type, body, body.length, state);
+  }
+
+  #removeWaiting(type: string): number[] {
+    return this.#sql
+      .exec<{ seq: number }>("DELETE FROM commands WHERE type = ? AND state = 'waiting' RETURNING seq", type)
+      .toArray()
+      .map((row) => row.seq);
+  }
+
+  #waitingTotals(): { count: number; bytes: number } {
+    return this.#sql
+      .exec<{ count: number; bytes: number }>("SELECT count(*) AS count, coalesce(sum(bytes), 0) AS bytes FROM commands WHERE state = 'waiting'")
+      .one();
+  }
+}

@@ -1,0 +1,906 @@
+/**
+ * One Durable Object per session. It owns the session's lifecycle (see lifecycle.ts), relays SDP and ICE between
+ * the client and its runtime, stores commands and model messages until the other side has them, and keeps every
+ * deadline (queue wait, connect, 30 s grace, maximum length, retention) as a stored time behind one alarm.
+ *
+ * Sockets are hibernatable: per-socket facts live in their attachments, everything else in SQLite storage, so
+ * the object can be evicted at any moment and pick up exactly where it was.
+ */
+import { DurableObject } from "cloudflare:workers";
+import { GATEWAY_VERSION, sessionSettings, type SessionSettings } from "../../src/config.ts";
+import type { ErrorCode } from "../../src/errors.ts";
+import { ERROR_CODES } from "../../src/errors.ts";
+import { iceServersFor } from "../../src/ice-servers.ts";
+import {
+  LIMITS,
+  PROTOCOL_VERSION,
+  type Capabilities,
+  type Command,
+  type CommandPolicy,
+  type CommandState,
+  type IceCandidate,
+  type PeerState,
+  type SessionState,
+} from "../../src/protocol/common.ts";
+import { decodeFrame } from "../../src/protocol/frames.ts";
+import { GatewaySessionFrame, RuntimeSessionFrame, type RuntimeId } from "../../src/protocol/runtime.ts";
+import type { SessionResponse } from "../../src/protocol/sessions.ts";
+import { ClientFrame, type ServerFrame } from "../../src/protocol/signaling.ts";
+import type { Infer } from "../../src/protocol/schema.ts";
+import { Clock } from "../clock.ts";
+import type { Assignment } from "../pool/model-pool.ts";
+import { CommandLog } from "./command-log.ts";
+import { EventLog, type SessionEvent } from "./event-log.ts";
+import { isEnded, nextState, type LifecycleEvent } from "./lifecycle.ts";
+import { MessageLog } from "./message-log.ts";
+
+export type Result<T> = { ok: true; value: T } | { ok: false; code: ErrorCode; message?: string };
+const ok = <T>(value: T): Result<T> => ({ ok: true, value });
+const fail = <T = never>(code: ErrorCode, message?: string): Result<T> => ({ ok: false, code, message });
+
+type GatewayFrame = Infer<typeof GatewaySessionFrame>;
+type ClientKind = "rest" | "native";
+type Role = "client" | "runtime";
+
+interface SocketAttachment {
+  role: Role;
+  /** Distinguishes this socket from the one it replaced, whose late close event must not count as a drop. */
+  connection: number;
+}
+
+interface Deadlines {
+  wait?: number;
+  grace?: number;
+  maxDuration?: number;
+  purge?: number;
+  /** Retry of an unconfirmed slot release to the pool. */
+  release?: number;
+}
+
+/** Everything about a session except its logs. Stored as one value; small enough to rewrite on every change. */
+interface SessionRecord {
+  id: string;
+  accountId: string;
+  apiKeyId: string;
+  tokenId: string;
+  model: string;
+  extraArgs?: Record<string, unknown>;
+  state: SessionState;
+  reason: string | null;
+  createdAt: number;
+  activatedAt: number | null;
+  runtime: Assignment | null;
+  queuePosition: number | null;
+  clientKind: ClientKind | null;
+  clientSocket: number | null;
+  runtimeSocket: number | null;
+  runtimeEverConnected: boolean;
+  peerConnected: boolean;
+  /** Current peer connection generation; offers, answers and candidates of other generations are dropped. */
+  generation: number;
+  offer: { sdp: string; trackMapping?: unknown } | null;
+  answer: string | null;
+  clientCandidates: (IceCandidate | null)[];
+  runtimeCandidates: (IceCandidate | null)[];
+  nextCommandSeq: number;
+  messageSeq: number;
+  counters: { commands: number; acknowledged: number; dropped: number; replaced: number; messages: number };
+  deadlines: Deadlines;
+  connections: number;
+  releasePending: boolean;
+}
+
+export interface CreateSessionInput {
+  sessionId: string;
+  accountId: string;
+  apiKeyId: string;
+  tokenId: string;
+  model: string;
+  extraArgs?: Record<string, unknown>;
+}
+
+const RECORD_KEY = "session";
+const CLUSTER = "edge";
+
+export class SessionRelay extends DurableObject<Env> {
+  readonly #settings: SessionSettings;
+  readonly #clock: Clock;
+  readonly #commands: CommandLog;
+  readonly #messages: MessageLog;
+  readonly #events: EventLog;
+  #session: SessionRecord | undefined;
+  /** Long-polling requests waiting for the session to change. In memory on purpose: they die with the request. */
+  readonly #waiters = new Set<() => void>();
+
+  constructor(ctx: DurableObjectState, env: Env) {
+    super(ctx, env);
+    this.#settings = sessionSettings(env as unknown as Record<string, unknown>);
+    this.#clock = new Clock(ctx.storage, env);
+    const sql = ctx.storage.sql;
+    this.#commands = new CommandLog(sql, {
+      maxWaiting: this.#settings.commandBufferCount,
+      maxWaitingBytes: this.#settings.commandBufferBytes,
+    });
+    this.#messages = new MessageLog(sql, {
+      maxStored: this.#settings.messageBufferCount,
+      maxStoredBytes: this.#settings.messageBufferBytes,
+    });
+    this.#events = new EventLog(sql);
+    this.#session = ctx.storage.kv.get<SessionRecord>(RECORD_KEY);
+  }
+
+  // ── REST (RPC from the Worker's routes) ─────────────────────────────────────────────────────────────────────
+
+  async create(input: CreateSessionInput): Promise<Result<SessionResponse>> {
+    if (this.#session) return fail("SESSION_STATE_CONFLICT", "A session with that id already exists.");
+    const now = this.#clock.now();
+    this.#session = {
+      id: input.sessionId,
+      accountId: input.accountId,
+      apiKeyId: input.apiKeyId,
+      tokenId: input.tokenId,
+      model: input.model,
+      extraArgs: input.extraArgs,
+      state: "CREATED",
+      reason: null,
+      createdAt: now,
+      activatedAt: null,
+      runtime: null,
+      queuePosition: null,
+      clientKind: null,
+      clientSocket: null,
+      runtimeSocket: null,
+      runtimeEverConnected: false,
+      peerConnected: false,
+      generation: 0,
+      offer: null,
+      answer: null,
+      clientCandidates: [],
+      runtimeCandidates: [],
+      nextCommandSeq: 1,
+      messageSeq: 0,
+      counters: { commands: 0, acknowledged: 0, dropped: 0, replaced: 0, messages: 0 },
+      deadlines: {},
+      connections: 0,
+      releasePending: false,
+    };
+    this.#events.record(now, "created", { model: input.model, api_key_id: input.apiKeyId });
+    await this.#queue();
+    return ok(this.#view());
+  }
+
+  /** The session as the official client sees it; waits up to `waitMs` for a GPU if none is assigned yet. */
+  async view(accountId: string, waitMs = 0): Promise<Result<SessionResponse>> {
+    const owned = this.#owned(accountId);
+    if (!owned.ok) return owned;
+    await this.#waitUntil(() => this.#session!.runtime !== null || isEnded(this.#session!.state), waitMs);
+    return ok(this.#view());
+  }
+
+  async restart(accountId: string): Promise<Result<SessionResponse>> {
+    const owned = this.#owned(accountId);
+    if (!owned.ok) return owned;
+    const session = this.#session!;
+    if (session.state !== "INACTIVE") return ok(this.#view()); // already running or waiting: nothing to restart
+    this.#resetConnection();
+    session.runtime = null;
+    session.activatedAt = null;
+    session.runtimeEverConnected = false;
+    session.releasePending = false;
+    this.#transition("restart", "restarted");
+    await this.#queue();
+    return ok(this.#view());
+  }
+
+  async terminate(accountId: string, reason = "client_closed"): Promise<Result<SessionResponse>> {
+    const owned = this.#owned(accountId);
+    if (!owned.ok) return owned;
+    await this.#end("close", reason);
+    return ok(this.#view());
+  }
+
+  async events(accountId: string): Promise<Result<{ session_id: string; events: SessionEvent[] }>> {
+    const owned = this.#owned(accountId);
+    if (!owned.ok) return owned;
+    return ok({ session_id: this.#session!.id, events: this.#events.list() });
+  }
+
+  /** A new peer connection generation from a REST client. Returns its connection id. */
+  async submitOffer(
+    accountId: string,
+    offer: { sdp: string; trackMapping?: unknown; connectionId?: string },
+  ): Promise<Result<{ connection_id: string }>> {
+    const owned = this.#ownedAndLive(accountId);
+    if (!owned.ok) return owned;
+    const session = this.#session!;
+    let generation = session.generation + 1;
+    if (offer.connectionId !== undefined) {
+      const requested = parseConnectionId(offer.connectionId);
+      // A connection created with POST connections reserves its generation; a reused id renegotiates it.
+      if (requested === undefined || requested < session.generation) return fail("CONNECTION_SUPERSEDED");
+      generation = Math.max(requested, session.generation);
+    }
+    session.clientKind ??= "rest";
+    this.#startGeneration(generation, offer.sdp, offer.trackMapping);
+    this.#save();
+    return ok({ connection_id: connectionId(generation) });
+  }
+
+  async createConnection(accountId: string): Promise<Result<{ connection_id: string; track_map: unknown[] }>> {
+    const owned = this.#ownedAndLive(accountId);
+    if (!owned.ok) return owned;
+    const session = this.#session!;
+    session.clientKind ??= "rest";
+    const generation = session.generation + 1;
+    this.#resetGeneration(generation);
+    this.#save();
+    return ok({ connection_id: connectionId(generation), track_map: session.runtime?.capabilities.tracks ?? [] });
+  }
+
+  /** The runtime's answer for the current (or the named) connection; waits up to `waitMs` for it. */
+  async answer(
+    accountId: string,
+    connection: string | undefined,
+    waitMs: number,
+  ): Promise<Result<{ sdp_answer: string; connection_id: string } | null>> {
+    const owned = this.#owned(accountId);
+    if (!owned.ok) return owned;
+    const generation = connection === undefined ? this.#session!.generation : parseConnectionId(connection);
+    if (generation === undefined || generation < this.#session!.generation) return fail("CONNECTION_SUPERSEDED");
+    await this.#waitUntil(() => this.#session!.answer !== null || isEnded(this.#session!.state), waitMs);
+    const session = this.#session!;
+    if (isEnded(session.state)) return fail("SESSION_ENDED", `The session is ${session.state}: ${session.reason}.`);
+    if (generation !== session.generation) return fail("CONNECTION_SUPERSEDED");
+    return ok(session.answer === null ? null : { sdp_answer: session.answer, connection_id: connectionId(generation) });
+  }
+
+  async addClientCandidates(
+    accountId: string,
+    connection: string,
+    candidates: IceCandidate[],
+    final: boolean,
+  ): Promise<Result<{ connection_id: string }>> {
+    const owned = this.#ownedAndLive(accountId);
+    if (!owned.ok) return owned;
+    const generation = parseConnectionId(connection);
+    if (generation !== this.#session!.generation) return fail("CONNECTION_SUPERSEDED");
+    const all: (IceCandidate | null)[] = final ? [...candidates, null] : candidates;
+    for (const candidate of all) {
+      const error = this.#relayClientCandidate(generation, candidate);
+      if (error) return fail(error);
+    }
+    this.#save();
+    return ok({ connection_id: connection });
+  }
+
+  // ── From the model's pool ───────────────────────────────────────────────────────────────────────────────────
+
+  /** The pool gives this session a GPU. Returns false if the session no longer wants one (the pool frees it). */
+  async assign(assignment: Assignment): Promise<boolean> {
+    const session = this.#session;
+    if (!session || session.state !== "WAITING" || session.runtime !== null) return false;
+    session.runtime = assignment;
+    session.queuePosition = null;
+    session.deadlines.wait = this.#clock.now() + this.#settings.connectMs;
+    this.#transition("assign", "assigned");
+    this.#events.record(this.#clock.now(), "assigned", { runtime_id: assignment.runtimeId, model_version: assignment.modelVersion });
+    this.#sendToClient({ type: "ice_servers", ice_servers: iceServersFor(this.env) });
+    this.#save();
+    return true;
+  }
+
+  async queuePosition(position: number): Promise<void> {
+    const session = this.#session;
+    if (!session || session.state !== "WAITING" || session.runtime !== null || session.queuePosition === position) return;
+    session.queuePosition = position;
+    this.#save();
+    this.#sendStatus();
+  }
+
+  async runtimeLost(reason: string): Promise<void> {
+    if (this.#session && !isEnded(this.#session.state)) await this.#end("runtime_lost", reason);
+  }
+
+  // ── WebSockets: the native client's signaling socket and the runtime's session socket ────────────────────────
+
+  override async fetch(request: Request): Promise<Response> {
+    if (request.headers.get("Upgrade")?.toLowerCase() !== "websocket") return errorResponse("WEBSOCKET_REQUIRED");
+    const url = new URL(request.url);
+    if (url.pathname.endsWith("/runtime")) return this.#acceptRuntime(url.searchParams.get("runtime_id") ?? "");
+    return this.#acceptClient(request.headers.get("X-Account-Id") ?? "", request.headers.get("Sec-WebSocket-Protocol"));
+  }
+
+  override async webSocketMessage(ws: WebSocket, raw: string | ArrayBuffer): Promise<void> {
+    const attachment = ws.deserializeAttachment() as SocketAttachment | null;
+    if (!attachment || !this.#session) return;
+    if (attachment.role === "client") await this.#onClientFrame(ws, raw);
+    else await this.#onRuntimeFrame(ws, raw);
+  }
+
+  override async webSocketClose(ws: WebSocket, code: number, reason: string): Promise<void> {
+    await this.#onSocketGone(ws, `closed ${code}${reason ? ` ${reason}` : ""}`);
+  }
+
+  override async webSocketError(ws: WebSocket, error: unknown): Promise<void> {
+    await this.#onSocketGone(ws, `error ${String(error)}`);
+  }
+
+  // ── Deadlines ────────────────────────────────────────────────────────────────────────────────────────────────
+
+  override async alarm(): Promise<void> {
+    const session = this.#session;
+    if (!session) return;
+    const now = this.#clock.now();
+    const due = (deadline: number | undefined) => deadline !== undefined && deadline <= now;
+    const { deadlines } = session;
+
+    if (due(deadlines.purge)) {
+      await this.ctx.storage.deleteAlarm();
+      await this.ctx.storage.deleteAll();
+      this.#session = undefined;
+      return;
+    }
+    if (due(deadlines.maxDuration)) await this.#end("max_duration", "max_duration");
+    else if (due(deadlines.grace)) {
+      // Whoever is still away decides the ending; a reconnect that beat this alarm has already cleared the deadline.
+      if (session.runtimeSocket === null) await this.#end("runtime_lost", "runtime_lost");
+      else await this.#end("grace_expired", "client_reconnect_timeout");
+    } else if (due(deadlines.wait)) {
+      if (session.runtime) await this.#end("wait_expired", "client_never_connected");
+      else await this.#end("wait_expired", (await this.#releaseSlot()) === 0 ? "no_runtime" : "no_capacity");
+    }
+    if (due(deadlines.release)) await this.#releaseSlot();
+    this.#save();
+  }
+
+  // ── Client socket ────────────────────────────────────────────────────────────────────────────────────────────
+
+  #acceptClient(accountId: string, protocols: string | null): Response {
+    const session = this.#session;
+    if (!session || session.accountId !== accountId) return errorResponse("SESSION_NOT_FOUND");
+    const [client, server] = Object.values(new WebSocketPair()) as [WebSocket, WebSocket];
+    this.#adoptSocket(server, "client");
+    session.clientKind = "native";
+    this.#events.record(this.#clock.now(), "client_connected", { kind: "native" });
+
+    this.#sendToClient({
+      type: "welcome",
+      protocol: PROTOCOL_VERSION,
+      session_id: session.id,
+      next_command_seq: session.nextCommandSeq,
+      message_seq: session.messageSeq,
+    });
+    this.#sendStatus();
+    if (isEnded(session.state)) {
+      this.#save();
+      server.close(1000, session.reason ?? "ended");
+    } else {
+      if (session.runtime) this.#sendToClient({ type: "ice_servers", ice_servers: iceServersFor(this.env) });
+      if (session.answer !== null) {
+        this.#sendToClient({ type: "answer", generation: session.generation, sdp: session.answer });
+        for (const candidate of session.runtimeCandidates) {
+          this.#sendToClient({ type: "ice", generation: session.generation, candidate });
+        }
+      }
+      for (const frame of this.#messages.unacknowledged()) server.send(frame);
+      this.#reconcileLinks();
+      this.#save();
+    }
+    const headers = protocols?.split(",").some((p) => p.trim() === "reactor.v1") ? { "Sec-WebSocket-Protocol": "reactor.v1" } : undefined;
+    return new Response(null, { status: 101, webSocket: client, headers });
+  }
+
+  async #onClientFrame(ws: WebSocket, raw: string | ArrayBuffer): Promise<void> {
+    const decoded = decodeFrame(ClientFrame, raw);
+    if (!decoded.ok) return sendError(ws, decoded.code, decoded.message);
+    const frame = decoded.frame;
+    const session = this.#session!;
+    if (isEnded(session.state) && frame.type !== "ack" && frame.type !== "ping") {
+      if (frame.type === "command") this.#sendToClient({ type: "command_status", seq: frame.seq, state: "dropped", error: "SESSION_ENDED" });
+      return sendError(ws, "SESSION_ENDED", `The session is ${session.state}: ${session.reason}.`, frameRef(frame));
+    }
+    switch (frame.type) {
+      case "offer":
+        if (frame.generation <= session.generation) return sendError(ws, "STALE_GENERATION", undefined, { generation: frame.generation });
+        this.#startGeneration(frame.generation, frame.sdp);
+        break;
+      case "ice": {
+        if (frame.generation !== session.generation) return sendError(ws, "STALE_GENERATION", undefined, { generation: frame.generation });
+        const error = this.#relayClientCandidate(frame.generation, frame.candidate);
+        if (error) return sendError(ws, error, undefined, { generation: frame.generation });
+        break;
+      }
+      case "command":
+        this.#acceptCommand(ws, frame.seq, frame.command, frame.policy ?? "buffer");
+        break;
+      case "ack":
+        this.#messages.acknowledge(Math.min(frame.message_seq, session.messageSeq));
+        return; // nothing in the record changed
+      case "ping":
+        ws.send(JSON.stringify({ type: "pong", t: frame.t } satisfies ServerFrame));
+        return;
+      case "close":
+        await this.#end("close", frame.reason ?? "client_closed");
+        break;
+    }
+    this.#save();
+  }
+
+  #acceptCommand(ws: WebSocket, seq: number, command: Command, policy: CommandPolicy): void {
+    const session = this.#session!;
+    const deliverable = this.#deliverable();
+    const result = this.#commands.accept(seq, session.nextCommandSeq, command, policy, deliverable);
+    switch (result.kind) {
+      case "duplicate":
+        return sendError(ws, "COMMAND_REPLAYED", `Command ${seq} was already received.`, { seq });
+      case "gap":
+        return sendError(ws, "COMMAND_SEQ_GAP", `Expected command ${result.expected}, got ${seq}.`, { seq, expected: result.expected });
+      case "dropped":
+        session.nextCommandSeq = seq + 1;
+        session.counters.commands++;
+        session.counters.dropped++;
+        this.#commandStatus(seq, "dropped", result.reason === "buffer_full" ? "COMMAND_BUFFER_FULL" : "COMMAND_DROPPED");
+        if (result.reason === "buffer_full") sendError(ws, "COMMAND_BUFFER_FULL", undefined, { seq });
+        return;
+      case "stored":
+        session.nextCommandSeq = seq + 1;
+        session.counters.commands++;
+        session.counters.replaced += result.replaced.length;
+        for (const replaced of result.replaced) this.#commandStatus(replaced, "replaced");
+        if (result.state === "delivered") this.#sendToRuntime({ type: "command", seq, command });
+        this.#commandStatus(seq, result.state);
+    }
+  }
+
+  #commandStatus(seq: number, state: CommandState, error?: ErrorCode): void {
+    this.#sendToClient({ type: "command_status", seq, state, ...(error && { error }) });
+  }
+
+  // ── Runtime socket ───────────────────────────────────────────────────────────────────────────────────────────
+
+  #acceptRuntime(runtimeId: string): Response {
+    const session = this.#session;
+    if (!session) return errorResponse("SESSION_NOT_FOUND");
+    if (isEnded(session.state)) return errorResponse("SESSION_ENDED");
+    if (session.runtime?.runtimeId !== runtimeId) return errorResponse("RUNTIME_NOT_ASSIGNED");
+    const [runtime, server] = Object.values(new WebSocketPair()) as [WebSocket, WebSocket];
+    this.#adoptSocket(server, "runtime");
+    this.#save();
+    return new Response(null, { status: 101, webSocket: runtime });
+  }
+
+  async #onRuntimeFrame(ws: WebSocket, raw: string | ArrayBuffer): Promise<void> {
+    const decoded = decodeFrame(RuntimeSessionFrame, raw);
+    if (!decoded.ok) return sendRuntimeError(ws, decoded.code, decoded.message);
+    const frame = decoded.frame;
+    const session = this.#session!;
+    if (isEnded(session.state)) return sendRuntimeError(ws, "SESSION_ENDED", `The session is ${session.state}.`);
+    const stale = "generation" in frame && frame.generation !== session.generation;
+    switch (frame.type) {
+      case "hello":
+        if (frame.runtime_id !== session.runtime?.runtimeId) {
+          sendRuntimeError(ws, "RUNTIME_NOT_ASSIGNED");
+          ws.close(4003, "not assigned");
+          return;
+        }
+        this.#onRuntimeHello(frame.command_seq);
+        break;
+      case "answer":
+        if (stale) {
+          this.#events.record(this.#clock.now(), "stale_answer_dropped", { generation: frame.generation });
+          break;
+        }
+        session.answer = frame.sdp;
+        this.#events.record(this.#clock.now(), "answer", { generation: frame.generation });
+        this.#sendToClient({ type: "answer", generation: frame.generation, sdp: frame.sdp });
+        this.#wake();
+        break;
+      case "ice":
+        if (stale) return;
+        if (session.runtimeCandidates.length >= LIMITS.candidatesPerGeneration) return sendRuntimeError(ws, "ICE_CANDIDATE_LIMIT");
+        session.runtimeCandidates.push(frame.candidate);
+        this.#sendToClient({ type: "ice", generation: frame.generation, candidate: frame.candidate });
+        break;
+      case "peer_state":
+        if (stale) return;
+        this.#onPeerState(frame.state);
+        break;
+      case "command_ack": {
+        const acknowledged = this.#commands.acknowledge(frame.seq);
+        session.counters.acknowledged += acknowledged.length;
+        for (const seq of acknowledged) this.#commandStatus(seq, "acknowledged");
+        if (acknowledged.length === 0) return;
+        break;
+      }
+      case "message":
+        this.#onModelMessage(ws, frame.seq, frame.scope, frame.data);
+        break;
+      case "release":
+        await this.#end("runtime_lost", `runtime_released: ${frame.reason}`);
+        break;
+    }
+    this.#save();
+  }
+
+  #onRuntimeHello(processedSeq: number): void {
+    const session = this.#session!;
+    session.runtimeEverConnected = true;
+    this.#events.record(this.#clock.now(), "runtime_connected", { runtime_id: session.runtime!.runtimeId });
+    const acknowledged = this.#commands.acknowledge(processedSeq);
+    session.counters.acknowledged += acknowledged.length;
+    for (const seq of acknowledged) this.#commandStatus(seq, "acknowledged");
+    this.#sendToRuntime({
+      type: "session",
+      session_id: session.id,
+      state: session.state,
+      message_seq: session.messageSeq,
+      ...(session.extraArgs && { extra_args: session.extraArgs }),
+    });
+    if (session.offer && session.answer === null) {
+      this.#sendToRuntime({ type: "offer", generation: session.generation, sdp: session.offer.sdp, track_mapping: session.offer.trackMapping });
+      for (const candidate of session.clientCandidates) this.#sendToRuntime({ type: "ice", generation: session.generation, candidate });
+    }
+    this.#resendToRuntime();
+    this.#reconcileLinks();
+  }
+
+  #onPeerState(state: PeerState): void {
+    const session = this.#session!;
+    const connected = state === "connected";
+    if (connected === session.peerConnected) return;
+    session.peerConnected = connected;
+    this.#events.record(this.#clock.now(), connected ? "peer_connected" : "peer_lost", { state, generation: session.generation });
+    this.#reconcileLinks();
+  }
+
+  #onModelMessage(ws: WebSocket, seq: number, scope: "application" | "runtime", data: unknown): void {
+    const session = this.#session!;
+    const frame = JSON.stringify({ type: "message", seq, scope, data } satisfies ServerFrame);
+    switch (this.#messages.store(seq, session.messageSeq, frame)) {
+      case "duplicate":
+        return;
+      case "gap":
+        return sendRuntimeError(ws, "MESSAGE_SEQ_GAP", `Expected message ${session.messageSeq + 1}, got ${seq}.`, { seq });
+      case "full":
+        return sendRuntimeError(ws, "MESSAGE_BUFFER_FULL", undefined, { seq });
+      case "stored":
+        session.messageSeq = seq;
+        session.counters.messages++;
+        this.#clientSocket()?.send(frame);
+        // Acknowledge in batches: the runtime only needs this to free its own buffer.
+        if (seq % 16 === 0) this.#sendToRuntime({ type: "message_ack", seq });
+    }
+  }
+
+  // ── Links, grace and the lifecycle ──────────────────────────────────────────────────────────────────────────
+
+  #adoptSocket(ws: WebSocket, role: Role): void {
+    const session = this.#session!;
+    const connection = ++session.connections;
+    const previous = this.#socket(role);
+    this.ctx.acceptWebSocket(ws, [role]);
+    ws.serializeAttachment({ role, connection } satisfies SocketAttachment);
+    if (role === "client") session.clientSocket = connection;
+    else session.runtimeSocket = connection;
+    previous?.close(4000, "replaced by a newer connection");
+  }
+
+  async #onSocketGone(ws: WebSocket, how: string): Promise<void> {
+    const attachment = ws.deserializeAttachment() as SocketAttachment | null;
+    const session = this.#session;
+    if (!attachment || !session) return;
+    const current = attachment.role === "client" ? session.clientSocket : session.runtimeSocket;
+    if (current !== attachment.connection) return; // a replaced socket
+    if (attachment.role === "client") session.clientSocket = null;
+    else session.runtimeSocket = null;
+    if (!isEnded(session.state)) {
+      this.#events.record(this.#clock.now(), `${attachment.role}_dropped`, { how });
+      this.#reconcileLinks();
+    }
+    this.#save();
+  }
+
+  #clientConnected(): boolean {
+    const session = this.#session!;
+    return session.peerConnected && (session.clientKind !== "native" || session.clientSocket !== null);
+  }
+
+  /**
+   * Moves the lifecycle along after a link changed: ready when both sides are up, grace when one drops, resume
+   * when both are back. Also keeps the runtime-drop grace of a session that is assigned but not yet ready.
+   */
+  #reconcileLinks(): void {
+    const session = this.#session!;
+    const runtimeUp = session.runtimeSocket !== null;
+    const bothUp = runtimeUp && this.#clientConnected();
+    const now = this.#clock.now();
+    if (session.state === "WAITING" && session.runtime) {
+      if (bothUp) {
+        session.activatedAt ??= now;
+        session.deadlines.wait = undefined;
+        session.deadlines.grace = undefined;
+        session.deadlines.maxDuration ??= now + this.#settings.maxDurationMs;
+        this.#transition("ready", "ready");
+        this.#flushWaitingCommands();
+      } else if (!runtimeUp && session.runtimeEverConnected) {
+        session.deadlines.grace ??= now + this.#settings.graceMs;
+      } else if (runtimeUp) {
+        session.deadlines.grace = undefined;
+      }
+    } else if (session.state === "ACTIVE" && !bothUp) {
+      session.deadlines.grace = now + this.#settings.graceMs;
+      this.#transition("drop", runtimeUp ? "client_disconnected" : "runtime_disconnected");
+    } else if (session.state === "RECONNECTING" && bothUp) {
+      session.deadlines.grace = undefined;
+      this.#transition("resume", "reconnected");
+      this.#flushWaitingCommands();
+    }
+    this.#scheduleAlarm();
+  }
+
+  #deliverable(): boolean {
+    return this.#session!.state === "ACTIVE" && this.#session!.runtimeSocket !== null;
+  }
+
+  /** After a runtime (re)connects: everything it has not acknowledged, and the waiting commands if ready. */
+  #resendToRuntime(): void {
+    const deliverable = this.#deliverable();
+    const waiting = new Set(deliverable ? this.#commands.waitingSeqs() : []);
+    for (const { seq, command } of this.#commands.takeUnacknowledged(deliverable)) {
+      this.#sendToRuntime({ type: "command", seq, command });
+      if (waiting.has(seq)) this.#commandStatus(seq, "delivered");
+    }
+  }
+
+  /** The session became ready: commands buffered meanwhile go out, in order. */
+  #flushWaitingCommands(): void {
+    for (const { seq, command } of this.#commands.flushWaiting()) {
+      this.#sendToRuntime({ type: "command", seq, command });
+      this.#commandStatus(seq, "delivered");
+    }
+  }
+
+  #transition(event: LifecycleEvent, reason: string): boolean {
+    const session = this.#session!;
+    const to = nextState(session.state, event);
+    if (to === undefined) return false;
+    const from = session.state;
+    session.state = to;
+    session.reason = reason;
+    if (from !== to) this.#events.record(this.#clock.now(), "state", { from, to, reason });
+    this.#sendStatus();
+    this.#wake();
+    this.#scheduleAlarm();
+    return true;
+  }
+
+  async #queue(): Promise<void> {
+    const session = this.#session!;
+    session.deadlines.wait = this.#clock.now() + this.#settings.queueWaitMs;
+    this.#transition("queue", "queued");
+    this.#save();
+    // The pool assigns a free slot before answering (calling `assign` on this object), else returns the place.
+    const { position } = await this.#pool().enqueue(session.id);
+    if (position !== null) {
+      this.#events.record(this.#clock.now(), "queued", { position });
+      await this.queuePosition(position);
+    }
+  }
+
+  /** Ends the session if `event` is allowed now: tells both sides why, drops what can no longer be delivered. */
+  async #end(event: LifecycleEvent, reason: string): Promise<void> {
+    const session = this.#session!;
+    if (!this.#transition(event, reason)) return;
+    const now = this.#clock.now();
+    for (const seq of this.#commands.dropAll()) {
+      session.counters.dropped++;
+      this.#commandStatus(seq, "dropped", "SESSION_ENDED");
+    }
+    const { commands, acknowledged, dropped, replaced, messages } = session.counters;
+    this.#events.record(now, "ended", { state: session.state, reason, commands, acknowledged, dropped, replaced, messages });
+    this.#sendToRuntime({ type: "end", reason });
+    this.#socket("runtime")?.close(1000, "session ended");
+    this.#socket("client")?.close(1000, reason.slice(0, 100));
+    session.clientSocket = null;
+    session.runtimeSocket = null;
+    session.deadlines = { purge: now + this.#settings.retentionMs };
+    session.releasePending = true;
+    this.#save();
+    await this.#releaseSlot();
+  }
+
+  /** Frees the GPU slot or queue place at the pool. Returns how many runtimes the pool has (for the end reason). */
+  async #releaseSlot(): Promise<number | undefined> {
+    const session = this.#session!;
+    try {
+      const { runtimes } = await this.#pool().release(session.id);
+      session.releasePending = false;
+      session.deadlines.release = undefined;
+      return runtimes;
+    } catch (error) {
+      console.error("pool release failed; retrying by alarm", session.id, String(error));
+      session.deadlines.release = this.#clock.now() + 1000;
+      return undefined;
+    } finally {
+      this.#save();
+    }
+  }
+
+  #startGeneration(generation: number, sdp: string, trackMapping?: unknown): void {
+    const session = this.#session!;
+    const isReconnect = session.generation > 0;
+    this.#resetGeneration(generation);
+    session.offer = { sdp, trackMapping };
+    this.#events.record(this.#clock.now(), "offer", { generation, reconnect: isReconnect });
+    this.#sendToRuntime({ type: "offer", generation, sdp, track_mapping: trackMapping });
+  }
+
+  #resetGeneration(generation: number): void {
+    const session = this.#session!;
+    session.generation = generation;
+    session.offer = null;
+    session.answer = null;
+    session.clientCandidates = [];
+    session.runtimeCandidates = [];
+  }
+
+  #resetConnection(): void {
+    const session = this.#session!;
+    this.#resetGeneration(session.generation);
+    session.peerConnected = false;
+  }
+
+  #relayClientCandidate(generation: number, candidate: IceCandidate | null): ErrorCode | undefined {
+    const session = this.#session!;
+    if (session.clientCandidates.length >= LIMITS.candidatesPerGeneration) return "ICE_CANDIDATE_LIMIT";
+    session.clientCandidates.push(candidate);
+    this.#sendToRuntime({ type: "ice", generation, candidate });
+    return undefined;
+  }
+
+  // ── Plumbing ────────────────────────────────────────────────────────────────────────────────────────────────
+
+  #owned(accountId: string): Result<true> {
+    const session = this.#session;
+    // Another account's session and a session that does not exist look the same from outside.
+    if (!session || session.accountId !== accountId) return fail("SESSION_NOT_FOUND");
+    return ok(true);
+  }
+
+  #ownedAndLive(accountId: string): Result<true> {
+    const owned = this.#owned(accountId);
+    if (!owned.ok) return owned;
+    const { state, reason } = this.#session!;
+    if (isEnded(state)) return fail("SESSION_ENDED", `The session is ${state}: ${reason}.`);
+    return owned;
+  }
+
+  #view(): SessionResponse {
+    const session = this.#session!;
+    const assigned = session.runtime !== null && !isEnded(session.state);
+    return {
+      session_id: session.id,
+      state: session.state,
+      cluster: CLUSTER,
+      model: { name: session.model, ...(session.runtime?.modelVersion && { version: session.runtime.modelVersion }) },
+      server_info: { server_version: GATEWAY_VERSION },
+      ...(assigned && {
+        selected_transport: { protocol: "webrtc", version: "1.0" },
+        capabilities: session.runtime!.capabilities,
+      }),
+      ...(session.reason && { reason: session.reason }),
+      ...(session.queuePosition !== null && session.state === "WAITING" && { queue_position: session.queuePosition }),
+    };
+  }
+
+  #sendStatus(): void {
+    const session = this.#session!;
+    this.#sendToClient({
+      type: "status",
+      state: session.state,
+      ...(session.reason && { reason: session.reason }),
+      ...(session.queuePosition !== null && session.state === "WAITING" && { queue_position: session.queuePosition }),
+      ...(session.deadlines.grace !== undefined && { deadline: session.deadlines.grace }),
+      ...(session.runtime && !isEnded(session.state) && { capabilities: session.runtime.capabilities }),
+    });
+  }
+
+  #socket(role: Role): WebSocket | undefined {
+    const session = this.#session!;
+    const current = role === "client" ? session.clientSocket : session.runtimeSocket;
+    if (current === null) return undefined;
+    for (const ws of this.ctx.getWebSockets(role)) {
+      if ((ws.deserializeAttachment() as SocketAttachment | null)?.connection === current) return ws;
+    }
+    return undefined;
+  }
+
+  #clientSocket(): WebSocket | undefined {
+    return this.#socket("client");
+  }
+
+  #sendToClient(frame: ServerFrame): void {
+    this.#clientSocket()?.send(JSON.stringify(frame));
+  }
+
+  #sendToRuntime(frame: GatewayFrame): void {
+    this.#socket("runtime")?.send(JSON.stringify(frame));
+  }
+
+  #pool() {
+    return this.env.MODEL_POOL.get(this.env.MODEL_POOL.idFromName(this.#session!.model));
+  }
+
+  #save(): void {
+    if (this.#session) this.ctx.storage.kv.put(RECORD_KEY, this.#session);
+  }
+
+  #scheduleAlarm(): void {
+    const deadlines = Object.values(this.#session!.deadlines).filter((value): value is number => value !== undefined);
+    if (deadlines.length === 0) {
+      void this.ctx.storage.deleteAlarm();
+      return;
+    }
+    // The alarm runs on real time; the test clock only decides which deadlines have passed when it fires.
+    const earliest = Math.min(...deadlines);
+    void this.ctx.storage.setAlarm(Date.now() + Math.max(0, earliest - this.#clock.now()));
+  }
+
+  #wake(): void {
+    for (const wake of this.#waiters) wake();
+    this.#waiters.clear();
+  }
+
+  async #waitUntil(done: () => boolean, ms: number): Promise<void> {
+    const deadline = Date.now() + ms;
+    while (!done() && Date.now() < deadline) {
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, deadline - Date.now());
+        this.#waiters.add(() => {
+          clearTimeout(timer);
+          resolve();
+        });
+      });
+    }
+  }
+}
+
+// ── Small helpers ──────────────────────────────────────────────────────────────────────────────────────────────
+
+const connectionId = (generation: number) => `conn_${generation}`;
+
+function parseConnectionId(id: string): number | undefined {
+  const match = /^conn_(\d{1,7})$/.exec(id);
+  return match ? Number(match[1]) : undefined;
+}
+
+function frameRef(frame: ClientFrame): unknown {
+  return frame.type === "command" ? { seq: frame.seq } : { type: frame.type };
+}
+
+function errorFrame(code: ErrorCode, message?: string, ref?: unknown): string {
+  const { recoverable, message: fallback } = ERROR_CODES[code];
+  return JSON.stringify({
+    type: "error",
+    code,
+    message: message ?? fallback,
+    recoverable,
+    ...(recoverable && { retry_after: 1 }),
+    ...(ref !== undefined && { ref }),
+  } satisfies ServerFrame);
+}
+
+function sendError(ws: WebSocket, code: ErrorCode, message?: string, ref?: unknown): void {
+  ws.send(errorFrame(code, message, ref));
+}
+
+function sendRuntimeError(ws: WebSocket, code: ErrorCode, message?: string, ref?: unknown): void {
+  ws.send(JSON.stringify({ type: "error", code, message: message ?? ERROR_CODES[code].message, ...(ref !== undefined && { ref }) } satisfies GatewayFrame));
+}
+
+function errorResponse(code: ErrorCode): Response {
+  const { status, message, recoverable } = ERROR_CODES[code];
+  return Response.json({ error: { code, message, recoverable } }, { status });
+}
+
+export type { RuntimeId };

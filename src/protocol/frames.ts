@@ -1,0 +1,29 @@
+/** Decoding of WebSocket frames: size, JSON and schema checks, each failure with its own error code. */
+import type { ErrorCode } from "../errors.ts";
+import { LIMITS } from "./common.ts";
+import { parse, type Schema, type SchemaError } from "./schema.ts";
+
+export type Decoded<T> = { ok: true; frame: T } | { ok: false; code: ErrorCode; message: string };
+
+export function decodeFrame<T>(schema: Schema<T>, raw: string | ArrayBuffer): Decoded<T> {
+  if (typeof raw !== "string") return { ok: false, code: "FRAME_UNSUPPORTED", message: "Binary frames are not accepted." };
+  if (raw.length > LIMITS.frameBytes) {
+    return { ok: false, code: "FRAME_TOO_LARGE", message: `Frames are limited to ${LIMITS.frameBytes} bytes.` };
+  }
+  let value: unknown;
+  try {
+    value = JSON.parse(raw);
+  } catch {
+    return { ok: false, code: "FRAME_MALFORMED", message: "The frame is not valid JSON." };
+  }
+  const result = parse(schema, value);
+  if (result.ok) return { ok: true, frame: result.value };
+  return { ok: false, code: schemaErrorCode(result.error), message: result.error.message };
+}
+
+/** The most precise code for a schema failure: an unknown `type`, an oversized SDP, or a generic mismatch. */
+export function schemaErrorCode(error: SchemaError): ErrorCode {
+  if (error.path === "$.type") return "UNKNOWN_FRAME_TYPE";
+  if (/\.sdp(_offer)?$/.test(error.path) && error.problem.startsWith("must be at most")) return "SDP_TOO_LARGE";
+  return "FRAME_INVALID";
+}

@@ -1,0 +1,81 @@
+/**
+ * The GPU runtime's two sockets, both opened outbound by the runtime:
+ *   - the control socket to its model's pool (`GET /v1/runtime/connect`): registration, capacity, heartbeats and
+ *     session assignments;
+ *   - one session socket per assigned session (`GET /v1/runtime/sessions/{id}`): SDP, ICE, commands, messages.
+ */
+import {
+  Capabilities,
+  Command,
+  Generation,
+  IceCandidate,
+  MessageScope,
+  ModelName,
+  PEER_STATES,
+  Sdp,
+  Sequence,
+  SessionState,
+} from "./common.ts";
+import { array, integer, json, nullable, object, oneOf, optional, string, union, type Infer } from "./schema.ts";
+
+/** Sent as-is by runtimes; answered by the pool without waking it (WebSocket auto-response). */
+export const HEARTBEAT_REQUEST = '{"type":"heartbeat"}';
+export const HEARTBEAT_RESPONSE = '{"type":"heartbeat_ack"}';
+
+export const RuntimeId = string({ min: 1, max: 128, pattern: /^[A-Za-z0-9._:-]+$/ });
+
+export const RuntimeControlFrame = union("type", {
+  register: object({
+    runtime_id: RuntimeId,
+    model: object({ name: ModelName, version: optional(string({ max: 64 })) }),
+    capabilities: Capabilities,
+    slots: integer({ min: 0, max: 1024 }),
+    /** Sessions this runtime still serves after a reconnect of its own. */
+    sessions: optional(array(string({ max: 128 }), { max: 1024 })),
+  }),
+  capacity: object({ slots: integer({ min: 0, max: 1024 }) }),
+});
+export type RuntimeControlFrame = Infer<typeof RuntimeControlFrame>;
+
+export const PoolFrame = union("type", {
+  registered: object({ runtime_id: RuntimeId, heartbeat_interval_ms: integer() }),
+  /** Open a session socket for this session and serve it. */
+  assign: object({ session_id: string(), extra_args: optional(json()) }),
+  error: object({ code: string(), message: string() }),
+});
+export type PoolFrame = Infer<typeof PoolFrame>;
+
+export const RuntimeSessionFrame = union("type", {
+  /** First frame. `command_seq`: the highest command seq the runtime has processed (0 if none). */
+  hello: object({ runtime_id: RuntimeId, command_seq: integer({ min: 0 }) }),
+  answer: object({ generation: Generation, sdp: Sdp }),
+  ice: object({ generation: Generation, candidate: nullable(IceCandidate) }),
+  /** The client peer connection's state, as the runtime sees it: how the gateway learns a REST client dropped. */
+  peer_state: object({ generation: Generation, state: oneOf(PEER_STATES) }),
+  /** Cumulative: every command up to `seq` was handed to the model. */
+  command_ack: object({ seq: Sequence }),
+  /** A model message for the client, numbered by the runtime from 1 per session. */
+  message: object({ seq: Sequence, scope: MessageScope, data: json() }),
+  /** The runtime ends the session (model error, shutdown). */
+  release: object({ reason: string({ max: 256 }) }),
+});
+export type RuntimeSessionFrame = Infer<typeof RuntimeSessionFrame>;
+
+export const GatewaySessionFrame = union("type", {
+  session: object({
+    session_id: string(),
+    state: SessionState,
+    /** Highest model message seq the gateway has stored; the runtime resends anything newer it still holds. */
+    message_seq: integer({ min: 0 }),
+    extra_args: optional(json()),
+  }),
+  offer: object({ generation: Generation, sdp: Sdp, track_mapping: optional(json()) }),
+  ice: object({ generation: Generation, candidate: nullable(IceCandidate) }),
+  command: object({ seq: Sequence, command: Command }),
+  /** Model messages up to `seq` are stored by the gateway; the runtime may forget them. */
+  message_ack: object({ seq: integer({ min: 0 }) }),
+  /** The session is over: release the GPU. */
+  end: object({ reason: string() }),
+  error: object({ code: string(), message: string(), ref: optional(json()) }),
+});
+export type GatewaySessionFrame = Infer<typeof GatewaySessionFrame>;

@@ -1,0 +1,67 @@
+/**
+ * The native signaling socket between our SDK and a session (`GET /v1/sessions/{id}/signal`, WebSocket).
+ * Every frame is JSON with a `type`; client frames are validated on arrival, server frames are typed here so the
+ * SDK and the gateway share one definition.
+ */
+import {
+  Capabilities,
+  Command,
+  COMMAND_POLICIES,
+  COMMAND_STATES,
+  Generation,
+  IceCandidate,
+  IceServer,
+  MessageScope,
+  Sdp,
+  Sequence,
+  SessionState,
+} from "./common.ts";
+import { array, boolean, integer, json, nullable, number, object, oneOf, optional, string, union, type Infer } from "./schema.ts";
+
+export const ClientFrame = union("type", {
+  /** A new peer connection generation (first connect, ICE restart, reconnect). Older generations are dropped. */
+  offer: object({ generation: Generation, sdp: Sdp }),
+  /** Trickled ICE; `candidate: null` ends this side's gathering for the generation. */
+  ice: object({ generation: Generation, candidate: nullable(IceCandidate) }),
+  /** A command for the model, numbered by the client from 1 without gaps. */
+  command: object({ seq: Sequence, command: Command, policy: optional(oneOf(COMMAND_POLICIES)) }),
+  /** Cumulative acknowledgement of model messages received. */
+  ack: object({ message_seq: integer({ min: 0 }) }),
+  ping: object({ t: optional(number()) }),
+  /** End the session for good. */
+  close: object({ reason: optional(string({ max: 256 })) }),
+});
+export type ClientFrame = Infer<typeof ClientFrame>;
+
+export const ServerFrame = union("type", {
+  /** First frame on every (re)connection. `next_command_seq` is the next seq the gateway expects. */
+  welcome: object({
+    protocol: integer(),
+    session_id: string(),
+    next_command_seq: Sequence,
+    message_seq: integer({ min: 0, description: "Seq of the last model message stored for this client." }),
+  }),
+  status: object({
+    state: SessionState,
+    reason: optional(string()),
+    queue_position: optional(integer({ min: 0 })),
+    /** Unix ms at which a RECONNECTING session closes unless both sides are back. */
+    deadline: optional(integer()),
+    capabilities: optional(Capabilities),
+  }),
+  ice_servers: object({ ice_servers: array(IceServer), expires_at: optional(integer()) }),
+  answer: object({ generation: Generation, sdp: Sdp }),
+  ice: object({ generation: Generation, candidate: nullable(IceCandidate) }),
+  command_status: object({ seq: Sequence, state: oneOf(COMMAND_STATES), error: optional(string()) }),
+  message: object({ seq: Sequence, scope: MessageScope, data: json() }),
+  error: object({
+    code: string(),
+    message: string(),
+    recoverable: boolean(),
+    retry_after: optional(number()),
+    /** The client frame this error answers, where there is one (`command` seq, or frame type). */
+    ref: optional(json()),
+  }),
+  pong: object({ t: optional(number()) }),
+});
+export type ServerFrame = Infer<typeof ServerFrame>;
