@@ -21,6 +21,9 @@ export default defineConfig({
                 bindings: {
                   JWT_SIGNING_KEYS: JSON.stringify({ keys: [signingKey] }),
                   ADMIN_TOKEN: "test-admin-token",
+                  RUNTIME_TOKENS: "rt_test_runtime_token_0123456789abcdef",
+                  TEST_CLOCK: "1",
+                  LONG_POLL_MS: "2000",
                   TEST_MIGRATIONS: migrations,
                 },
               },
