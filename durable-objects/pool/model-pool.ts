@@ -20,6 +20,7 @@ import {
   type PoolFrame,
 } from "../../src/protocol/runtime.ts";
 import { Clock } from "../clock.ts";
+import { completeClose, sendIfOpen } from "../sockets.ts";
 
 export interface Assignment {
   runtimeId: string;
@@ -159,6 +160,10 @@ export class ModelPool extends DurableObject<Env> {
     if (!decoded.ok) return send(ws, { type: "error", code: decoded.code, message: decoded.message });
     const frame = decoded.frame;
     if (frame.type === "register") {
+      if (attachment.runtimeId !== null) {
+        // A socket registers once; a replayed register would otherwise replace (close) its own socket.
+        return send(ws, { type: "error", code: "FRAME_INVALID", message: `This socket is already registered as ${attachment.runtimeId}.` });
+      }
       const model = this.ctx.storage.kv.get<string>(MODEL_KEY);
       if (frame.model.name !== model) {
         return send(ws, { type: "error", code: "FRAME_INVALID", message: `This socket serves model ${model}, not ${frame.model.name}.` });
@@ -171,7 +176,8 @@ export class ModelPool extends DurableObject<Env> {
     await this.#drain();
   }
 
-  override async webSocketClose(ws: WebSocket): Promise<void> {
+  override async webSocketClose(ws: WebSocket, code: number, reason: string): Promise<void> {
+    completeClose(ws, code, reason);
     await this.#disconnected(ws);
   }
 
@@ -329,7 +335,7 @@ export class ModelPool extends DurableObject<Env> {
 }
 
 function send(ws: WebSocket, frame: PoolFrame): void {
-  ws.send(JSON.stringify(frame));
+  sendIfOpen(ws, JSON.stringify(frame));
 }
 
 function errorResponse(code: ErrorCode): Response {

@@ -53,11 +53,14 @@ export class CommandLog {
       return { kind: "stored", state: "delivered", replaced: [] };
     }
     if (policy === "drop") return { kind: "dropped", reason: "policy" };
-    const replaced = policy === "replace" ? this.#removeWaiting(command.type) : [];
-    const { count, bytes } = this.#waitingTotals();
+    // Room is counted without the commands a replace would remove, and they are removed only if it fits: a
+    // replace that is refused leaves them waiting.
+    const replacing = policy === "replace" ? command.type : null;
+    const { count, bytes } = this.#waitingTotals(replacing);
     if (count + 1 > this.#limits.maxWaiting || bytes + body.length > this.#limits.maxWaitingBytes) {
       return { kind: "dropped", reason: "buffer_full" };
     }
+    const replaced = replacing === null ? [] : this.#removeWaiting(replacing);
     this.#insert(seq, command.type, body, "waiting");
     return { kind: "stored", state: "waiting", replaced };
   }
@@ -116,9 +119,13 @@ export class CommandLog {
       .map((row) => row.seq);
   }
 
-  #waitingTotals(): { count: number; bytes: number } {
+  /** Count and size of the waiting commands, leaving out those of type `except` (`type IS NOT NULL` keeps all). */
+  #waitingTotals(except: string | null): { count: number; bytes: number } {
     return this.#sql
-      .exec<{ count: number; bytes: number }>("SELECT count(*) AS count, coalesce(sum(bytes), 0) AS bytes FROM commands WHERE state = 'waiting'")
+      .exec<{ count: number; bytes: number }>(
+        "SELECT count(*) AS count, coalesce(sum(bytes), 0) AS bytes FROM commands WHERE state = 'waiting' AND type IS NOT ?",
+        except,
+      )
       .one();
   }
 }

@@ -28,6 +28,7 @@ import type { SessionResponse } from "../../src/protocol/sessions.ts";
 import { ClientFrame, type ServerFrame } from "../../src/protocol/signaling.ts";
 import type { Infer } from "../../src/protocol/schema.ts";
 import { Clock } from "../clock.ts";
+import { closeReason, completeClose, sendIfOpen } from "../sockets.ts";
 import type { Assignment } from "../pool/model-pool.ts";
 import { CommandLog } from "./command-log.ts";
 import { EventLog, type SessionEvent } from "./event-log.ts";
@@ -46,6 +47,8 @@ interface SocketAttachment {
   role: Role;
   /** Distinguishes this socket from the one it replaced, whose late close event must not count as a drop. */
   connection: number;
+  /** A runtime socket until its `hello`: it gets nothing before the `session` frame, and does not count as up. */
+  awaitingHello?: true;
 }
 
 interface Deadlines {
@@ -183,6 +186,7 @@ export class SessionRelay extends DurableObject<Env> {
     const session = this.#session!;
     if (session.state !== "INACTIVE") return ok(this.#view()); // already running or waiting: nothing to restart
     this.#resetConnection();
+    session.deadlines.purge = undefined; // retention belonged to the previous end
     session.runtime = null;
     session.activatedAt = null;
     session.runtimeEverConnected = false;
@@ -265,10 +269,9 @@ export class SessionRelay extends DurableObject<Env> {
     const generation = parseConnectionId(connection);
     if (generation !== this.#session!.generation) return fail("CONNECTION_SUPERSEDED");
     const all: (IceCandidate | null)[] = final ? [...candidates, null] : candidates;
-    for (const candidate of all) {
-      const error = this.#relayClientCandidate(generation, candidate);
-      if (error) return fail(error);
-    }
+    // All of the request or none of it: a refused request must not have been half relayed.
+    if (this.#session!.clientCandidates.length + all.length > LIMITS.candidatesPerGeneration) return fail("ICE_CANDIDATE_LIMIT");
+    for (const candidate of all) this.#relayClientCandidate(generation, candidate);
     this.#save();
     return ok({ connection_id: connection });
   }
@@ -318,6 +321,7 @@ export class SessionRelay extends DurableObject<Env> {
   }
 
   override async webSocketClose(ws: WebSocket, code: number, reason: string): Promise<void> {
+    completeClose(ws, code, reason);
     await this.#onSocketGone(ws, `closed ${code}${reason ? ` ${reason}` : ""}`);
   }
 
@@ -343,13 +347,15 @@ export class SessionRelay extends DurableObject<Env> {
     if (due(deadlines.maxDuration)) await this.#end("max_duration", "max_duration");
     else if (due(deadlines.grace)) {
       // Whoever is still away decides the ending; a reconnect that beat this alarm has already cleared the deadline.
-      if (session.runtimeSocket === null) await this.#end("runtime_lost", "runtime_lost");
+      if (!this.#runtimeUp()) await this.#end("runtime_lost", "runtime_lost");
       else await this.#end("grace_expired", "client_reconnect_timeout");
     } else if (due(deadlines.wait)) {
       if (session.runtime) await this.#end("wait_expired", "client_never_connected");
       else await this.#end("wait_expired", (await this.#releaseSlot()) === 0 ? "no_runtime" : "no_capacity");
     }
     if (due(deadlines.release)) await this.#releaseSlot();
+    // An alarm that found nothing due (early, or repeated) must not lose the deadlines still ahead.
+    this.#scheduleAlarm();
     this.#save();
   }
 
@@ -373,7 +379,7 @@ export class SessionRelay extends DurableObject<Env> {
     this.#sendStatus();
     if (isEnded(session.state)) {
       this.#save();
-      server.close(1000, session.reason ?? "ended");
+      server.close(1000, closeReason(session.reason ?? "ended"));
     } else {
       if (session.runtime) this.#sendToClient({ type: "ice_servers", ice_servers: iceServersFor(this.env) });
       if (session.answer !== null) {
@@ -382,7 +388,7 @@ export class SessionRelay extends DurableObject<Env> {
           this.#sendToClient({ type: "ice", generation: session.generation, candidate });
         }
       }
-      for (const frame of this.#messages.unacknowledged()) server.send(frame);
+      for (const frame of this.#messages.unacknowledged()) sendIfOpen(server, frame);
       this.#reconcileLinks();
       this.#save();
     }
@@ -396,7 +402,9 @@ export class SessionRelay extends DurableObject<Env> {
     const frame = decoded.frame;
     const session = this.#session!;
     if (isEnded(session.state) && frame.type !== "ack" && frame.type !== "ping") {
-      if (frame.type === "command") this.#sendToClient({ type: "command_status", seq: frame.seq, state: "dropped", error: "SESSION_ENDED" });
+      // Usually unreachable: the gateway closes the client's socket when the session ends (see #end), and nothing
+      // can be sent after a close. Answered on the socket the frame came from, should it still be open.
+      if (frame.type === "command") sendIfOpen(ws, JSON.stringify({ type: "command_status", seq: frame.seq, state: "dropped", error: "SESSION_ENDED" } satisfies ServerFrame));
       return sendError(ws, "SESSION_ENDED", `The session is ${session.state}: ${session.reason}.`, frameRef(frame));
     }
     switch (frame.type) {
@@ -417,7 +425,7 @@ export class SessionRelay extends DurableObject<Env> {
         this.#messages.acknowledge(Math.min(frame.message_seq, session.messageSeq));
         return; // nothing in the record changed
       case "ping":
-        ws.send(JSON.stringify({ type: "pong", t: frame.t } satisfies ServerFrame));
+        sendIfOpen(ws, JSON.stringify({ type: "pong", t: frame.t } satisfies ServerFrame));
         return;
       case "close":
         await this.#end("close", frame.reason ?? "client_closed");
@@ -464,7 +472,7 @@ export class SessionRelay extends DurableObject<Env> {
     if (isEnded(session.state)) return errorResponse("SESSION_ENDED");
     if (session.runtime?.runtimeId !== runtimeId) return errorResponse("RUNTIME_NOT_ASSIGNED");
     const [runtime, server] = Object.values(new WebSocketPair()) as [WebSocket, WebSocket];
-    this.#adoptSocket(server, "runtime");
+    this.#adoptSocket(server, "runtime", { awaitingHello: true });
     this.#save();
     return new Response(null, { status: 101, webSocket: runtime });
   }
@@ -478,16 +486,18 @@ export class SessionRelay extends DurableObject<Env> {
     const stale = "generation" in frame && frame.generation !== session.generation;
     switch (frame.type) {
       case "hello":
+        if ((ws.deserializeAttachment() as SocketAttachment).connection !== session.runtimeSocket) return; // replaced
         if (frame.runtime_id !== session.runtime?.runtimeId) {
           sendRuntimeError(ws, "RUNTIME_NOT_ASSIGNED");
           ws.close(4003, "not assigned");
           return;
         }
-        this.#onRuntimeHello(frame.command_seq);
+        this.#onRuntimeHello(ws, frame.command_seq);
         break;
       case "answer":
         if (stale) {
           this.#events.record(this.#clock.now(), "stale_answer_dropped", { generation: frame.generation });
+          sendRuntimeError(ws, "STALE_GENERATION", undefined, { generation: frame.generation });
           break;
         }
         session.answer = frame.sdp;
@@ -496,13 +506,13 @@ export class SessionRelay extends DurableObject<Env> {
         this.#wake();
         break;
       case "ice":
-        if (stale) return;
+        if (stale) return sendRuntimeError(ws, "STALE_GENERATION", undefined, { generation: frame.generation });
         if (session.runtimeCandidates.length >= LIMITS.candidatesPerGeneration) return sendRuntimeError(ws, "ICE_CANDIDATE_LIMIT");
         session.runtimeCandidates.push(frame.candidate);
         this.#sendToClient({ type: "ice", generation: frame.generation, candidate: frame.candidate });
         break;
       case "peer_state":
-        if (stale) return;
+        if (stale) return sendRuntimeError(ws, "STALE_GENERATION", undefined, { generation: frame.generation });
         this.#onPeerState(frame.state);
         break;
       case "command_ack": {
@@ -522,8 +532,10 @@ export class SessionRelay extends DurableObject<Env> {
     this.#save();
   }
 
-  #onRuntimeHello(processedSeq: number): void {
+  #onRuntimeHello(ws: WebSocket, processedSeq: number): void {
     const session = this.#session!;
+    const { awaitingHello: _greetedNow, ...attachment } = ws.deserializeAttachment() as SocketAttachment;
+    ws.serializeAttachment(attachment satisfies SocketAttachment);
     session.runtimeEverConnected = true;
     this.#events.record(this.#clock.now(), "runtime_connected", { runtime_id: session.runtime!.runtimeId });
     const acknowledged = this.#commands.acknowledge(processedSeq);
@@ -566,7 +578,7 @@ export class SessionRelay extends DurableObject<Env> {
       case "stored":
         session.messageSeq = seq;
         session.counters.messages++;
-        this.#clientSocket()?.send(frame);
+        this.#sendRawToClient(frame);
         // Acknowledge in batches: the runtime only needs this to free its own buffer.
         if (seq % 16 === 0) this.#sendToRuntime({ type: "message_ack", seq });
     }
@@ -574,12 +586,12 @@ export class SessionRelay extends DurableObject<Env> {
 
   // ── Links, grace and the lifecycle ──────────────────────────────────────────────────────────────────────────
 
-  #adoptSocket(ws: WebSocket, role: Role): void {
+  #adoptSocket(ws: WebSocket, role: Role, extra: Partial<SocketAttachment> = {}): void {
     const session = this.#session!;
     const connection = ++session.connections;
     const previous = this.#socket(role);
     this.ctx.acceptWebSocket(ws, [role]);
-    ws.serializeAttachment({ role, connection } satisfies SocketAttachment);
+    ws.serializeAttachment({ ...extra, role, connection } satisfies SocketAttachment);
     if (role === "client") session.clientSocket = connection;
     else session.runtimeSocket = connection;
     previous?.close(4000, "replaced by a newer connection");
@@ -611,7 +623,7 @@ export class SessionRelay extends DurableObject<Env> {
    */
   #reconcileLinks(): void {
     const session = this.#session!;
-    const runtimeUp = session.runtimeSocket !== null;
+    const runtimeUp = this.#runtimeUp();
     const bothUp = runtimeUp && this.#clientConnected();
     const now = this.#clock.now();
     if (session.state === "WAITING" && session.runtime) {
@@ -639,7 +651,17 @@ export class SessionRelay extends DurableObject<Env> {
   }
 
   #deliverable(): boolean {
-    return this.#session!.state === "ACTIVE" && this.#session!.runtimeSocket !== null;
+    return this.#session!.state === "ACTIVE" && this.#runtimeUp();
+  }
+
+  /** The runtime is up once it has said hello on its current session socket. */
+  #runtimeUp(): boolean {
+    return this.#greetedRuntime() !== undefined;
+  }
+
+  #greetedRuntime(): WebSocket | undefined {
+    const ws = this.#socket("runtime");
+    return ws && !(ws.deserializeAttachment() as SocketAttachment).awaitingHello ? ws : undefined;
   }
 
   /** After a runtime (re)connects: everything it has not acknowledged, and the waiting commands if ready. */
@@ -700,7 +722,7 @@ export class SessionRelay extends DurableObject<Env> {
     this.#events.record(now, "ended", { state: session.state, reason, commands, acknowledged, dropped, replaced, messages });
     this.#sendToRuntime({ type: "end", reason });
     this.#socket("runtime")?.close(1000, "session ended");
-    this.#socket("client")?.close(1000, reason.slice(0, 100));
+    this.#socket("client")?.close(1000, closeReason(reason));
     session.clientSocket = null;
     session.runtimeSocket = null;
     session.deadlines = { purge: now + this.#settings.retentionMs };
@@ -820,11 +842,18 @@ export class SessionRelay extends DurableObject<Env> {
   }
 
   #sendToClient(frame: ServerFrame): void {
-    this.#clientSocket()?.send(JSON.stringify(frame));
+    this.#sendRawToClient(JSON.stringify(frame));
   }
 
+  #sendRawToClient(frame: string): void {
+    const ws = this.#clientSocket();
+    if (ws) sendIfOpen(ws, frame);
+  }
+
+  /** Nothing goes to a runtime socket before its hello: the hello answer (`session`, then resends) comes first. */
   #sendToRuntime(frame: GatewayFrame): void {
-    this.#socket("runtime")?.send(JSON.stringify(frame));
+    const ws = this.#greetedRuntime();
+    if (ws) sendIfOpen(ws, JSON.stringify(frame));
   }
 
   #pool() {
@@ -891,11 +920,11 @@ function errorFrame(code: ErrorCode, message?: string, ref?: unknown): string {
 }
 
 function sendError(ws: WebSocket, code: ErrorCode, message?: string, ref?: unknown): void {
-  ws.send(errorFrame(code, message, ref));
+  sendIfOpen(ws, errorFrame(code, message, ref));
 }
 
 function sendRuntimeError(ws: WebSocket, code: ErrorCode, message?: string, ref?: unknown): void {
-  ws.send(JSON.stringify({ type: "error", code, message: message ?? ERROR_CODES[code].message, ...(ref !== undefined && { ref }) } satisfies GatewayFrame));
+  sendIfOpen(ws, JSON.stringify({ type: "error", code, message: message ?? ERROR_CODES[code].message, ...(ref !== undefined && { ref }) } satisfies GatewayFrame));
 }
 
 function errorResponse(code: ErrorCode): Response {

@@ -7,7 +7,7 @@ export type Decoded<T> = { ok: true; frame: T } | { ok: false; code: ErrorCode; 
 
 export function decodeFrame<T>(schema: Schema<T>, raw: string | ArrayBuffer): Decoded<T> {
   if (typeof raw !== "string") return { ok: false, code: "FRAME_UNSUPPORTED", message: "Binary frames are not accepted." };
-  if (raw.length > LIMITS.frameBytes) {
+  if (utf8Length(raw) > LIMITS.frameBytes) {
     return { ok: false, code: "FRAME_TOO_LARGE", message: `Frames are limited to ${LIMITS.frameBytes} bytes.` };
   }
   let value: unknown;
@@ -26,4 +26,10 @@ export function schemaErrorCode(error: SchemaError): ErrorCode {
   if (error.path === "$.type") return "UNKNOWN_FRAME_TYPE";
   if (/\.sdp(_offer)?$/.test(error.path) && error.problem.startsWith("must be at most")) return "SDP_TOO_LARGE";
   return "FRAME_INVALID";
+}
+
+/** Size of `text` on the wire. A UTF-16 unit takes 1 to 3 bytes, so only long text needs encoding to know. */
+function utf8Length(text: string): number {
+  if (text.length * 3 <= LIMITS.frameBytes || text.length > LIMITS.frameBytes) return text.length;
+  return new TextEncoder().encode(text).byteLength;
 }

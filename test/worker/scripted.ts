@@ -2,9 +2,12 @@
  * Scripted peers for tests inside workerd: a runtime (control socket + one socket per session) and a native
  * client, speaking the real protocol over real WebSockets to the real Worker and Durable Objects.
  */
-import { exports } from "cloudflare:workers";
+import { evictDurableObject, runInDurableObject } from "cloudflare:test";
+import { env, exports } from "cloudflare:workers";
+import type { ModelPool, PoolSnapshot } from "../../durable-objects/pool/model-pool.ts";
 import type { Capabilities } from "../../src/protocol/common.ts";
-import { BASE, mintToken, newApiKey } from "./helpers.ts";
+import { HEARTBEAT_REQUEST } from "../../src/protocol/runtime.ts";
+import { BASE, call, mintToken, newApiKey } from "./helpers.ts";
 
 export const RUNTIME_TOKEN = "rt_test_runtime_token_0123456789abcdef";
 
@@ -15,15 +18,21 @@ export const CAPABILITIES: Capabilities = {
   emission_fps: 30,
 };
 
-type Frame = { type: string; [key: string]: unknown };
+export type Frame = { type: string; [key: string]: unknown };
+type Match = string | ((frame: Frame) => boolean);
+const matcher = (match: Match) => (typeof match === "string" ? (frame: Frame) => frame.type === match : match);
+
+let pings = 0;
 
 /** A WebSocket whose incoming frames are queued, so a test can wait for the next frame of a kind. */
 export class Peer {
   readonly frames: Frame[] = [];
   #waiters: (() => void)[] = [];
   closed: { code: number; reason: string } | null = null;
+  readonly ws: WebSocket;
 
-  constructor(readonly ws: WebSocket) {
+  constructor(ws: WebSocket) {
+    this.ws = ws;
     ws.accept();
     ws.addEventListener("message", (event) => {
       this.frames.push(JSON.parse(event.data as string) as Frame);
@@ -40,13 +49,36 @@ export class Peer {
   }
 
   /** Takes (removes) the first queued frame matching `match`, waiting for it up to `timeoutMs`. */
-  async next<T extends Frame = Frame>(match: string | ((frame: Frame) => boolean), timeoutMs = 5000): Promise<T> {
-    const test = typeof match === "string" ? (frame: Frame) => frame.type === match : match;
+  async next<T extends Frame = Frame>(match: Match, timeoutMs = 5000): Promise<T> {
+    const index = await this.#waitFor(match, timeoutMs);
+    return this.frames.splice(index, 1)[0] as T;
+  }
+
+  /**
+   * Takes every queued frame up to and including the first one matching `match`, in arrival order. A socket
+   * delivers in order, so whatever the gateway sent before `match` is in the returned list: the way to assert
+   * that something was sent once, or not at all, without waiting for time to pass.
+   */
+  async takeUntil(match: Match, timeoutMs = 5000): Promise<Frame[]> {
+    const index = await this.#waitFor(match, timeoutMs);
+    return this.frames.splice(0, index + 1);
+  }
+
+  /** Client sockets only: a ping/pong round trip. Returns (and removes) every frame that arrived before the pong. */
+  async sync(timeoutMs = 5000): Promise<Frame[]> {
+    const t = ++pings;
+    this.send({ type: "ping", t });
+    const frames = await this.takeUntil((frame) => frame.type === "pong" && frame.t === t, timeoutMs);
+    return frames.slice(0, -1);
+  }
+
+  async #waitFor(match: Match, timeoutMs: number): Promise<number> {
+    const test = matcher(match);
     const deadline = Date.now() + timeoutMs;
     for (;;) {
       const index = this.frames.findIndex(test);
-      if (index >= 0) return this.frames.splice(index, 1)[0] as T;
-      if (this.closed && !this.frames.some(test)) throw new Error(`socket closed (${this.closed.code} ${this.closed.reason}) before ${String(match)}`);
+      if (index >= 0) return index;
+      if (this.closed) throw new Error(`socket closed (${this.closed.code} ${this.closed.reason}) before ${String(match)}`);
       if (Date.now() > deadline) {
         throw new Error(`no ${String(match)} frame within ${timeoutMs} ms; queued: ${JSON.stringify(this.frames.map((f) => f.type))}`);
       }
@@ -102,12 +134,15 @@ async function open(path: string, headers: Record<string, string>): Promise<Peer
 export class ScriptedRuntime {
   control!: Peer;
   readonly sessions = new Map<string, Peer>();
+  readonly model: string;
+  readonly id: string;
+  readonly slots: number;
 
-  constructor(
-    readonly model: string,
-    readonly id: string,
-    readonly slots: number,
-  ) {}
+  constructor(model: string, id: string, slots: number) {
+    this.model = model;
+    this.id = id;
+    this.slots = slots;
+  }
 
   async connect(sessions: string[] = []): Promise<this> {
     this.control = await open(`/v1/runtime/connect?model=${encodeURIComponent(this.model)}`, { Authorization: `Bearer ${RUNTIME_TOKEN}` });
@@ -127,6 +162,28 @@ export class ScriptedRuntime {
   async acceptAssignment(timeoutMs = 5000): Promise<{ sessionId: string; peer: Peer }> {
     const { session_id } = await this.control.next<{ type: "assign"; session_id: string }>("assign", timeoutMs);
     return { sessionId: session_id, peer: await this.openSession(session_id) };
+  }
+
+  /** Sends a heartbeat on the control socket; the pool answers it without waking up. */
+  async heartbeat(): Promise<void> {
+    this.control.send(HEARTBEAT_REQUEST);
+    await this.control.next("heartbeat_ack");
+  }
+
+  /** The session socket closes (network loss, or the runtime process died); the gateway sees the close. */
+  async dropSession(sessionId: string): Promise<void> {
+    const peer = this.sessions.get(sessionId);
+    if (!peer) throw new Error(`no session socket for ${sessionId}`);
+    peer.close(1001, "network lost");
+    await peer.waitClosed();
+    this.sessions.delete(sessionId);
+  }
+
+  /** The whole runtime goes away: its control socket and every session socket close. */
+  async crash(): Promise<void> {
+    for (const sessionId of [...this.sessions.keys()]) await this.dropSession(sessionId);
+    this.control.close(1001, "crashed");
+    await this.control.waitClosed();
   }
 
   async openSession(sessionId: string, commandSeq = 0): Promise<Peer> {
@@ -173,17 +230,71 @@ export function openSignal(client: ClientAccount, sessionId: string): Promise<Pe
 export const OFFER = "v=0\r\no=- 1 2 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\nm=video 9 UDP/TLS/RTP/SAVPF 96\r\n";
 export const ANSWER = "v=0\r\no=- 3 4 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\nm=video 9 UDP/TLS/RTP/SAVPF 96\r\n";
 
+/** Offer, answer and a connected peer over a native client's socket and its runtime's session socket: ACTIVE. */
+export async function negotiate(signal: Peer, runtimePeer: Peer, generation = 1): Promise<void> {
+  signal.send({ type: "offer", generation, sdp: OFFER });
+  await runtimePeer.next((frame) => frame.type === "offer" && frame.generation === generation);
+  runtimePeer.send({ type: "answer", generation, sdp: ANSWER });
+  await signal.next((frame) => frame.type === "answer" && frame.generation === generation);
+  runtimePeer.send({ type: "peer_state", generation, state: "connected" });
+  await signal.next((frame) => frame.type === "status" && frame.state === "ACTIVE");
+}
+
 /** A native client and a runtime taken all the way to ACTIVE. */
 export async function activeNativeSession(model: string, runtime: ScriptedRuntime, client?: ClientAccount) {
   client ??= await newClient();
   const { session_id: sessionId } = await createSession(client, model);
   const { peer: runtimePeer } = await runtime.acceptAssignment();
   const signal = await openSignal(client, sessionId);
-  signal.send({ type: "offer", generation: 1, sdp: OFFER });
-  await runtimePeer.next("offer");
-  runtimePeer.send({ type: "answer", generation: 1, sdp: ANSWER });
-  await signal.next("answer");
-  runtimePeer.send({ type: "peer_state", generation: 1, state: "connected" });
-  await signal.next((frame) => frame.type === "status" && frame.state === "ACTIVE");
+  await negotiate(signal, runtimePeer);
   return { client, sessionId, signal, runtimePeer };
+}
+
+/** A command frame; `data` carries the seq so the runtime side can tell copies apart. */
+export function command(seq: number, options: { type?: string; policy?: "buffer" | "replace" | "drop"; data?: unknown } = {}) {
+  const { type = "set_prompt", policy, data = { prompt: `prompt ${seq}` } } = options;
+  return { type: "command", seq, command: { type, data }, ...(policy && { policy }) };
+}
+
+/** The seqs of the `command` frames among `frames`, in arrival order. */
+export const commandSeqs = (frames: Frame[]) => frames.filter((frame) => frame.type === "command").map((frame) => frame.seq as number);
+
+/** A `command_status` frame for `seq` in `state`. */
+export const commandStatus = (seq: number, state: string) => (frame: Frame) =>
+  frame.type === "command_status" && frame.seq === seq && frame.state === state;
+
+export const isStatus = (state: string) => (frame: Frame) => frame.type === "status" && frame.state === state;
+
+// ── Objects, clocks and REST ──────────────────────────────────────────────────────────────────────────────────
+
+let models = 0;
+/** A model name no other test uses, so every test gets its own pool. */
+export const freshModel = (prefix = "model") => `${prefix}-${++models}-${crypto.randomUUID().slice(0, 8)}`;
+
+export const sessionStub = (sessionId: string) => env.SESSION_RELAY.get(env.SESSION_RELAY.idFromName(sessionId));
+export const poolStub = (model: string) => env.MODEL_POOL.get(env.MODEL_POOL.idFromName(model));
+
+/** The pool's runtimes, free slots and queue length, read inside the pool object. */
+export const poolSnapshot = (model: string): Promise<PoolSnapshot> => runInDurableObject(poolStub(model), (pool: ModelPool) => pool.snapshot());
+
+/**
+ * Moves an object's test clock forward (TEST_CLOCK=1; the offset is stored), then evicts the object so it wakes
+ * up reading the new offset. Works for sessions and pools alike.
+ */
+export async function advanceClock(stub: DurableObjectStub, ms: number): Promise<void> {
+  await runInDurableObject(stub, (_instance: unknown, state: DurableObjectState) => {
+    state.storage.kv.put("clock_offset_ms", (state.storage.kv.get<number>("clock_offset_ms") ?? 0) + ms);
+  });
+  await evictDurableObject(stub);
+}
+
+export async function getJson(client: ClientAccount, path: string, init: RequestInit = {}) {
+  const response = await call(path, { ...init, headers: { ...clientHeaders(client), ...(init.headers ?? {}) } });
+  const text = await response.text();
+  return { status: response.status, body: (text ? JSON.parse(text) : {}) as Record<string, unknown> };
+}
+
+/** The session's state as GET /sessions/{id}/info reports it (answered at once, never long-polled). */
+export async function stateOf(client: ClientAccount, sessionId: string): Promise<unknown> {
+  return (await getJson(client, `/sessions/${sessionId}/info`)).body.state;
 }
