@@ -1,0 +1,152 @@
+/**
+ * Scripted peers for benchmarks and load tests from Node: a GPU runtime (control socket + one socket per session)
+ * and a native client, speaking the gateway's real protocol over real WebSockets. No media.
+ */
+import WebSocket from "ws";
+import type { Capabilities } from "../../src/protocol/common.ts";
+
+export type Frame = { type: string; [key: string]: unknown };
+
+export const BENCH_CAPABILITIES: Capabilities = {
+  protocol_version: "1.0",
+  tracks: [{ name: "main_video", kind: "video", direction: "recvonly" }],
+  commands: [{ name: "echo", description: "Answers with the same data." }],
+  emission_fps: 30,
+};
+
+export const FAKE_SDP = "v=0\r\no=- 1 2 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\nm=video 9 UDP/TLS/RTP/SAVPF 96\r\n";
+
+/** A WebSocket with a queue of parsed frames and an optional handler that sees every frame first. */
+export class NodePeer {
+  readonly frames: Frame[] = [];
+  onFrame: ((frame: Frame) => boolean | void) | undefined;
+  readonly ws: WebSocket;
+  #waiters: (() => void)[] = [];
+  #closed = false;
+
+  private constructor(ws: WebSocket) {
+    this.ws = ws;
+    ws.on("message", (data) => {
+      const frame = JSON.parse(data.toString()) as Frame;
+      if (this.onFrame?.(frame) === true) return; // consumed
+      this.frames.push(frame);
+      this.#wake();
+    });
+    ws.on("close", () => {
+      this.#closed = true;
+      this.#wake();
+    });
+  }
+
+  static open(url: string, options: { headers?: Record<string, string>; protocols?: string[] } = {}): Promise<NodePeer> {
+    return new Promise((resolve, reject) => {
+      const ws = new WebSocket(url, options.protocols ?? [], { headers: options.headers, perMessageDeflate: false });
+      ws.once("open", () => resolve(new NodePeer(ws)));
+      ws.once("unexpected-response", (_request, response) => reject(new Error(`${url}: HTTP ${response.statusCode}`)));
+      ws.once("error", reject);
+    });
+  }
+
+  send(frame: unknown): void {
+    this.ws.send(typeof frame === "string" ? frame : JSON.stringify(frame));
+  }
+
+  async next(match: string | ((frame: Frame) => boolean), timeoutMs = 10_000): Promise<Frame> {
+    const test = typeof match === "string" ? (frame: Frame) => frame.type === match : match;
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const index = this.frames.findIndex(test);
+      if (index >= 0) return this.frames.splice(index, 1)[0]!;
+      if (this.#closed) throw new Error(`socket closed while waiting for ${String(match)}`);
+      if (Date.now() > deadline) throw new Error(`no ${String(match)} within ${timeoutMs} ms`);
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, 100);
+        this.#waiters.push(() => {
+          clearTimeout(timer);
+          resolve();
+        });
+      });
+    }
+  }
+
+  close(): void {
+    this.ws.close();
+  }
+
+  #wake(): void {
+    const waiters = this.#waiters;
+    this.#waiters = [];
+    for (const wake of waiters) wake();
+  }
+}
+
+export interface GatewayAccess {
+  /** http://127.0.0.1:PORT */
+  url: string;
+  runtimeToken: string;
+}
+
+const wsUrl = (httpUrl: string) => httpUrl.replace(/^http/, "ws");
+
+export class BenchRuntime {
+  control!: NodePeer;
+  readonly gateway: GatewayAccess;
+  readonly model: string;
+  readonly id: string;
+  readonly slots: number;
+
+  constructor(gateway: GatewayAccess, model: string, id: string, slots: number) {
+    this.gateway = gateway;
+    this.model = model;
+    this.id = id;
+    this.slots = slots;
+  }
+
+  async connect(): Promise<this> {
+    this.control = await NodePeer.open(`${wsUrl(this.gateway.url)}/v1/runtime/connect?model=${encodeURIComponent(this.model)}`, {
+      headers: { Authorization: `Bearer ${this.gateway.runtimeToken}` },
+    });
+    this.control.send({ type: "register", runtime_id: this.id, model: { name: this.model, version: "bench" }, capabilities: BENCH_CAPABILITIES, slots: this.slots });
+    await this.control.next("registered");
+    return this;
+  }
+
+  async openSession(sessionId: string, commandSeq = 0): Promise<NodePeer> {
+    const peer = await NodePeer.open(`${wsUrl(this.gateway.url)}/v1/runtime/sessions/${sessionId}?runtime_id=${encodeURIComponent(this.id)}`, {
+      headers: { Authorization: `Bearer ${this.gateway.runtimeToken}` },
+    });
+    peer.send({ type: "hello", runtime_id: this.id, command_seq: commandSeq });
+    await peer.next("session");
+    return peer;
+  }
+}
+
+export async function createSession(gatewayUrl: string, jwt: string, model: string): Promise<string> {
+  const response = await fetch(`${gatewayUrl}/sessions`, {
+    method: "POST",
+    headers: { Authorization: `Bearer ${jwt}`, "Content-Type": "application/json" },
+    body: JSON.stringify({ model: { name: model } }),
+  });
+  if (!response.ok) throw new Error(`POST /sessions: ${response.status} ${await response.text()}`);
+  return ((await response.json()) as { session_id: string }).session_id;
+}
+
+export function openSignal(gatewayUrl: string, jwt: string, sessionId: string): Promise<NodePeer> {
+  return NodePeer.open(`${wsUrl(gatewayUrl)}/v1/sessions/${sessionId}/signal`, { protocols: ["reactor.v1", `bearer.${jwt}`] });
+}
+
+/** Creates a session and takes it to ACTIVE: assignment, runtime socket, offer/answer, peer connected. */
+export async function activeSession(gatewayUrl: string, jwt: string, runtime: BenchRuntime) {
+  const assigned = runtime.control.next("assign", 30_000);
+  const sessionId = await createSession(gatewayUrl, jwt, runtime.model);
+  const assignment = await assigned;
+  if (assignment.session_id !== sessionId) throw new Error("assignments arrived out of order; create sessions one at a time");
+  const runtimePeer = await runtime.openSession(sessionId);
+  const client = await openSignal(gatewayUrl, jwt, sessionId);
+  client.send({ type: "offer", generation: 1, sdp: FAKE_SDP });
+  await runtimePeer.next("offer");
+  runtimePeer.send({ type: "answer", generation: 1, sdp: FAKE_SDP });
+  runtimePeer.send({ type: "peer_state", generation: 1, state: "connected" });
+  await client.next((frame) => frame.type === "status" && frame.state === "ACTIVE", 30_000);
+  return { sessionId, client, runtimePeer };
+}

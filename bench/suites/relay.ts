@@ -1,0 +1,272 @@
+/**
+ * Relay round trip, client → session Durable Object → runtime → back, with 1 KB messages, side by side with the
+ * floor (a raw WebSocket relay in one Node process), at 1 and 100 concurrent sessions; plus pipelined command
+ * throughput (commands persisted until the runtime acknowledges them), with a count of lost commands.
+ *
+ * Measured path (ours): Node client ─ws→ workerd (`wrangler dev`, local tracing off) Worker → SessionRelay DO
+ * (validate, store in SQLite, forward) ─ws→ Node runtime, which answers each command with a model message
+ * ─ws→ DO (validate, store until the client acknowledges) ─ws→ client.
+ */
+import { spawn } from "node:child_process";
+import { once } from "node:events";
+import { createInterface } from "node:readline";
+import { PROJECT_ROOT } from "../../scripts/lib/paths.ts";
+import { stopGroup } from "../../scripts/lib/process-group.ts";
+import type { SuiteContext, SuiteResult } from "../harness/suite.ts";
+import { clientToken, processCpuMs, startGateway, workerdPids, type TestGateway } from "../lib/gateway.ts";
+import { activeSession, BenchRuntime, NodePeer, type Frame } from "../lib/peers.ts";
+import { summarize, type LatencySummary } from "../lib/stats.ts";
+
+const PAYLOAD = "x".repeat(1024);
+
+export interface RelayFigures {
+  pairs: number;
+  floor: LatencySummary;
+  ours: LatencySummary;
+}
+
+export interface CommandFigures {
+  sessions: number;
+  commands: number;
+  perSecond: number;
+  lost: number;
+  outOfOrder: number;
+}
+
+export interface RelayResults {
+  relay: RelayFigures[];
+  commands: CommandFigures[];
+}
+
+interface Pair {
+  /** Sends one 1 KB message and resolves when its echo is back. */
+  roundTrip(): Promise<void>;
+}
+
+async function measure(pairs: Pair[], perPair: number, cpu: () => Promise<number>): Promise<LatencySummary> {
+  for (const pair of pairs.slice(0, Math.min(pairs.length, 10))) await pair.roundTrip(); // warm-up
+  const samples: number[] = [];
+  const cpuBefore = await cpu();
+  const started = performance.now();
+  await Promise.all(
+    pairs.map(async (pair) => {
+      for (let i = 0; i < perPair; i++) {
+        const t0 = performance.now();
+        await pair.roundTrip();
+        samples.push(performance.now() - t0);
+      }
+    }),
+  );
+  const elapsedMs = performance.now() - started;
+  const cpuMs = (await cpu()) - cpuBefore;
+  return summarize(samples, elapsedMs, cpuMs);
+}
+
+// ── Floor: raw relay ───────────────────────────────────────────────────────────────────────────────────────────
+
+async function startFloor(): Promise<{ port: number; pid: number; stop: () => Promise<void> }> {
+  const child = spawn(process.execPath, ["bench/floor/ws-relay.ts"], { cwd: PROJECT_ROOT, stdio: ["ignore", "pipe", "inherit"], detached: true });
+  const [line] = (await once(createInterface({ input: child.stdout! }), "line")) as [string];
+  return { port: Number(line), pid: child.pid!, stop: () => stopGroup(child.pid!) };
+}
+
+async function floorPairs(port: number, count: number): Promise<{ pairs: Pair[]; close: () => void }> {
+  const sockets: NodePeer[] = [];
+  const pairs: Pair[] = [];
+  for (let i = 0; i < count; i++) {
+    const client = await NodePeer.open(`ws://127.0.0.1:${port}/client/${i}`);
+    const peer = await NodePeer.open(`ws://127.0.0.1:${port}/peer/${i}`);
+    sockets.push(client, peer);
+    peer.onFrame = (frame) => {
+      peer.send(frame); // echo
+      return true;
+    };
+    let pending: (() => void) | undefined;
+    client.onFrame = () => {
+      pending?.();
+      return true;
+    };
+    let seq = 0;
+    pairs.push({
+      roundTrip: () =>
+        new Promise<void>((resolve) => {
+          pending = resolve;
+          client.send({ type: "command", seq: ++seq, command: { type: "echo", data: { payload: PAYLOAD } } });
+        }),
+    });
+  }
+  return { pairs, close: () => sockets.forEach((socket) => socket.close()) };
+}
+
+// ── Ours: through the gateway ──────────────────────────────────────────────────────────────────────────────────
+
+interface GatewaySession {
+  client: NodePeer;
+  runtimePeer: NodePeer;
+  nextSeq: number;
+}
+
+/** Wires a session's runtime to answer every command with a model message, acknowledging commands in batches. */
+function echoingRuntime(session: GatewaySession, onCommand?: (seq: number) => void): void {
+  let messageSeq = 0;
+  session.runtimePeer.onFrame = (frame: Frame) => {
+    if (frame.type !== "command") return true;
+    const seq = frame.seq as number;
+    onCommand?.(seq);
+    session.runtimePeer.send({ type: "message", seq: ++messageSeq, scope: "application", data: (frame.command as { data: unknown }).data });
+    if (seq % 16 === 0) session.runtimePeer.send({ type: "command_ack", seq });
+    return true;
+  };
+}
+
+async function gatewaySessions(gateway: TestGateway, count: number): Promise<GatewaySession[]> {
+  const jwt = await clientToken(gateway);
+  const runtime = await new BenchRuntime(gateway, `bench-${count}-${Date.now()}`, "bench-gpu", count).connect();
+  const sessions: GatewaySession[] = [];
+  for (let i = 0; i < count; i++) {
+    const { client, runtimePeer } = await activeSession(gateway.url, jwt, runtime);
+    sessions.push({ client, runtimePeer, nextSeq: 1 });
+  }
+  return sessions;
+}
+
+function gatewayPair(session: GatewaySession): Pair {
+  echoingRuntime(session);
+  let pending: (() => void) | undefined;
+  session.client.onFrame = (frame) => {
+    if (frame.type === "message") {
+      const seq = frame.seq as number;
+      if (seq % 16 === 0) session.client.send({ type: "ack", message_seq: seq });
+      pending?.();
+    }
+    return true;
+  };
+  return {
+    roundTrip: () =>
+      new Promise<void>((resolve) => {
+        pending = resolve;
+        session.client.send({ type: "command", seq: session.nextSeq++, command: { type: "echo", data: { payload: PAYLOAD } } });
+      }),
+  };
+}
+
+/** Pipelined commands: sent back to back, counted when the runtime has acknowledged the last one. */
+async function pipelinedCommands(sessions: GatewaySession[], perSession: number): Promise<CommandFigures> {
+  let lost = 0;
+  let outOfOrder = 0;
+  const started = performance.now();
+  await Promise.all(
+    sessions.map(async (session) => {
+      const first = session.nextSeq;
+      const last = first + perSession - 1;
+      let expected = first;
+      echoingRuntime(session, (seq) => {
+        if (seq !== expected) outOfOrder++;
+        expected = Math.max(expected, seq + 1);
+      });
+      const done = new Promise<void>((resolve) => {
+        session.client.onFrame = (frame) => {
+          if (frame.type === "command_status" && frame.state === "acknowledged" && frame.seq === last) resolve();
+          if (frame.type === "message" && (frame.seq as number) % 16 === 0) session.client.send({ type: "ack", message_seq: frame.seq });
+          return true;
+        };
+      });
+      for (let seq = first; seq <= last; seq++) {
+        session.client.send({ type: "command", seq, command: { type: "echo", data: { n: seq } } });
+      }
+      session.nextSeq = last + 1;
+      // The runtime acknowledges every 16th; make sure the last one is acknowledged too.
+      const flush = setInterval(() => session.runtimePeer.send({ type: "command_ack", seq: expected - 1 }), 50);
+      await done;
+      clearInterval(flush);
+      lost += last + 1 - expected;
+    }),
+  );
+  const seconds = (performance.now() - started) / 1000;
+  const commands = sessions.length * perSession;
+  return { sessions: sessions.length, commands, perSecond: commands / seconds, lost, outOfOrder };
+}
+
+export const name = "relay";
+export const title = "Relay round trip and command throughput";
+
+const TARGETS = { p50At1: 1.3, p99At1: 1.5, p50At100: 2, throughputAt100: 0.5, cpuUs: 60, commandsOne: 5000, commandsAcross: 15_000 };
+
+export async function run(ctx: SuiteContext): Promise<SuiteResult> {
+  const results = await measureRelay(ctx);
+  const [one, hundred] = results.relay;
+  const [commandsOne, commandsAcross] = results.commands;
+  const passed =
+    one!.ours.p50 <= TARGETS.p50At1 * one!.floor.p50 &&
+    one!.ours.p99 <= TARGETS.p99At1 * one!.floor.p99 &&
+    hundred!.ours.p50 <= TARGETS.p50At100 * hundred!.floor.p50 &&
+    hundred!.ours.throughput >= TARGETS.throughputAt100 * hundred!.floor.throughput &&
+    results.relay.every((row) => row.ours.cpuUsPerMessage <= TARGETS.cpuUs) &&
+    commandsOne!.perSecond >= TARGETS.commandsOne &&
+    commandsAcross!.perSecond >= TARGETS.commandsAcross &&
+    results.commands.every((row) => row.lost === 0 && row.outOfOrder === 0);
+  return { figures: results, markdown: relayMarkdown(results), passed };
+}
+
+async function measureRelay(ctx: SuiteContext): Promise<RelayResults> {
+  const { quick, progress } = ctx;
+  const concurrency = [1, 100];
+  const perPair = (pairs: number) => (pairs === 1 ? (quick ? 400 : 2000) : quick ? 20 : 100);
+  const results: RelayResults = { relay: [], commands: [] };
+
+  const floor = await startFloor();
+  const gateway = await startGateway();
+  try {
+    const workerd = workerdPids(gateway);
+    const gatewayCpu = async () => (await Promise.all(workerd.map(processCpuMs))).reduce((a, b) => a + b, 0);
+    for (const pairs of concurrency) {
+      progress(`relay: ${pairs} session(s), floor…`);
+      const raw = await floorPairs(floor.port, pairs);
+      const floorStats = await measure(raw.pairs, perPair(pairs), () => processCpuMs(floor.pid));
+      raw.close();
+      progress(`relay: ${pairs} session(s), gateway (setting up ${pairs} sessions)…`);
+      const sessions = await gatewaySessions(gateway, pairs);
+      const ours = await measure(sessions.map(gatewayPair), perPair(pairs), gatewayCpu);
+      results.relay.push({ pairs, floor: floorStats, ours });
+
+      progress(`commands: ${pairs} session(s), pipelined…`);
+      const perSession = pairs === 1 ? (quick ? 2000 : 10_000) : quick ? 100 : 300;
+      results.commands.push(await pipelinedCommands(sessions, perSession));
+      for (const session of sessions) {
+        session.client.close();
+        session.runtimePeer.close();
+      }
+    }
+  } finally {
+    await gateway.stop();
+    await floor.stop();
+  }
+  return results;
+}
+
+const ms = (value: number) => value.toFixed(2);
+const ratio = (ours: number, floor: number) => `${(ours / floor).toFixed(2)}×`;
+
+function relayMarkdown(results: RelayResults): string {
+  const lines = [
+    `Targets (ratios to the floor in the same run): 1 session p50 ≤ ${TARGETS.p50At1}×, p99 ≤ ${TARGETS.p99At1}×; 100 sessions p50 ≤ ${TARGETS.p50At100}×, throughput ≥ ${TARGETS.throughputAt100}×; server CPU ≤ ${TARGETS.cpuUs} µs per relayed message; pipelined commands ≥ ${TARGETS.commandsOne}/s in one session and ≥ ${TARGETS.commandsAcross}/s across sessions, 0 lost.`,
+    "",
+    "Path: Node client ─ws→ workerd (`wrangler dev`, `X_LOCAL_OBSERVABILITY=false`) → SessionRelay Durable Object (validate, SQLite, forward) ─ws→ Node runtime → model message back the same way. Floor: raw WebSocket relay in one Node process. 1 KB messages, closed loop per session.",
+    "",
+    "| sessions | path | p50 ms | p90 ms | p99 ms | max ms | msg/s | server CPU µs/msg |",
+    "|---:|---|---:|---:|---:|---:|---:|---:|",
+  ];
+  for (const { pairs, floor, ours } of results.relay) {
+    for (const [name, stats] of [["floor", floor], ["gateway", ours]] as const) {
+      lines.push(
+        `| ${pairs} | ${name} | ${ms(stats.p50)} | ${ms(stats.p90)} | ${ms(stats.p99)} | ${ms(stats.max)} | ${stats.throughput.toFixed(0)} | ${stats.cpuUsPerMessage.toFixed(1)} |`,
+      );
+    }
+    lines.push(
+      `| ${pairs} | **ratio** | **${ratio(ours.p50, floor.p50)}** | ${ratio(ours.p90, floor.p90)} | **${ratio(ours.p99, floor.p99)}** | | **${(ours.throughput / floor.throughput).toFixed(2)}×** | |`,
+    );
+  }
+  lines.push("", "| sessions | commands (pipelined) | commands/s | lost | out of order |", "|---:|---:|---:|---:|---:|");
+  for (const c of results.commands) lines.push(`| ${c.sessions} | ${c.commands} | ${c.perSecond.toFixed(0)} | ${c.lost} | ${c.outOfOrder} |`);
+  return lines.join("\n");
+}

@@ -1,0 +1,117 @@
+/**
+ * A real gateway for end-to-end tests: `wrangler dev` (workerd) on a free loopback port, with its own state
+ * directory and secrets, migrations applied. Start it in beforeAll, stop it in afterAll.
+ */
+import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import path from "node:path";
+import { randomId } from "../../../src/auth/encoding.ts";
+import { generateSigningKey } from "../../../src/auth/generate-signing-key.ts";
+import { startDevServer, type DevServer } from "../../../scripts/lib/dev-server.ts";
+import { applyMigrations } from "../../../scripts/lib/wrangler.ts";
+
+export interface GatewayOptions {
+  /** Worker secrets and vars (written to an env file); JWT_SIGNING_KEYS, ADMIN_TOKEN, RUNTIME_TOKENS default to fresh ones. */
+  vars?: Record<string, string>;
+  /** An existing state directory (`--persist-to`), kept on stop. Default: a fresh one, removed on stop. */
+  stateDir?: string;
+  /** Apply D1 migrations before starting (default true). */
+  migrate?: boolean;
+  /** Default: a free port. */
+  port?: number;
+  /** Sees every line the gateway prints (they are also kept for `output()`). */
+  onLine?: (line: string) => void;
+  /** How long to wait for /health (default 120 s: a loaded CI machine can be slow to boot workerd). */
+  readyTimeoutMs?: number;
+}
+
+export interface TestGateway {
+  url: string;
+  port: number;
+  stateDir: string;
+  adminToken: string;
+  /** The first of RUNTIME_TOKENS: what a GPU runtime presents on its sockets. */
+  runtimeToken: string;
+  /** The secrets and vars the Worker was given. */
+  vars: Record<string, string>;
+  /** The wrangler process (leader of the gateway's process group). */
+  pid: number;
+  /** The last lines the gateway printed, for failure messages. */
+  output(): string;
+  /** Stops every process of the gateway; removes the state directory unless it was given. Idempotent. */
+  stop(): Promise<void>;
+}
+
+/** Fresh secrets a gateway needs to mint and verify tokens, serve /admin and accept GPU runtimes. */
+export async function testSecrets(): Promise<{ JWT_SIGNING_KEYS: string; ADMIN_TOKEN: string; RUNTIME_TOKENS: string }> {
+  return {
+    JWT_SIGNING_KEYS: JSON.stringify({ keys: [await generateSigningKey()] }),
+    ADMIN_TOKEN: randomId(24),
+    RUNTIME_TOKENS: `rt_${randomId(24)}`,
+  };
+}
+
+/** Quotes a value for a dotenv file (single quotes keep JSON as it is). */
+function dotenvLine(name: string, value: string): string {
+  if (value.includes("'") || value.includes("\n")) throw new Error(`${name}: values with quotes or newlines are not supported`);
+  return `${name}='${value}'`;
+}
+
+const MAX_OUTPUT_LINES = 400;
+
+export async function startGateway(options: GatewayOptions = {}): Promise<TestGateway> {
+  const workDir = await mkdtemp(path.join(tmpdir(), "reactor-gateway-"));
+  const stateDir = options.stateDir ?? path.join(workDir, "state");
+  const vars = { ...(await testSecrets()), ...options.vars };
+  const envFile = path.join(workDir, "secrets.env");
+  await writeFile(envFile, Object.entries(vars).map(([name, value]) => dotenvLine(name, value)).join("\n") + "\n", {
+    mode: 0o600,
+  });
+
+  const lines: string[] = [];
+  const onLine = (line: string) => {
+    lines.push(line);
+    if (lines.length > MAX_OUTPUT_LINES) lines.shift();
+    options.onLine?.(line);
+  };
+  // workDir holds the env file, and the state unless the caller gave its own state directory.
+  const cleanUp = () => rm(workDir, { recursive: true, force: true });
+
+  let server: DevServer;
+  try {
+    if (options.migrate ?? true) await applyMigrations(stateDir);
+    server = await startDevServer({ port: options.port, stateDir, envFile, onLine, readyTimeoutMs: options.readyTimeoutMs });
+  } catch (error) {
+    await cleanUp();
+    throw new Error(`the gateway did not start: ${(error as Error).message}\n--- its output ---\n${lines.join("\n")}`);
+  }
+  let stopped: Promise<void> | undefined;
+  return {
+    url: server.url,
+    port: server.port,
+    stateDir,
+    adminToken: vars.ADMIN_TOKEN,
+    runtimeToken: vars.RUNTIME_TOKENS.split(",")[0]!.trim(),
+    vars,
+    pid: server.pid,
+    output: () => lines.join("\n"),
+    stop: () => (stopped ??= server.stop().finally(cleanUp)),
+  };
+}
+
+/** POST /tokens with an API key; returns the status and parsed body. */
+export async function mintToken(
+  gatewayUrl: string,
+  apiKey: string,
+  body?: unknown,
+): Promise<{ status: number; body: { jwt?: string; expires_at?: number; error?: { code: string; message: string } } }> {
+  const response = await fetch(`${gatewayUrl}/tokens`, {
+    method: "POST",
+    headers: { "Reactor-API-Key": apiKey, ...(body !== undefined && { "Content-Type": "application/json" }) },
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  return { status: response.status, body: (await response.json()) as never };
+}
+
+/** A JWT's shape: three base64url parts, the first decoding to a JSON header. */
+export const JWT_PATTERN = /^eyJ[A-Za-z0-9_-]+\.eyJ[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$/;
