@@ -14,15 +14,16 @@ function signalGroup(pgid: number, signal: NodeJS.Signals | 0): boolean {
   }
 }
 
-/** Whether any live (non-zombie) process is left in the group. Uses /proc where there is one. */
-export function groupAlive(pgid: number): boolean {
+/** Whether any live (non-zombie) process other than `except` is left in the group. Uses /proc where there is one. */
+export function groupAlive(pgid: number, except?: number): boolean {
   let entries: string[];
   try {
     entries = readdirSync("/proc").filter((name) => /^\d+$/.test(name));
   } catch {
-    return signalGroup(pgid, 0);
+    return except === undefined ? signalGroup(pgid, 0) : true; // without /proc, assume the worst
   }
   for (const pid of entries) {
+    if (Number(pid) === except) continue;
     let stat: string;
     try {
       stat = readFileSync(`/proc/${pid}/stat`, "utf8");

@@ -4,8 +4,13 @@
  * SIGTERM, or when one of them exits on its own.
  */
 import { spawn } from "node:child_process";
+import path from "node:path";
 import { createInterface } from "node:readline";
+import { fileURLToPath } from "node:url";
 import { stopGroup } from "./process-group.ts";
+
+/** Runs each child, and stops its group if we die without stopping it (see tether.ts). */
+const TETHER = path.join(path.dirname(fileURLToPath(import.meta.url)), "tether.ts");
 
 export interface ChildSpec {
   /** Shown as the `[name]` prefix of the child's output. */
@@ -42,6 +47,7 @@ export function prefixedOutput(names: string[] = []): OutputSink {
 
 export class ManagedChild {
   readonly name: string;
+  /** The tether's pid, which is also the id of the child's process group. */
   readonly pid: number;
   /** Resolves when the child itself has exited (its process group may take a moment longer). */
   readonly exited: Promise<ChildExit>;
@@ -49,10 +55,11 @@ export class ManagedChild {
 
   constructor(spec: ChildSpec, output: OutputSink) {
     this.name = spec.name;
-    const child = spawn(spec.command, spec.args, {
+    const child = spawn(process.execPath, [TETHER, spec.command, ...spec.args], {
       cwd: spec.cwd,
       env: spec.env ?? process.env,
-      stdio: ["ignore", "pipe", "pipe"],
+      // stdin: the tether's lifeline, never written to; it closes when this process goes away.
+      stdio: ["pipe", "pipe", "pipe"],
       detached: true, // own process group: Ctrl-C reaches only the supervisor, which then stops the whole group
     });
     this.exited = new Promise((resolve) => {

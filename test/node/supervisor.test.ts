@@ -1,4 +1,8 @@
 /** The process supervisor behind `npm start`: prefixed output, stopping whole process trees, unexpected exits. */
+import { spawn } from "node:child_process";
+import { once } from "node:events";
+import { createInterface } from "node:readline";
+import { pathToFileURL } from "node:url";
 import { describe, expect, it } from "vitest";
 import { Supervisor, type ChildExit } from "../../scripts/lib/supervisor.ts";
 import { descendants, stillRunning } from "./support/processes.ts";
@@ -35,7 +39,8 @@ describe("Supervisor", () => {
     // Each child leaves a grandchild behind in its process group, as wrangler leaves workerd.
     const first = supervisor.start({ name: "first", command: "sh", args: ["-c", "sleep 300 & wait"] });
     const second = supervisor.start({ name: "second", command: "sh", args: ["-c", "sleep 300 & wait"] });
-    await until(() => descendants(first.pid).length > 0 && descendants(second.pid).length > 0);
+    const sleeping = (pid: number) => descendants(pid).some((info) => info.command === "sleep");
+    await until(() => sleeping(first.pid) && sleeping(second.pid));
     const tree = [first.pid, second.pid].flatMap((pid) => descendants(pid));
 
     await supervisor.stopAll();
@@ -56,8 +61,25 @@ describe("Supervisor", () => {
   it("escalates to SIGKILL when a child ignores SIGTERM", async () => {
     const supervisor = new Supervisor({ output: () => {} });
     const stubborn = supervisor.start({ name: "stubborn", command: "sh", args: ["-c", "trap '' TERM; echo ready; while :; do sleep 1; done"] });
-    await until(() => descendants(stubborn.pid).length > 0);
+    await until(() => descendants(stubborn.pid).some((info) => info.command === "sleep")); // the trap is set by then
     await stubborn.stop(500);
     expect((await stubborn.exited).signal).toBe("SIGKILL");
+  });
+
+  it("takes the children down when the supervising process is killed outright (SIGKILL)", async () => {
+    const supervisorModule = pathToFileURL(new URL("../../scripts/lib/supervisor.ts", import.meta.url).pathname).href;
+    const script = `
+      const { Supervisor } = await import(${JSON.stringify(supervisorModule)});
+      const child = new Supervisor({ output: () => {} }).start({ name: "orphan", command: "sh", args: ["-c", "sleep 300 & wait"] });
+      console.log(child.pid);
+      setInterval(() => {}, 1000);`;
+    const parent = spawn(process.execPath, ["--input-type=module", "-e", script], { stdio: ["ignore", "pipe", "inherit"] });
+    const [line] = (await once(createInterface({ input: parent.stdout! }), "line")) as [string];
+    const tetherPid = Number(line);
+    await until(() => descendants(tetherPid).some((info) => info.command === "sleep"));
+    const tree = [...descendants(parent.pid!), ...descendants(tetherPid)];
+
+    parent.kill("SIGKILL");
+    await until(() => stillRunning(tree).length === 0);
   });
 });
