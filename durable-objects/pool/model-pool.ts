@@ -9,8 +9,7 @@
  */
 import { DurableObject } from "cloudflare:workers";
 import { sessionSettings, type SessionSettings } from "../../src/config.ts";
-import type { ErrorCode } from "../../src/errors.ts";
-import { ERROR_CODES } from "../../src/errors.ts";
+import { ApiError } from "../../src/errors.ts";
 import type { Capabilities } from "../../src/protocol/common.ts";
 import { decodeFrame } from "../../src/protocol/frames.ts";
 import {
@@ -142,7 +141,7 @@ export class ModelPool extends DurableObject<Env> {
   // ── The runtime's control socket ─────────────────────────────────────────────────────────────────────────────
 
   override async fetch(request: Request): Promise<Response> {
-    if (request.headers.get("Upgrade")?.toLowerCase() !== "websocket") return errorResponse("WEBSOCKET_REQUIRED");
+    if (request.headers.get("Upgrade")?.toLowerCase() !== "websocket") return new ApiError("WEBSOCKET_REQUIRED").toResponse();
     const model = new URL(request.url).searchParams.get("model") ?? "";
     this.ctx.storage.kv.put(MODEL_KEY, model);
     const [runtime, server] = Object.values(new WebSocketPair()) as [WebSocket, WebSocket];
@@ -338,10 +337,6 @@ function send(ws: WebSocket, frame: PoolFrame): void {
   sendIfOpen(ws, JSON.stringify(frame));
 }
 
-function errorResponse(code: ErrorCode): Response {
-  const { status, message, recoverable } = ERROR_CODES[code];
-  return Response.json({ error: { code, message, recoverable } }, { status });
-}
 
 function logError(error: unknown): void {
   console.error("model pool:", error instanceof Error ? error.message : String(error));

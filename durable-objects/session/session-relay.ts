@@ -9,7 +9,7 @@
 import { DurableObject } from "cloudflare:workers";
 import { GATEWAY_VERSION, sessionSettings, type SessionSettings } from "../../src/config.ts";
 import type { ErrorCode } from "../../src/errors.ts";
-import { ERROR_CODES } from "../../src/errors.ts";
+import { ApiError, ERROR_CODES } from "../../src/errors.ts";
 import { iceServersFor } from "../../src/ice-servers.ts";
 import {
   LIMITS,
@@ -23,7 +23,7 @@ import {
   type SessionState,
 } from "../../src/protocol/common.ts";
 import { decodeFrame } from "../../src/protocol/frames.ts";
-import { GatewaySessionFrame, RuntimeSessionFrame, type RuntimeId } from "../../src/protocol/runtime.ts";
+import { GatewaySessionFrame, RuntimeSessionFrame } from "../../src/protocol/runtime.ts";
 import type { SessionResponse } from "../../src/protocol/sessions.ts";
 import { ClientFrame, type ServerFrame } from "../../src/protocol/signaling.ts";
 import type { Infer } from "../../src/protocol/schema.ts";
@@ -49,6 +49,12 @@ interface SocketAttachment {
   connection: number;
   /** A runtime socket until its `hello`: it gets nothing before the `session` frame, and does not count as up. */
   awaitingHello?: true;
+}
+
+interface LiveSocket {
+  ws: WebSocket;
+  connection: number;
+  greeted: boolean;
 }
 
 interface Deadlines {
@@ -112,6 +118,8 @@ export class SessionRelay extends DurableObject<Env> {
   readonly #messages: MessageLog;
   readonly #events: EventLog;
   #session: SessionRecord | undefined;
+  /** Sockets in use, remembered so a send costs no lookup; rebuilt from the attachments after hibernation. */
+  readonly #live = new Map<Role, LiveSocket>();
   /** Long-polling requests waiting for the session to change. In memory on purpose: they die with the request. */
   readonly #waiters = new Set<() => void>();
 
@@ -307,7 +315,7 @@ export class SessionRelay extends DurableObject<Env> {
   // ── WebSockets: the native client's signaling socket and the runtime's session socket ────────────────────────
 
   override async fetch(request: Request): Promise<Response> {
-    if (request.headers.get("Upgrade")?.toLowerCase() !== "websocket") return errorResponse("WEBSOCKET_REQUIRED");
+    if (request.headers.get("Upgrade")?.toLowerCase() !== "websocket") return new ApiError("WEBSOCKET_REQUIRED").toResponse();
     const url = new URL(request.url);
     if (url.pathname.endsWith("/runtime")) return this.#acceptRuntime(url.searchParams.get("runtime_id") ?? "");
     return this.#acceptClient(request.headers.get("X-Account-Id") ?? "", request.headers.get("Sec-WebSocket-Protocol"));
@@ -363,7 +371,7 @@ export class SessionRelay extends DurableObject<Env> {
 
   #acceptClient(accountId: string, protocols: string | null): Response {
     const session = this.#session;
-    if (!session || session.accountId !== accountId) return errorResponse("SESSION_NOT_FOUND");
+    if (!session || session.accountId !== accountId) return new ApiError("SESSION_NOT_FOUND").toResponse();
     const [client, server] = Object.values(new WebSocketPair()) as [WebSocket, WebSocket];
     this.#adoptSocket(server, "client");
     session.clientKind = "native";
@@ -468,9 +476,9 @@ export class SessionRelay extends DurableObject<Env> {
 
   #acceptRuntime(runtimeId: string): Response {
     const session = this.#session;
-    if (!session) return errorResponse("SESSION_NOT_FOUND");
-    if (isEnded(session.state)) return errorResponse("SESSION_ENDED");
-    if (session.runtime?.runtimeId !== runtimeId) return errorResponse("RUNTIME_NOT_ASSIGNED");
+    if (!session) return new ApiError("SESSION_NOT_FOUND").toResponse();
+    if (isEnded(session.state)) return new ApiError("SESSION_ENDED").toResponse();
+    if (session.runtime?.runtimeId !== runtimeId) return new ApiError("RUNTIME_NOT_ASSIGNED").toResponse();
     const [runtime, server] = Object.values(new WebSocketPair()) as [WebSocket, WebSocket];
     this.#adoptSocket(server, "runtime", { awaitingHello: true });
     this.#save();
@@ -536,6 +544,7 @@ export class SessionRelay extends DurableObject<Env> {
     const session = this.#session!;
     const { awaitingHello: _greetedNow, ...attachment } = ws.deserializeAttachment() as SocketAttachment;
     ws.serializeAttachment(attachment satisfies SocketAttachment);
+    this.#live.set("runtime", { ws, connection: attachment.connection, greeted: true });
     session.runtimeEverConnected = true;
     this.#events.record(this.#clock.now(), "runtime_connected", { runtime_id: session.runtime!.runtimeId });
     const acknowledged = this.#commands.acknowledge(processedSeq);
@@ -660,8 +669,8 @@ export class SessionRelay extends DurableObject<Env> {
   }
 
   #greetedRuntime(): WebSocket | undefined {
-    const ws = this.#socket("runtime");
-    return ws && !(ws.deserializeAttachment() as SocketAttachment).awaitingHello ? ws : undefined;
+    const live = this.#currentSocket("runtime");
+    return live?.greeted ? live.ws : undefined;
   }
 
   /** After a runtime (re)connects: everything it has not acknowledged, and the waiting commands if ready. */
@@ -827,12 +836,23 @@ export class SessionRelay extends DurableObject<Env> {
     });
   }
 
+  /** The current socket of `role`: found among the hibernatable sockets once after a wake-up, then remembered. */
   #socket(role: Role): WebSocket | undefined {
+    return this.#currentSocket(role)?.ws;
+  }
+
+  #currentSocket(role: Role): LiveSocket | undefined {
     const session = this.#session!;
     const current = role === "client" ? session.clientSocket : session.runtimeSocket;
     if (current === null) return undefined;
+    const known = this.#live.get(role);
+    if (known?.connection === current) return known;
     for (const ws of this.ctx.getWebSockets(role)) {
-      if ((ws.deserializeAttachment() as SocketAttachment | null)?.connection === current) return ws;
+      const attachment = ws.deserializeAttachment() as SocketAttachment | null;
+      if (attachment?.connection !== current) continue;
+      const live = { ws, connection: current, greeted: !attachment.awaitingHello };
+      this.#live.set(role, live);
+      return live;
     }
     return undefined;
   }
@@ -926,10 +946,3 @@ function sendError(ws: WebSocket, code: ErrorCode, message?: string, ref?: unkno
 function sendRuntimeError(ws: WebSocket, code: ErrorCode, message?: string, ref?: unknown): void {
   sendIfOpen(ws, JSON.stringify({ type: "error", code, message: message ?? ERROR_CODES[code].message, ...(ref !== undefined && { ref }) } satisfies GatewayFrame));
 }
-
-function errorResponse(code: ErrorCode): Response {
-  const { status, message, recoverable } = ERROR_CODES[code];
-  return Response.json({ error: { code, message, recoverable } }, { status });
-}
-
-export type { RuntimeId };

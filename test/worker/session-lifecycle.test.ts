@@ -1,10 +1,12 @@
-import { runDurableObjectAlarm, runInDurableObject, evictDurableObject } from "cloudflare:test";
-import { env } from "cloudflare:workers";
+import { runDurableObjectAlarm, evictDurableObject } from "cloudflare:test";
 import { describe, expect, it } from "vitest";
-import type { SessionRelay } from "../../durable-objects/session/session-relay.ts";
 import { call, errorCode } from "./helpers.ts";
 import {
   activeNativeSession,
+  advanceClock,
+  freshModel,
+  getJson,
+  sessionStub,
   ANSWER,
   clientHeaders,
   createSession,
@@ -12,25 +14,10 @@ import {
   OFFER,
   openSignal,
   ScriptedRuntime,
-  type ClientAccount,
 } from "./scripted.ts";
 
-let models = 0;
-const freshModel = () => `model-${++models}-${Math.random().toString(36).slice(2, 8)}`;
-
-const stubOf = (sessionId: string) => env.SESSION_RELAY.get(env.SESSION_RELAY.idFromName(sessionId));
-/** Moves the session's clock forward (its offset is stored), then evicts it so it wakes with the new time. */
-async function advanceClock(sessionId: string, ms: number): Promise<void> {
-  await runInDurableObject(stubOf(sessionId), (_instance: SessionRelay, state) => {
-    state.storage.kv.put("clock_offset_ms", (state.storage.kv.get<number>("clock_offset_ms") ?? 0) + ms);
-  });
-  await evictDurableObject(stubOf(sessionId));
-}
-
-async function getJson(client: ClientAccount, path: string, init: RequestInit = {}) {
-  const response = await call(path, { ...init, headers: { ...clientHeaders(client), ...(init.headers ?? {}) } });
-  return { status: response.status, body: (await response.json()) as Record<string, unknown> };
-}
+const stubOf = sessionStub;
+const advanceSessionClock = (sessionId: string, ms: number) => advanceClock(sessionStub(sessionId), ms);
 
 describe("REST lifecycle (the official client's calls)", () => {
   it("create → waiting → capabilities → SDP exchange → ACTIVE → DELETE closes and frees the slot", async () => {
@@ -142,7 +129,7 @@ describe("queue", () => {
     const client = await newClient();
     const { session_id } = await createSession(client, freshModel());
     expect((await getJson(client, `/sessions/${session_id}/info`)).body.state).toBe("WAITING");
-    await advanceClock(session_id, 601_000);
+    await advanceSessionClock(session_id, 601_000);
     expect(await runDurableObjectAlarm(stubOf(session_id))).toBe(true);
     const view = await getJson(client, `/sessions/${session_id}`);
     expect(view.body).toMatchObject({ state: "INACTIVE", reason: "no_runtime" });
@@ -157,14 +144,14 @@ describe("grace window (alarms, not timers)", () => {
 
     signal.close(4001, "network lost");
     await expect.poll(async () => (await getJson(client, `/sessions/${sessionId}/info`)).body.state).toBe("RECONNECTING");
-    await advanceClock(sessionId, 20_000);
+    await advanceSessionClock(sessionId, 20_000);
     await runDurableObjectAlarm(stubOf(sessionId)); // early: nothing may happen
     expect((await getJson(client, `/sessions/${sessionId}/info`)).body.state).toBe("RECONNECTING");
 
     const again = await openSignal(client, sessionId);
     await again.next((frame) => frame.type === "status" && frame.state === "ACTIVE");
     // An alarm that fires after the reconnect changes nothing.
-    await advanceClock(sessionId, 20_000);
+    await advanceSessionClock(sessionId, 20_000);
     await runDurableObjectAlarm(stubOf(sessionId));
     expect((await getJson(client, `/sessions/${sessionId}/info`)).body.state).toBe("ACTIVE");
     expect(runtimePeer.frames.some((frame) => frame.type === "end")).toBe(false);
@@ -178,7 +165,7 @@ describe("grace window (alarms, not timers)", () => {
 
     signal.close(4001, "gone");
     await expect.poll(async () => (await getJson(client, `/sessions/${sessionId}/info`)).body.state).toBe("RECONNECTING");
-    await advanceClock(sessionId, 30_001);
+    await advanceSessionClock(sessionId, 30_001);
     expect(await runDurableObjectAlarm(stubOf(sessionId))).toBe(true);
 
     expect(await runtimePeer.next("end")).toMatchObject({ reason: "client_reconnect_timeout" });
