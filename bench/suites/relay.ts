@@ -8,6 +8,7 @@
  * ─ws→ DO (validate, store until the client acknowledges) ─ws→ client.
  */
 import { spawn } from "node:child_process";
+import path from "node:path";
 import { once } from "node:events";
 import { createInterface } from "node:readline";
 import { PROJECT_ROOT } from "../../scripts/lib/paths.ts";
@@ -22,6 +23,10 @@ const PAYLOAD = "x".repeat(1024);
 export interface RelayFigures {
   pairs: number;
   floor: LatencySummary;
+  /** A bare hibernating relay Durable Object in the same workerd setup: what any DO relay costs here. */
+  bareDo: LatencySummary;
+  /** The same bare relay storing one row per frame: what one storage write per message costs here. */
+  bareDoWrites: LatencySummary;
   ours: LatencySummary;
 }
 
@@ -70,12 +75,13 @@ async function startFloor(): Promise<{ port: number; pid: number; stop: () => Pr
   return { port: Number(line), pid: child.pid!, stop: () => stopGroup(child.pid!) };
 }
 
-async function floorPairs(port: number, count: number): Promise<{ pairs: Pair[]; close: () => void }> {
+/** Pairs over a relay that forwards frames untouched; `urlOf` names each end's WebSocket URL. */
+async function rawPairs(urlOf: (role: "client" | "peer", index: number) => string, count: number): Promise<{ pairs: Pair[]; close: () => void }> {
   const sockets: NodePeer[] = [];
   const pairs: Pair[] = [];
   for (let i = 0; i < count; i++) {
-    const client = await NodePeer.open(`ws://127.0.0.1:${port}/client/${i}`);
-    const peer = await NodePeer.open(`ws://127.0.0.1:${port}/peer/${i}`);
+    const client = await NodePeer.open(urlOf("client", i));
+    const peer = await NodePeer.open(urlOf("peer", i));
     sockets.push(client, peer);
     peer.onFrame = (frame) => {
       peer.send(frame); // echo
@@ -215,19 +221,28 @@ async function measureRelay(ctx: SuiteContext): Promise<RelayResults> {
   const results: RelayResults = { relay: [], commands: [] };
 
   const floor = await startFloor();
+  const bare = await startBareRelay();
   const gateway = await startGateway();
   try {
-    const workerd = workerdPids(gateway);
-    const gatewayCpu = async () => (await Promise.all(workerd.map(processCpuMs))).reduce((a, b) => a + b, 0);
+    const cpuOf = (pids: number[]) => async () => (await Promise.all(pids.map(processCpuMs))).reduce((a, b) => a + b, 0);
+    const gatewayCpu = cpuOf(workerdPids(gateway));
+    const bareCpu = cpuOf(workerdPids(bare));
+    const bareUrl = bare.url.replace(/^http/, "ws");
     for (const pairs of concurrency) {
-      progress(`relay: ${pairs} session(s), floor…`);
-      const raw = await floorPairs(floor.port, pairs);
-      const floorStats = await measure(raw.pairs, perPair(pairs), () => processCpuMs(floor.pid));
-      raw.close();
+      const raw = async (name: string, urlOf: Parameters<typeof rawPairs>[0], cpu: () => Promise<number>) => {
+        progress(`relay: ${pairs} session(s), ${name}…`);
+        const relay = await rawPairs(urlOf, pairs);
+        const stats = await measure(relay.pairs, perPair(pairs), cpu);
+        relay.close();
+        return stats;
+      };
+      const floorStats = await raw("floor", (role, i) => `ws://127.0.0.1:${floor.port}/${role}/${i}`, () => processCpuMs(floor.pid));
+      const bareDo = await raw("bare relay DO", (role, i) => `${bareUrl}/pair/${pairs}-${i}/${role}`, bareCpu);
+      const bareDoWrites = await raw("bare relay DO + 1 write", (role, i) => `${bareUrl}/pair/w${pairs}-${i}/${role}?writes=1`, bareCpu);
       progress(`relay: ${pairs} session(s), gateway (setting up ${pairs} sessions)…`);
       const sessions = await gatewaySessions(gateway, pairs);
       const ours = await measure(sessions.map(gatewayPair), perPair(pairs), gatewayCpu);
-      results.relay.push({ pairs, floor: floorStats, ours });
+      results.relay.push({ pairs, floor: floorStats, bareDo, bareDoWrites, ours });
 
       progress(`commands: ${pairs} session(s), pipelined…`);
       const perSession = pairs === 1 ? (quick ? 2000 : 10_000) : quick ? 100 : 300;
@@ -239,9 +254,15 @@ async function measureRelay(ctx: SuiteContext): Promise<RelayResults> {
     }
   } finally {
     await gateway.stop();
+    await bare.stop();
     await floor.stop();
   }
   return results;
+}
+
+/** The bare relay Worker (bench/workers/bare-relay) under `wrangler dev`, the same way the gateway runs. */
+function startBareRelay(): Promise<TestGateway> {
+  return startGateway({ configPath: path.join(PROJECT_ROOT, "bench", "workers", "bare-relay", "wrangler.toml"), migrate: false });
 }
 
 const ms = (value: number) => value.toFixed(2);
@@ -256,8 +277,14 @@ function relayMarkdown(results: RelayResults): string {
     "| sessions | path | p50 ms | p90 ms | p99 ms | max ms | msg/s | server CPU µs/msg |",
     "|---:|---|---:|---:|---:|---:|---:|---:|",
   ];
-  for (const { pairs, floor, ours } of results.relay) {
-    for (const [name, stats] of [["floor", floor], ["gateway", ours]] as const) {
+  for (const { pairs, floor, bareDo, bareDoWrites, ours } of results.relay) {
+    const paths = [
+      ["floor (Node relay)", floor],
+      ["bare relay DO", bareDo],
+      ["bare relay DO + 1 write/frame", bareDoWrites],
+      ["gateway", ours],
+    ] as const;
+    for (const [name, stats] of paths) {
       lines.push(
         `| ${pairs} | ${name} | ${ms(stats.p50)} | ${ms(stats.p90)} | ${ms(stats.p99)} | ${ms(stats.max)} | ${stats.throughput.toFixed(0)} | ${stats.cpuUsPerMessage.toFixed(1)} |`,
       );

@@ -6,6 +6,7 @@ export interface SessionEvent {
 }
 
 const MAX_EVENTS = 1000;
+const PRUNE_EVERY = 100;
 
 export class EventLog {
   readonly #sql: SqlStorage;
@@ -21,14 +22,16 @@ export class EventLog {
   }
 
   record(at: number, type: string, detail?: unknown): void {
-    this.#sql.exec(
-      "INSERT INTO events (at, type, detail) VALUES (?, ?, ?)",
-      at,
-      type,
-      detail === undefined ? null : JSON.stringify(detail),
-    );
-    // A session that flaps for hours keeps its most recent history, bounded.
-    this.#sql.exec("DELETE FROM events WHERE id <= (SELECT max(id) FROM events) - ?", MAX_EVENTS);
+    const { id } = this.#sql
+      .exec<{ id: number }>(
+        "INSERT INTO events (at, type, detail) VALUES (?, ?, ?) RETURNING id",
+        at,
+        type,
+        detail === undefined ? null : JSON.stringify(detail),
+      )
+      .one();
+    // A session that flaps for hours keeps its most recent history, bounded; pruned now and then, not per event.
+    if (id % PRUNE_EVERY === 0) this.#sql.exec("DELETE FROM events WHERE id <= ?", id - MAX_EVENTS);
   }
 
   list(): SessionEvent[] {

@@ -12,6 +12,8 @@ export type StoreResult = "stored" | "duplicate" | "gap" | "full";
 export class MessageLog {
   readonly #sql: SqlStorage;
   readonly #limits: MessageLimits;
+  /** Count and size of what is stored, read once per wake-up and then kept in step with every change. */
+  #totals: { count: number; bytes: number } | undefined;
 
   constructor(sql: SqlStorage, limits: MessageLimits) {
     this.#sql = sql;
@@ -23,11 +25,11 @@ export class MessageLog {
   store(seq: number, lastSeq: number, frame: string): StoreResult {
     if (seq <= lastSeq) return "duplicate";
     if (seq > lastSeq + 1) return "gap";
-    const { count, bytes } = this.#sql
-      .exec<{ count: number; bytes: number }>("SELECT count(*) AS count, coalesce(sum(length(frame)), 0) AS bytes FROM messages")
-      .one();
-    if (count + 1 > this.#limits.maxStored || bytes + frame.length > this.#limits.maxStoredBytes) return "full";
+    const totals = this.#stored();
+    if (totals.count + 1 > this.#limits.maxStored || totals.bytes + frame.length > this.#limits.maxStoredBytes) return "full";
     this.#sql.exec("INSERT INTO messages (seq, frame) VALUES (?, ?)", seq, frame);
+    totals.count++;
+    totals.bytes += frame.length;
     return "stored";
   }
 
@@ -37,10 +39,16 @@ export class MessageLog {
   }
 
   acknowledge(seq: number): void {
-    this.#sql.exec("DELETE FROM messages WHERE seq <= ?", seq);
+    const totals = this.#stored();
+    for (const { bytes } of this.#sql.exec<{ bytes: number }>("DELETE FROM messages WHERE seq <= ? RETURNING length(frame) AS bytes", seq)) {
+      totals.count--;
+      totals.bytes -= bytes;
+    }
   }
 
-  clear(): void {
-    this.#sql.exec("DELETE FROM messages");
+  #stored(): { count: number; bytes: number } {
+    return (this.#totals ??= this.#sql
+      .exec<{ count: number; bytes: number }>("SELECT count(*) AS count, coalesce(sum(length(frame)), 0) AS bytes FROM messages")
+      .one());
   }
 }

@@ -87,10 +87,6 @@ interface SessionRecord {
   peerConnected: boolean;
   /** Current peer connection generation; offers, answers and candidates of other generations are dropped. */
   generation: number;
-  offer: { sdp: string; trackMapping?: unknown } | null;
-  answer: string | null;
-  clientCandidates: (IceCandidate | null)[];
-  runtimeCandidates: (IceCandidate | null)[];
   nextCommandSeq: number;
   messageSeq: number;
   counters: { commands: number; acknowledged: number; dropped: number; replaced: number; messages: number };
@@ -98,6 +94,19 @@ interface SessionRecord {
   connections: number;
   releasePending: boolean;
 }
+
+/**
+ * The current peer connection's SDP and candidates. Stored apart from the record: it is large (an SDP offer alone
+ * can be 64 KiB) and changes only while a peer connection is negotiated, so frames on the hot path never rewrite it.
+ */
+interface Negotiation {
+  offer: { sdp: string; trackMapping?: unknown } | null;
+  answer: string | null;
+  clientCandidates: (IceCandidate | null)[];
+  runtimeCandidates: (IceCandidate | null)[];
+}
+
+const noNegotiation = (): Negotiation => ({ offer: null, answer: null, clientCandidates: [], runtimeCandidates: [] });
 
 export interface CreateSessionInput {
   sessionId: string;
@@ -109,6 +118,7 @@ export interface CreateSessionInput {
 }
 
 const RECORD_KEY = "session";
+const NEGOTIATION_KEY = "negotiation";
 const CLUSTER = "edge";
 
 export class SessionRelay extends DurableObject<Env> {
@@ -118,6 +128,8 @@ export class SessionRelay extends DurableObject<Env> {
   readonly #messages: MessageLog;
   readonly #events: EventLog;
   #session: SessionRecord | undefined;
+  #negotiation: Negotiation;
+  #negotiationChanged = false;
   /** Sockets in use, remembered so a send costs no lookup; rebuilt from the attachments after hibernation. */
   readonly #live = new Map<Role, LiveSocket>();
   /** Long-polling requests waiting for the session to change. In memory on purpose: they die with the request. */
@@ -138,6 +150,7 @@ export class SessionRelay extends DurableObject<Env> {
     });
     this.#events = new EventLog(sql);
     this.#session = ctx.storage.kv.get<SessionRecord>(RECORD_KEY);
+    this.#negotiation = ctx.storage.kv.get<Negotiation>(NEGOTIATION_KEY) ?? noNegotiation();
   }
 
   // ── REST (RPC from the Worker's routes) ─────────────────────────────────────────────────────────────────────
@@ -164,10 +177,6 @@ export class SessionRelay extends DurableObject<Env> {
       runtimeEverConnected: false,
       peerConnected: false,
       generation: 0,
-      offer: null,
-      answer: null,
-      clientCandidates: [],
-      runtimeCandidates: [],
       nextCommandSeq: 1,
       messageSeq: 0,
       counters: { commands: 0, acknowledged: 0, dropped: 0, replaced: 0, messages: 0 },
@@ -259,11 +268,12 @@ export class SessionRelay extends DurableObject<Env> {
     if (!owned.ok) return owned;
     const generation = connection === undefined ? this.#session!.generation : parseConnectionId(connection);
     if (generation === undefined || generation < this.#session!.generation) return fail("CONNECTION_SUPERSEDED");
-    await this.#waitUntil(() => this.#session!.answer !== null || isEnded(this.#session!.state), waitMs);
+    await this.#waitUntil(() => this.#negotiation.answer !== null || isEnded(this.#session!.state), waitMs);
     const session = this.#session!;
     if (isEnded(session.state)) return fail("SESSION_ENDED", `The session is ${session.state}: ${session.reason}.`);
     if (generation !== session.generation) return fail("CONNECTION_SUPERSEDED");
-    return ok(session.answer === null ? null : { sdp_answer: session.answer, connection_id: connectionId(generation) });
+    const { answer } = this.#negotiation;
+    return ok(answer === null ? null : { sdp_answer: answer, connection_id: connectionId(generation) });
   }
 
   async addClientCandidates(
@@ -278,7 +288,7 @@ export class SessionRelay extends DurableObject<Env> {
     if (generation !== this.#session!.generation) return fail("CONNECTION_SUPERSEDED");
     const all: (IceCandidate | null)[] = final ? [...candidates, null] : candidates;
     // All of the request or none of it: a refused request must not have been half relayed.
-    if (this.#session!.clientCandidates.length + all.length > LIMITS.candidatesPerGeneration) return fail("ICE_CANDIDATE_LIMIT");
+    if (this.#negotiation.clientCandidates.length + all.length > LIMITS.candidatesPerGeneration) return fail("ICE_CANDIDATE_LIMIT");
     for (const candidate of all) this.#relayClientCandidate(generation, candidate);
     this.#save();
     return ok({ connection_id: connection });
@@ -350,6 +360,7 @@ export class SessionRelay extends DurableObject<Env> {
       await this.ctx.storage.deleteAlarm();
       await this.ctx.storage.deleteAll();
       this.#session = undefined;
+      this.#negotiation = noNegotiation();
       return;
     }
     if (due(deadlines.maxDuration)) await this.#end("max_duration", "max_duration");
@@ -390,9 +401,10 @@ export class SessionRelay extends DurableObject<Env> {
       server.close(1000, closeReason(session.reason ?? "ended"));
     } else {
       if (session.runtime) this.#sendToClient({ type: "ice_servers", ice_servers: iceServersFor(this.env) });
-      if (session.answer !== null) {
-        this.#sendToClient({ type: "answer", generation: session.generation, sdp: session.answer });
-        for (const candidate of session.runtimeCandidates) {
+      const { answer, runtimeCandidates } = this.#negotiation;
+      if (answer !== null) {
+        this.#sendToClient({ type: "answer", generation: session.generation, sdp: answer });
+        for (const candidate of runtimeCandidates) {
           this.#sendToClient({ type: "ice", generation: session.generation, candidate });
         }
       }
@@ -508,15 +520,17 @@ export class SessionRelay extends DurableObject<Env> {
           sendRuntimeError(ws, "STALE_GENERATION", undefined, { generation: frame.generation });
           break;
         }
-        session.answer = frame.sdp;
+        this.#negotiation.answer = frame.sdp;
+        this.#negotiationChanged = true;
         this.#events.record(this.#clock.now(), "answer", { generation: frame.generation });
         this.#sendToClient({ type: "answer", generation: frame.generation, sdp: frame.sdp });
         this.#wake();
         break;
       case "ice":
         if (stale) return sendRuntimeError(ws, "STALE_GENERATION", undefined, { generation: frame.generation });
-        if (session.runtimeCandidates.length >= LIMITS.candidatesPerGeneration) return sendRuntimeError(ws, "ICE_CANDIDATE_LIMIT");
-        session.runtimeCandidates.push(frame.candidate);
+        if (this.#negotiation.runtimeCandidates.length >= LIMITS.candidatesPerGeneration) return sendRuntimeError(ws, "ICE_CANDIDATE_LIMIT");
+        this.#negotiation.runtimeCandidates.push(frame.candidate);
+        this.#negotiationChanged = true;
         this.#sendToClient({ type: "ice", generation: frame.generation, candidate: frame.candidate });
         break;
       case "peer_state":
@@ -557,9 +571,10 @@ export class SessionRelay extends DurableObject<Env> {
       message_seq: session.messageSeq,
       ...(session.extraArgs && { extra_args: session.extraArgs }),
     });
-    if (session.offer && session.answer === null) {
-      this.#sendToRuntime({ type: "offer", generation: session.generation, sdp: session.offer.sdp, track_mapping: session.offer.trackMapping });
-      for (const candidate of session.clientCandidates) this.#sendToRuntime({ type: "ice", generation: session.generation, candidate });
+    const { offer, answer, clientCandidates } = this.#negotiation;
+    if (offer && answer === null) {
+      this.#sendToRuntime({ type: "offer", generation: session.generation, sdp: offer.sdp, track_mapping: offer.trackMapping });
+      for (const candidate of clientCandidates) this.#sendToRuntime({ type: "ice", generation: session.generation, candidate });
     }
     this.#resendToRuntime();
     this.#reconcileLinks();
@@ -761,7 +776,7 @@ export class SessionRelay extends DurableObject<Env> {
     const session = this.#session!;
     const isReconnect = session.generation > 0;
     this.#resetGeneration(generation);
-    session.offer = { sdp, trackMapping };
+    this.#negotiation.offer = { sdp, trackMapping };
     this.#events.record(this.#clock.now(), "offer", { generation, reconnect: isReconnect });
     this.#sendToRuntime({ type: "offer", generation, sdp, track_mapping: trackMapping });
   }
@@ -769,10 +784,8 @@ export class SessionRelay extends DurableObject<Env> {
   #resetGeneration(generation: number): void {
     const session = this.#session!;
     session.generation = generation;
-    session.offer = null;
-    session.answer = null;
-    session.clientCandidates = [];
-    session.runtimeCandidates = [];
+    this.#negotiation = noNegotiation();
+    this.#negotiationChanged = true;
   }
 
   #resetConnection(): void {
@@ -783,8 +796,9 @@ export class SessionRelay extends DurableObject<Env> {
 
   #relayClientCandidate(generation: number, candidate: IceCandidate | null): ErrorCode | undefined {
     const session = this.#session!;
-    if (session.clientCandidates.length >= LIMITS.candidatesPerGeneration) return "ICE_CANDIDATE_LIMIT";
-    session.clientCandidates.push(candidate);
+    if (this.#negotiation.clientCandidates.length >= LIMITS.candidatesPerGeneration) return "ICE_CANDIDATE_LIMIT";
+    this.#negotiation.clientCandidates.push(candidate);
+    this.#negotiationChanged = true;
     this.#sendToRuntime({ type: "ice", generation, candidate });
     return undefined;
   }
@@ -881,7 +895,12 @@ export class SessionRelay extends DurableObject<Env> {
   }
 
   #save(): void {
-    if (this.#session) this.ctx.storage.kv.put(RECORD_KEY, this.#session);
+    if (!this.#session) return;
+    this.ctx.storage.kv.put(RECORD_KEY, this.#session);
+    if (this.#negotiationChanged) {
+      this.ctx.storage.kv.put(NEGOTIATION_KEY, this.#negotiation);
+      this.#negotiationChanged = false;
+    }
   }
 
   #scheduleAlarm(): void {

@@ -8,6 +8,8 @@ import { describe, expect, it } from "vitest";
 import {
   activeNativeSession,
   advanceClock,
+  ANSWER,
+  OFFER,
   command,
   commandSeqs,
   createSession,
@@ -61,6 +63,28 @@ describe("runtime drops and returns within grace", () => {
     expect(await signal.next(isStatus("ACTIVE"))).toMatchObject({ reason: "reconnected" });
     expect((await getJson(client, `/sessions/${sessionId}`)).body).toMatchObject({ session_id: sessionId, state: "ACTIVE" });
     await commandReaches(signal, back, 1);
+  });
+
+  it("a runtime that drops in the middle of an offer gets the offer and the client's candidates again, even after an eviction", async () => {
+    const model = freshModel();
+    const runtime = await new ScriptedRuntime(model, "gpu-1", 1).connect();
+    const client = await newClient();
+    const { session_id: sessionId } = await createSession(client, model);
+    const { peer } = await runtime.acceptAssignment();
+    const signal = await openSignal(client, sessionId);
+    const candidate = { candidate: "candidate:1 1 udp 2122260223 127.0.0.1 50000 typ host", sdp_mid: "0", sdp_mline_index: 0 };
+    signal.send({ type: "offer", generation: 1, sdp: OFFER });
+    signal.send({ type: "ice", generation: 1, candidate });
+    await peer.next("offer");
+    await peer.next("ice");
+
+    await runtime.dropSession(sessionId); // crashed before answering
+    await evictDurableObject(sessionStub(sessionId));
+    const back = await runtime.openSession(sessionId);
+    expect(await back.next("offer")).toMatchObject({ generation: 1, sdp: OFFER });
+    expect(await back.next("ice")).toMatchObject({ generation: 1, candidate });
+    back.send({ type: "answer", generation: 1, sdp: ANSWER });
+    expect(await signal.next("answer")).toMatchObject({ generation: 1, sdp: ANSWER });
   });
 
   it("a grace alarm that fires after the runtime returned changes nothing", async () => {

@@ -17,6 +17,8 @@ export interface GatewayOptions {
   stateDir?: string;
   /** Apply D1 migrations before starting (default true). */
   migrate?: boolean;
+  /** Another Worker's wrangler config (bench Workers); default: the gateway's. */
+  configPath?: string;
   /** Default: a free port. */
   port?: number;
   /** Sees every line the gateway prints (they are also kept for `output()`). */
@@ -80,7 +82,14 @@ export async function startGateway(options: GatewayOptions = {}): Promise<TestGa
   let server: DevServer;
   try {
     if (options.migrate ?? true) await applyMigrations(stateDir);
-    server = await startDevServer({ port: options.port, stateDir, envFile, onLine, readyTimeoutMs: options.readyTimeoutMs });
+    server = await startDevServer({
+      port: options.port,
+      configPath: options.configPath,
+      stateDir,
+      envFile,
+      onLine,
+      readyTimeoutMs: options.readyTimeoutMs,
+    });
   } catch (error) {
     await cleanUp();
     throw new Error(`the gateway did not start: ${(error as Error).message}\n--- its output ---\n${lines.join("\n")}`);
