@@ -17,6 +17,8 @@ export interface GatewayOptions {
   stateDir?: string;
   /** Apply D1 migrations before starting (default true). */
   migrate?: boolean;
+  /** Where its working directory (state, secrets) is made; default the OS temp directory. */
+  workRoot?: string;
   /** Another Worker's wrangler config (bench Workers); default: the gateway's. */
   configPath?: string;
   /** Default: a free port. */
@@ -62,7 +64,7 @@ function dotenvLine(name: string, value: string): string {
 const MAX_OUTPUT_LINES = 400;
 
 export async function startGateway(options: GatewayOptions = {}): Promise<TestGateway> {
-  const workDir = await mkdtemp(path.join(tmpdir(), "reactor-gateway-"));
+  const workDir = await mkdtemp(path.join(options.workRoot ?? tmpdir(), "reactor-gateway-"));
   const stateDir = options.stateDir ?? path.join(workDir, "state");
   const vars = { ...(await testSecrets()), ...options.vars };
   const envFile = path.join(workDir, "secrets.env");
