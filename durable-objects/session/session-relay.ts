@@ -25,7 +25,7 @@ import {
 import { decodeFrame } from "../../src/protocol/frames.ts";
 import { GatewaySessionFrame, RuntimeSessionFrame } from "../../src/protocol/runtime.ts";
 import type { SessionResponse } from "../../src/protocol/sessions.ts";
-import { ClientFrame, type ServerFrame } from "../../src/protocol/signaling.ts";
+import { ClientFrame, KEEPALIVE_PING, KEEPALIVE_PONG, type ServerFrame } from "../../src/protocol/signaling.ts";
 import type { Infer } from "../../src/protocol/schema.ts";
 import { Clock } from "../clock.ts";
 import { closeReason, completeClose, sendIfOpen } from "../sockets.ts";
@@ -151,6 +151,8 @@ export class SessionRelay extends DurableObject<Env> {
     this.#events = new EventLog(sql);
     this.#session = ctx.storage.kv.get<SessionRecord>(RECORD_KEY);
     this.#negotiation = ctx.storage.kv.get<Negotiation>(NEGOTIATION_KEY) ?? noNegotiation();
+    // Keep-alive pings cost nothing: answered by the runtime without waking (or un-hibernating) this object.
+    ctx.setWebSocketAutoResponse(new WebSocketRequestResponsePair(KEEPALIVE_PING, KEEPALIVE_PONG));
   }
 
   // ── REST (RPC from the Worker's routes) ─────────────────────────────────────────────────────────────────────

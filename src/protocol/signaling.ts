@@ -18,6 +18,10 @@ import {
 } from "./common.ts";
 import { array, boolean, integer, json, nullable, number, object, oneOf, optional, string, union, type Infer } from "./schema.ts";
 
+/** A ping with nothing else in it is answered by the edge without waking the session (keep-alive). */
+export const KEEPALIVE_PING = '{"type":"ping"}';
+export const KEEPALIVE_PONG = '{"type":"pong"}';
+
 export const ClientFrame = union("type", {
   /** A new peer connection generation (first connect, ICE restart, reconnect). Older generations are dropped. */
   offer: object({ generation: Generation, sdp: Sdp }),

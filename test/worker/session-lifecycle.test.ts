@@ -278,3 +278,16 @@ describe("authorization", () => {
     await expect(intruder.openSession(session_id)).rejects.toThrow(/403/);
   });
 });
+
+describe("keep-alive", () => {
+  it("answers a bare ping with a pong, also while the session object is evicted", async () => {
+    const model = freshModel();
+    const runtime = await new ScriptedRuntime(model, "gpu-k", 1).connect();
+    const { sessionId, signal } = await activeNativeSession(model, runtime);
+    await evictDurableObject(stubOf(sessionId));
+    signal.send('{"type":"ping"}');
+    expect(await signal.next("pong")).toEqual({ type: "pong" });
+    signal.send({ type: "ping", t: 7 });
+    expect(await signal.next("pong")).toEqual({ type: "pong", t: 7 });
+  });
+});
