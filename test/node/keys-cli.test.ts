@@ -6,18 +6,11 @@ import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import type { ApiKeyRecord } from "../../src/auth/api-keys.ts";
 import { runScript, type ScriptResult } from "./support/cli.ts";
 import { JWT_PATTERN, mintToken, startGateway, type TestGateway } from "./support/gateway.ts";
 
-interface KeyJson {
-  id: string;
-  account_id: string;
-  name: string;
-  prefix: string;
-  created_at: number;
-  revoked_at: number | null;
-  key?: string;
-}
+type KeyJson = ApiKeyRecord & { key?: string };
 
 const keys = (...args: string[]) => runScript("keys.ts", args);
 
