@@ -80,8 +80,8 @@ export const ERROR_CODES = {
   COMMAND_SEQ_GAP: { status: 409, recoverable: true, message: "Commands must be numbered without gaps; resend from the expected seq." },
   COMMAND_BUFFER_FULL: { status: 429, recoverable: true, message: "The command buffer is full while the session is not ready." },
   COMMAND_DROPPED: { status: 409, recoverable: false, message: "The command was dropped: the session is not ready and its policy is drop." },
-  MESSAGE_SEQ_GAP: { status: 409, recoverable: true, message: "Messages must be numbered without gaps." },
-  MESSAGE_BUFFER_FULL: { status: 429, recoverable: true, message: "The client is away and its message buffer is full." },
+  MESSAGE_SEQ_GAP: { status: 409, recoverable: true, message: "Messages must be numbered without gaps; the gateway asks for a resend from the expected seq." },
+  MESSAGE_BUFFER_FULL: { status: 429, recoverable: true, message: "The client's message buffer is full (it is away, or not acknowledging); the message is asked for again once there is room." },
 
   // Generic
   NOT_FOUND: { status: 404, recoverable: false, message: "Not found." },

@@ -16,10 +16,44 @@ export const BENCH_CAPABILITIES: Capabilities = {
 
 export const FAKE_SDP = "v=0\r\no=- 1 2 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\nm=video 9 UDP/TLS/RTP/SAVPF 96\r\n";
 
+/**
+ * A runtime's model messages for one session, as a runtime agent must keep them: each one until the gateway's
+ * `message_ack` (cumulative), resent in order when the gateway asks — after `session { message_seq }` everything
+ * newer, after `resend_messages { from_seq }` everything from there.
+ */
+export class MessageOutbox {
+  /** Kept messages, oldest first (seqs ascending). */
+  readonly #kept: { seq: number; data: string }[] = [];
+  #acknowledged = 0;
+
+  get size(): number {
+    return this.#kept.length;
+  }
+
+  keep(seq: number, data: string): void {
+    if (seq > this.#acknowledged && seq > (this.#kept.at(-1)?.seq ?? 0)) this.#kept.push({ seq, data });
+  }
+
+  /** Answers the gateway's frames about messages; returns nothing, every frame still goes on to the handler. */
+  onGatewayFrame(frame: Frame, send: (data: string) => void): void {
+    if (frame.type === "message_ack") {
+      this.#acknowledged = Math.max(this.#acknowledged, frame.seq as number);
+      let drop = 0;
+      while (drop < this.#kept.length && this.#kept[drop]!.seq <= this.#acknowledged) drop++;
+      this.#kept.splice(0, drop);
+    } else if (frame.type === "session" || frame.type === "resend_messages") {
+      const from = frame.type === "session" ? (frame.message_seq as number) + 1 : (frame.from_seq as number);
+      for (const message of this.#kept) if (message.seq >= from) send(message.data);
+    }
+  }
+}
+
 /** A WebSocket with a queue of parsed frames and an optional handler that sees every frame first. */
 export class NodePeer {
   readonly frames: Frame[] = [];
   onFrame: ((frame: Frame) => boolean | void) | undefined;
+  /** A runtime session socket's messages: kept until acknowledged, resent on request (see MessageOutbox). */
+  outbox: MessageOutbox | undefined;
   readonly ws: WebSocket;
   #waiters: (() => void)[] = [];
   #closed = false;
@@ -28,6 +62,7 @@ export class NodePeer {
     this.ws = ws;
     ws.on("message", (data) => {
       const frame = JSON.parse(data.toString()) as Frame;
+      this.outbox?.onGatewayFrame(frame, (message) => this.ws.send(message));
       if (this.onFrame?.(frame) === true) return; // consumed
       this.frames.push(frame);
       this.#wake();
@@ -48,7 +83,10 @@ export class NodePeer {
   }
 
   send(frame: unknown): void {
-    this.ws.send(typeof frame === "string" ? frame : JSON.stringify(frame));
+    const data = typeof frame === "string" ? frame : JSON.stringify(frame);
+    const message = frame as Frame;
+    if (this.outbox && typeof frame === "object" && frame !== null && message.type === "message") this.outbox.keep(message.seq as number, data);
+    this.ws.send(data);
   }
 
   async next(match: string | ((frame: Frame) => boolean), timeoutMs = 10_000): Promise<Frame> {
@@ -90,6 +128,8 @@ const wsUrl = (httpUrl: string) => httpUrl.replace(/^http/, "ws");
 
 export class BenchRuntime {
   control!: NodePeer;
+  /** Each session's messages, kept across reconnects of its socket. */
+  readonly outboxes = new Map<string, MessageOutbox>();
   readonly gateway: GatewayAccess;
   readonly model: string;
   readonly id: string;
@@ -115,6 +155,9 @@ export class BenchRuntime {
     const peer = await NodePeer.open(`${wsUrl(this.gateway.url)}/v1/runtime/sessions/${sessionId}?runtime_id=${encodeURIComponent(this.id)}`, {
       headers: { Authorization: `Bearer ${this.gateway.runtimeToken}` },
     });
+    let outbox = this.outboxes.get(sessionId);
+    if (!outbox) this.outboxes.set(sessionId, (outbox = new MessageOutbox()));
+    peer.outbox = outbox; // before the hello: its answer may ask for resends
     peer.send({ type: "hello", runtime_id: this.id, command_seq: commandSeq });
     await peer.next("session");
     return peer;

@@ -4,8 +4,9 @@
  * throughput (commands persisted until the runtime acknowledges them), with a count of lost commands.
  *
  * Measured path (ours): Node client ─ws→ workerd (`wrangler dev`, local tracing off) Worker → SessionRelay DO
- * (validate, store in SQLite, forward) ─ws→ Node runtime, which answers each command with a model message
- * ─ws→ DO (validate, store until the client acknowledges) ─ws→ client.
+ * (validate, store in SQLite until the runtime acknowledges, forward) ─ws→ Node runtime, which answers each command
+ * with a model message ─ws→ DO (validate, forward, keep in memory until the client acknowledges: the runtime keeps
+ * it until then too) ─ws→ client.
  */
 import { spawn } from "node:child_process";
 import { existsSync } from "node:fs";
@@ -116,16 +117,20 @@ interface GatewaySession {
   client: NodePeer;
   runtimePeer: NodePeer;
   nextSeq: number;
+  /** The last model message seq the runtime sent: numbering goes on across the phases of the run. */
+  messageSeq: number;
 }
 
-/** Wires a session's runtime to answer every command with a model message, acknowledging commands in batches. */
+/**
+ * Wires a session's runtime to answer every command with a model message, acknowledging commands in batches.
+ * Its messages go through the session's outbox (kept until `message_ack`, resent on request).
+ */
 function echoingRuntime(session: GatewaySession, onCommand?: (seq: number) => void): void {
-  let messageSeq = 0;
   session.runtimePeer.onFrame = (frame: Frame) => {
     if (frame.type !== "command") return true;
     const seq = frame.seq as number;
     onCommand?.(seq);
-    session.runtimePeer.send({ type: "message", seq: ++messageSeq, scope: "application", data: (frame.command as { data: unknown }).data });
+    session.runtimePeer.send({ type: "message", seq: ++session.messageSeq, scope: "application", data: (frame.command as { data: unknown }).data });
     if (seq % 16 === 0) session.runtimePeer.send({ type: "command_ack", seq });
     return true;
   };
@@ -137,7 +142,7 @@ async function gatewaySessions(gateway: TestGateway, count: number): Promise<Gat
   const sessions: GatewaySession[] = [];
   for (let i = 0; i < count; i++) {
     const { client, runtimePeer } = await activeSession(gateway.url, jwt, runtime);
-    sessions.push({ client, runtimePeer, nextSeq: 1 });
+    sessions.push({ client, runtimePeer, nextSeq: 1, messageSeq: 0 });
   }
   return sessions;
 }
@@ -292,8 +297,10 @@ const TARGET_LINE = `Targets (ratios to the floor in the same run): 1 session p5
 
 const PATH_LINE = [
   "Measured path: Node client ─ws→ workerd (`wrangler dev`, `X_LOCAL_OBSERVABILITY=false`) → SessionRelay Durable Object",
-  "(validate, store in SQLite, forward) ─ws→ Node runtime, which answers each command with a model message that comes back",
-  "the same way. 1 KB messages, one closed loop per session. Side by side: the floor (a raw WebSocket relay in one Node",
+  "(validate, store in SQLite until the runtime acknowledges, forward) ─ws→ Node runtime, which answers each command with a",
+  "model message that comes back through the object (validate, forward; kept in memory, not stored, while the client is",
+  "connected: the runtime keeps it until the client has acknowledged it). The client acknowledges every 16th message.",
+  "1 KB messages, one closed loop per session. Side by side: the floor (a raw WebSocket relay in one Node",
   "process), a bare hibernating relay Durable Object in the same workerd setup (bench/workers/bare-relay), and that bare",
   "relay storing one row per frame — what any relay that persists each message pays here. The whole set runs twice: with",
   "the objects' SQLite on this VM's disk (how `wrangler dev` runs by default; every storage commit pays an fsync) and on",

@@ -1,10 +1,12 @@
 /**
  * One Durable Object per session. It owns the session's lifecycle (see lifecycle.ts), relays SDP and ICE between
- * the client and its runtime, stores commands and model messages until the other side has them, and keeps every
+ * the client and its runtime, keeps commands and model messages until the other side has them, and keeps every
  * deadline (queue wait, connect, 30 s grace, maximum length, retention) as a stored time behind one alarm.
  *
  * Sockets are hibernatable: per-socket facts live in their attachments, everything else in SQLite storage, so
- * the object can be evicted at any moment and pick up exactly where it was.
+ * the object can be evicted at any moment and pick up exactly where it was. The one exception is on purpose:
+ * model messages sent to a connected client are kept only in memory (see message-log.ts), because the runtime
+ * keeps each of them until this object acknowledges it, which it does only once the message is safe.
  */
 import { DurableObject } from "cloudflare:workers";
 import { GATEWAY_VERSION, sessionSettings, type SessionSettings } from "../../src/config.ts";
@@ -49,12 +51,19 @@ interface SocketAttachment {
   connection: number;
   /** A runtime socket until its `hello`: it gets nothing before the `session` frame, and does not count as up. */
   awaitingHello?: true;
+  /**
+   * A client socket that was sent model messages kept only in memory. Set once per socket (an attachment lives
+   * with the socket, not in storage): after a wake-up it tells whether this socket may lack messages that only the
+   * runtime still has.
+   */
+  sentFromMemory?: true;
 }
 
 interface LiveSocket {
   ws: WebSocket;
   connection: number;
   greeted: boolean;
+  sentFromMemory: boolean;
 }
 
 interface Deadlines {
@@ -88,6 +97,10 @@ interface SessionRecord {
   /** Current peer connection generation; offers, answers and candidates of other generations are dropped. */
   generation: number;
   nextCommandSeq: number;
+  /**
+   * The model-message safe point: every message up to it is stored in the message log or acknowledged by the
+   * client, so the runtime may be told to forget it. Not rewritten per message while the client is connected.
+   */
   messageSeq: number;
   counters: { commands: number; acknowledged: number; dropped: number; replaced: number; messages: number };
   deadlines: Deadlines;
@@ -120,6 +133,8 @@ export interface CreateSessionInput {
 const RECORD_KEY = "session";
 const NEGOTIATION_KEY = "negotiation";
 const CLUSTER = "edge";
+/** A client's acknowledgement is written with the next record write, or at once when it has moved this far. */
+const ACK_WRITE_EVERY = 64;
 
 export class SessionRelay extends DurableObject<Env> {
   readonly #settings: SessionSettings;
@@ -134,6 +149,14 @@ export class SessionRelay extends DurableObject<Env> {
   readonly #live = new Map<Role, LiveSocket>();
   /** Long-polling requests waiting for the session to change. In memory on purpose: they die with the request. */
   readonly #waiters = new Set<() => void>();
+  /** The record's `messageSeq` as last written: `message_ack` never says more than what is stored. */
+  #writtenMessageSeq: number;
+  /** The last `message_ack` sent on the current runtime socket. */
+  #runtimeAcked = 0;
+  /** The last `resend_messages` sent, so the messages still in flight before it do not ask again. */
+  #resendAsked: { connection: number; from: number } | undefined;
+  /** Messages were refused (buffer full): the runtime holds them, and is asked again once there is room. */
+  #refused = false;
 
   constructor(ctx: DurableObjectState, env: Env) {
     super(ctx, env);
@@ -144,12 +167,14 @@ export class SessionRelay extends DurableObject<Env> {
       maxWaiting: this.#settings.commandBufferCount,
       maxWaitingBytes: this.#settings.commandBufferBytes,
     });
-    this.#messages = new MessageLog(sql, {
-      maxStored: this.#settings.messageBufferCount,
-      maxStoredBytes: this.#settings.messageBufferBytes,
-    });
-    this.#events = new EventLog(sql);
     this.#session = ctx.storage.kv.get<SessionRecord>(RECORD_KEY);
+    this.#writtenMessageSeq = this.#session?.messageSeq ?? 0;
+    this.#messages = new MessageLog(
+      sql,
+      { maxStored: this.#settings.messageBufferCount, maxStoredBytes: this.#settings.messageBufferBytes },
+      this.#writtenMessageSeq,
+    );
+    this.#events = new EventLog(sql);
     this.#negotiation = ctx.storage.kv.get<Negotiation>(NEGOTIATION_KEY) ?? noNegotiation();
     // Keep-alive pings cost nothing: answered by the runtime without waking (or un-hibernating) this object.
     ctx.setWebSocketAutoResponse(new WebSocketRequestResponsePair(KEEPALIVE_PING, KEEPALIVE_PONG));
@@ -363,6 +388,8 @@ export class SessionRelay extends DurableObject<Env> {
       await this.ctx.storage.deleteAll();
       this.#session = undefined;
       this.#negotiation = noNegotiation();
+      this.#messages.forget();
+      this.#writtenMessageSeq = 0;
       return;
     }
     if (due(deadlines.maxDuration)) await this.#end("max_duration", "max_duration");
@@ -386,6 +413,7 @@ export class SessionRelay extends DurableObject<Env> {
     const session = this.#session;
     if (!session || session.accountId !== accountId) return new ApiError("SESSION_NOT_FOUND").toResponse();
     const [client, server] = Object.values(new WebSocketPair()) as [WebSocket, WebSocket];
+    const replaced = this.#currentSocket("client");
     this.#adoptSocket(server, "client");
     session.clientKind = "native";
     this.#events.record(this.#clock.now(), "client_connected", { kind: "native" });
@@ -395,7 +423,7 @@ export class SessionRelay extends DurableObject<Env> {
       protocol: PROTOCOL_VERSION,
       session_id: session.id,
       next_command_seq: session.nextCommandSeq,
-      message_seq: session.messageSeq,
+      message_seq: this.#messages.last,
     });
     this.#sendStatus();
     if (isEnded(session.state)) {
@@ -410,7 +438,15 @@ export class SessionRelay extends DurableObject<Env> {
           this.#sendToClient({ type: "ice", generation: session.generation, candidate });
         }
       }
-      for (const frame of this.#messages.unacknowledged()) sendIfOpen(server, frame);
+      // Stored first, then those kept in memory (sent to a socket this one replaces): the client dedupes by seq.
+      const { stored, inMemory } = this.#messages.unacknowledged();
+      for (const frame of stored) sendIfOpen(server, frame);
+      for (const frame of inMemory) sendIfOpen(server, frame);
+      if (inMemory.length > 0) this.#markSentFromMemory();
+      // The socket this one replaces closes without its close event counting: what `#clientLeft` does on a close
+      // is done here. Its unacknowledged messages are still in memory and were just sent again, unless this object
+      // woke up since it was sent them: then only the runtime has them. Refused messages are asked for again too.
+      if ((replaced?.sentFromMemory && !this.#messages.complete) || this.#refused) this.#requestResend();
       this.#reconcileLinks();
       this.#save();
     }
@@ -443,9 +479,15 @@ export class SessionRelay extends DurableObject<Env> {
       case "command":
         this.#acceptCommand(ws, frame.seq, frame.command, frame.policy ?? "buffer");
         break;
-      case "ack":
-        this.#messages.acknowledge(Math.min(frame.message_seq, session.messageSeq));
-        return; // nothing in the record changed
+      case "ack": {
+        const { upTo, freed, deletedRows } = this.#messages.acknowledge(frame.message_seq);
+        if (upTo > session.messageSeq) session.messageSeq = upTo;
+        if (freed && this.#refused) this.#requestResend();
+        // The new safe point goes out as `message_ack` with the next record write (a command, say); at once only
+        // if rows were deleted anyway, or if the runtime would otherwise hold many messages for nothing.
+        if (deletedRows || session.messageSeq - this.#writtenMessageSeq >= ACK_WRITE_EVERY) break;
+        return;
+      }
       case "ping":
         sendIfOpen(ws, JSON.stringify({ type: "pong", t: frame.t } satisfies ServerFrame));
         return;
@@ -547,7 +589,7 @@ export class SessionRelay extends DurableObject<Env> {
         break;
       }
       case "message":
-        this.#onModelMessage(ws, frame.seq, frame.scope, frame.data);
+        if (!this.#onModelMessage(ws, frame.seq, frame.scope, frame.data)) return; // nothing written
         break;
       case "release":
         await this.#end("runtime_lost", `runtime_released: ${frame.reason}`);
@@ -560,8 +602,10 @@ export class SessionRelay extends DurableObject<Env> {
     const session = this.#session!;
     const { awaitingHello: _greetedNow, ...attachment } = ws.deserializeAttachment() as SocketAttachment;
     ws.serializeAttachment(attachment satisfies SocketAttachment);
-    this.#live.set("runtime", { ws, connection: attachment.connection, greeted: true });
+    this.#live.set("runtime", { ws, connection: attachment.connection, greeted: true, sentFromMemory: false });
     session.runtimeEverConnected = true;
+    this.#runtimeAcked = 0; // the record write at the end of this hello sends the safe point on the new socket
+    this.#refused = false; // the hello's message_seq asks for everything after it
     this.#events.record(this.#clock.now(), "runtime_connected", { runtime_id: session.runtime!.runtimeId });
     const acknowledged = this.#commands.acknowledge(processedSeq);
     session.counters.acknowledged += acknowledged.length;
@@ -570,7 +614,7 @@ export class SessionRelay extends DurableObject<Env> {
       type: "session",
       session_id: session.id,
       state: session.state,
-      message_seq: session.messageSeq,
+      message_seq: this.#messages.last,
       ...(session.extraArgs && { extra_args: session.extraArgs }),
     });
     const { offer, answer, clientCandidates } = this.#negotiation;
@@ -591,23 +635,84 @@ export class SessionRelay extends DurableObject<Env> {
     this.#reconcileLinks();
   }
 
-  #onModelMessage(ws: WebSocket, seq: number, scope: "application" | "runtime", data: unknown): void {
+  /**
+   * A model message: sent on to a connected client and kept in memory (no write), or stored while the client is
+   * away. Returns whether the record changed and must be written.
+   */
+  #onModelMessage(ws: WebSocket, seq: number, scope: "application" | "runtime", data: unknown): boolean {
     const session = this.#session!;
     const frame = JSON.stringify({ type: "message", seq, scope, data } satisfies ServerFrame);
-    switch (this.#messages.store(seq, session.messageSeq, frame)) {
+    const away = this.#clientSocket() === undefined;
+    const expected = this.#messages.last + 1;
+    switch (this.#messages.accept(seq, frame, away)) {
       case "duplicate":
-        return;
+        return false;
       case "gap":
-        return sendRuntimeError(ws, "MESSAGE_SEQ_GAP", `Expected message ${session.messageSeq + 1}, got ${seq}.`, { seq });
+        // Sent before the runtime got our request to resend: the resend brings it again.
+        if (this.#resendAskedFrom(expected)) return false;
+        // After a wake-up a gap is how this object learns the runtime went on without it: nothing to report.
+        if (this.#messages.complete) sendRuntimeError(ws, "MESSAGE_SEQ_GAP", `Expected message ${expected}, got ${seq}.`, { seq, expected });
+        this.#requestResend();
+        return false;
       case "full":
-        return sendRuntimeError(ws, "MESSAGE_BUFFER_FULL", undefined, { seq });
-      case "stored":
-        session.messageSeq = seq;
-        session.counters.messages++;
-        this.#sendRawToClient(frame);
-        // Acknowledge in batches: the runtime only needs this to free its own buffer.
-        if (seq % 16 === 0) this.#sendToRuntime({ type: "message_ack", seq });
+        sendRuntimeError(ws, "MESSAGE_BUFFER_FULL", undefined, { seq });
+        // The runtime keeps it (not acknowledged); it is asked again once the client has made room.
+        this.#refused = true;
+        this.#markResendAsked(expected);
+        return false;
+      case "accepted":
+        session.counters.messages = Math.max(session.counters.messages, seq);
+        if (!away) {
+          this.#sendRawToClient(frame);
+          this.#markSentFromMemory();
+          return false;
+        }
+        session.messageSeq = seq; // stored: safe, and acknowledged to the runtime with this write
+        return true;
     }
+  }
+
+  /**
+   * Asks the runtime to resend every message after the last one this object has. A runtime that is not up is
+   * asked by the answer to its hello (`session.message_seq`), which says the same thing.
+   */
+  #requestResend(): void {
+    const live = this.#currentSocket("runtime");
+    if (!live?.greeted) return;
+    const from = this.#messages.last + 1;
+    this.#resendAsked = { connection: live.connection, from };
+    this.#refused = false;
+    sendIfOpen(live.ws, JSON.stringify({ type: "resend_messages", from_seq: from } satisfies GatewayFrame));
+  }
+
+  #resendAskedFrom(from: number): boolean {
+    const asked = this.#resendAsked;
+    return asked !== undefined && asked.from === from && asked.connection === this.#session!.runtimeSocket;
+  }
+
+  #markResendAsked(from: number): void {
+    const connection = this.#session!.runtimeSocket;
+    if (connection !== null) this.#resendAsked = { connection, from };
+  }
+
+  /**
+   * The client's socket closed: the messages it was sent and has not acknowledged, kept only in memory until now,
+   * are stored so they are delivered when it returns. If this object woke up since they were sent, it no longer
+   * has them: the runtime does, and is asked to resend them (stored as they come, the client being away).
+   */
+  #clientLeft(sentFromMemory: boolean): void {
+    const session = this.#session!;
+    if (this.#messages.storeUnacked()) session.messageSeq = this.#messages.last;
+    else if (sentFromMemory && !this.#messages.complete) this.#requestResend();
+  }
+
+  /** Notes on the client's socket that it was sent messages kept only in memory (once per socket). */
+  #markSentFromMemory(): void {
+    const live = this.#currentSocket("client");
+    if (!live || live.sentFromMemory) return;
+    live.sentFromMemory = true;
+    const attachment = live.ws.deserializeAttachment() as SocketAttachment;
+    live.ws.serializeAttachment({ ...attachment, sentFromMemory: true } satisfies SocketAttachment);
   }
 
   // ── Links, grace and the lifecycle ──────────────────────────────────────────────────────────────────────────
@@ -632,6 +737,7 @@ export class SessionRelay extends DurableObject<Env> {
     if (attachment.role === "client") session.clientSocket = null;
     else session.runtimeSocket = null;
     if (!isEnded(session.state)) {
+      if (attachment.role === "client") this.#clientLeft(attachment.sentFromMemory === true);
       this.#events.record(this.#clock.now(), `${attachment.role}_dropped`, { how });
       this.#reconcileLinks();
     }
@@ -746,6 +852,9 @@ export class SessionRelay extends DurableObject<Env> {
     }
     const { commands, acknowledged, dropped, replaced, messages } = session.counters;
     this.#events.record(now, "ended", { state: session.state, reason, commands, acknowledged, dropped, replaced, messages });
+    // Messages the client was sent and has not acknowledged stay with the session, as if its socket had closed: an
+    // INACTIVE session can be restarted, and its client then gets them before any newer one.
+    if (this.#messages.storeUnacked()) session.messageSeq = this.#messages.last;
     this.#sendToRuntime({ type: "end", reason });
     this.#socket("runtime")?.close(1000, "session ended");
     this.#socket("client")?.close(1000, closeReason(reason));
@@ -866,7 +975,7 @@ export class SessionRelay extends DurableObject<Env> {
     for (const ws of this.ctx.getWebSockets(role)) {
       const attachment = ws.deserializeAttachment() as SocketAttachment | null;
       if (attachment?.connection !== current) continue;
-      const live = { ws, connection: current, greeted: !attachment.awaitingHello };
+      const live = { ws, connection: current, greeted: !attachment.awaitingHello, sentFromMemory: attachment.sentFromMemory === true };
       this.#live.set(role, live);
       return live;
     }
@@ -897,11 +1006,19 @@ export class SessionRelay extends DurableObject<Env> {
   }
 
   #save(): void {
-    if (!this.#session) return;
-    this.ctx.storage.kv.put(RECORD_KEY, this.#session);
+    const session = this.#session;
+    if (!session) return;
+    this.ctx.storage.kv.put(RECORD_KEY, session);
+    this.#writtenMessageSeq = session.messageSeq;
     if (this.#negotiationChanged) {
       this.ctx.storage.kv.put(NEGOTIATION_KEY, this.#negotiation);
       this.#negotiationChanged = false;
+    }
+    // Messages up to the safe point written just now may be forgotten by the runtime. The output gate holds this
+    // frame until the write is durable, and drops it if the write fails.
+    if (session.messageSeq > this.#runtimeAcked && this.#runtimeUp()) {
+      this.#runtimeAcked = session.messageSeq;
+      this.#sendToRuntime({ type: "message_ack", seq: session.messageSeq });
     }
   }
 

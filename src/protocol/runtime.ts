@@ -65,15 +65,27 @@ export const GatewaySessionFrame = union("type", {
   session: object({
     session_id: string(),
     state: SessionState,
-    /** Highest model message seq the gateway has stored; the runtime resends anything newer it still holds. */
+    /**
+     * Highest model message seq the gateway has; the runtime resends every message newer than this that it still
+     * holds, in order, before any new one. Not an acknowledgement: only `message_ack` lets the runtime forget.
+     */
     message_seq: integer({ min: 0 }),
     extra_args: optional(json()),
   }),
   offer: object({ generation: Generation, sdp: Sdp, track_mapping: optional(json()) }),
   ice: object({ generation: Generation, candidate: nullable(IceCandidate) }),
   command: object({ seq: Sequence, command: Command }),
-  /** Model messages up to `seq` are stored by the gateway; the runtime may forget them. */
+  /**
+   * Cumulative: model messages up to `seq` are safe at the gateway (stored durably, or acknowledged by the client);
+   * the runtime may forget them. It keeps every newer message until then.
+   */
   message_ack: object({ seq: integer({ min: 0 }) }),
+  /**
+   * Send again, in order, every message from `from_seq` on that the runtime still holds, then carry on with new
+   * ones. The gateway asks after a gap, and when it cannot prove it holds everything the client may lack (it was
+   * evicted and lost what it kept in memory, or refused messages while its buffer was full).
+   */
+  resend_messages: object({ from_seq: Sequence }),
   /** The session is over: release the GPU. */
   end: object({ reason: string() }),
   error: object({ code: string(), message: string(), ref: optional(json()) }),

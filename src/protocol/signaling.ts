@@ -43,7 +43,10 @@ export const ServerFrame = union("type", {
     protocol: integer(),
     session_id: string(),
     next_command_seq: Sequence,
-    message_seq: integer({ min: 0, description: "Seq of the last model message stored for this client." }),
+    message_seq: integer({
+      min: 0,
+      description: "Seq of the last model message the gateway has for this client; unacknowledged ones follow.",
+    }),
   }),
   status: object({
     state: SessionState,

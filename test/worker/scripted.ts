@@ -124,16 +124,79 @@ export async function upgrade(path: string, headers: Record<string, string>): Pr
   return { response, peer: response.webSocket ? new Peer(response.webSocket) : undefined };
 }
 
-async function open(path: string, headers: Record<string, string>): Promise<Peer> {
-  const { response, peer } = await upgrade(path, headers);
-  if (!peer) throw new Error(`upgrade refused: ${response.status} ${await response.text()}`);
-  return peer;
+async function open<P extends Peer = Peer>(path: string, headers: Record<string, string>, make?: (ws: WebSocket) => P): Promise<P> {
+  const response = await exports.default.fetch(new Request(BASE + path, { headers: { Upgrade: "websocket", ...headers } }));
+  if (!response.webSocket) throw new Error(`upgrade refused: ${response.status} ${await response.text()}`);
+  return make ? make(response.webSocket) : (new Peer(response.webSocket) as P);
 }
 
-/** A GPU runtime serving `model` with `slots` sessions at once. */
+type MessageFrame = { type: "message"; seq: number; scope: string; data: unknown };
+const isMessageFrame = (frame: unknown): frame is MessageFrame =>
+  typeof frame === "object" && frame !== null && (frame as Frame).type === "message" && typeof (frame as Frame).seq === "number";
+
+/**
+ * A runtime's model messages for one session, as a real runtime agent keeps them: every message is kept until the
+ * gateway acknowledges it (`message_ack`, cumulative), across reconnects of the session socket, and resent in
+ * order when the gateway asks: after `session { message_seq }` everything newer, after `resend_messages
+ * { from_seq }` everything from there.
+ */
+export class MessageOutbox {
+  /** Kept messages by seq (the latest frame sent for a seq). */
+  readonly kept = new Map<number, MessageFrame>();
+  /** Highest seq the gateway acknowledged. */
+  acknowledged = 0;
+  /** How many messages were sent again on the gateway's request. */
+  resent = 0;
+
+  keep(frame: MessageFrame): void {
+    if (frame.seq > this.acknowledged) this.kept.set(frame.seq, frame);
+  }
+
+  /** Kept messages from `from` on, oldest first. */
+  from(from: number): MessageFrame[] {
+    return [...this.kept.values()].filter((frame) => frame.seq >= from).sort((a, b) => a.seq - b.seq);
+  }
+
+  /** Looks at every frame from the gateway; answers the ones about messages on `send`. */
+  onGatewayFrame(frame: Frame, send: (data: string) => void): void {
+    if (frame.type === "message_ack") {
+      this.acknowledged = Math.max(this.acknowledged, frame.seq as number);
+      for (const seq of this.kept.keys()) if (seq <= this.acknowledged) this.kept.delete(seq);
+    } else if (frame.type === "session" || frame.type === "resend_messages") {
+      const from = frame.type === "session" ? (frame.message_seq as number) + 1 : (frame.from_seq as number);
+      for (const message of this.from(from)) {
+        this.resent++;
+        send(JSON.stringify(message));
+      }
+    }
+  }
+}
+
+/** A runtime's session socket: the model messages sent on it go through the session's outbox. */
+export class RuntimeSessionPeer extends Peer {
+  readonly outbox: MessageOutbox;
+
+  constructor(ws: WebSocket, outbox: MessageOutbox) {
+    super(ws);
+    this.outbox = outbox;
+    ws.addEventListener("message", (event) => outbox.onGatewayFrame(JSON.parse(event.data as string) as Frame, (data) => ws.send(data)));
+  }
+
+  override send(frame: unknown): void {
+    if (isMessageFrame(frame)) this.outbox.keep(frame);
+    super.send(frame);
+  }
+}
+
+/**
+ * A GPU runtime serving `model` with `slots` sessions at once. Like a real runtime agent it keeps each session's
+ * model messages until the gateway acknowledges them, and resends them when asked (see MessageOutbox).
+ */
 export class ScriptedRuntime {
   control!: Peer;
-  readonly sessions = new Map<string, Peer>();
+  readonly sessions = new Map<string, RuntimeSessionPeer>();
+  /** Per session, kept across reconnects of its socket (not across a new ScriptedRuntime: a restarted process). */
+  readonly outboxes = new Map<string, MessageOutbox>();
   readonly model: string;
   readonly id: string;
   readonly slots: number;
@@ -159,7 +222,7 @@ export class ScriptedRuntime {
   }
 
   /** Waits for the pool to assign a session, then opens its session socket and says hello. */
-  async acceptAssignment(timeoutMs = 5000): Promise<{ sessionId: string; peer: Peer }> {
+  async acceptAssignment(timeoutMs = 5000): Promise<{ sessionId: string; peer: RuntimeSessionPeer }> {
     const { session_id } = await this.control.next<{ type: "assign"; session_id: string }>("assign", timeoutMs);
     return { sessionId: session_id, peer: await this.openSession(session_id) };
   }
@@ -186,10 +249,29 @@ export class ScriptedRuntime {
     await this.control.waitClosed();
   }
 
-  async openSession(sessionId: string, commandSeq = 0): Promise<Peer> {
-    const peer = await open(`/v1/runtime/sessions/${sessionId}?runtime_id=${encodeURIComponent(this.id)}`, {
-      Authorization: `Bearer ${RUNTIME_TOKEN}`,
-    });
+  outbox(sessionId: string): MessageOutbox {
+    let outbox = this.outboxes.get(sessionId);
+    if (!outbox) this.outboxes.set(sessionId, (outbox = new MessageOutbox()));
+    return outbox;
+  }
+
+  /**
+   * A model message for a session: sent if its socket is open, else only kept (sent after the next hello, like
+   * everything the gateway has not acknowledged).
+   */
+  sendMessage(sessionId: string, frame: MessageFrame): void {
+    const peer = this.sessions.get(sessionId);
+    if (peer && !peer.closed) peer.send(frame);
+    else this.outbox(sessionId).keep(frame);
+  }
+
+  async openSession(sessionId: string, commandSeq = 0): Promise<RuntimeSessionPeer> {
+    const outbox = this.outbox(sessionId);
+    const peer = await open(
+      `/v1/runtime/sessions/${sessionId}?runtime_id=${encodeURIComponent(this.id)}`,
+      { Authorization: `Bearer ${RUNTIME_TOKEN}` },
+      (ws) => new RuntimeSessionPeer(ws, outbox),
+    );
     peer.send({ type: "hello", runtime_id: this.id, command_seq: commandSeq });
     await peer.next("session");
     this.sessions.set(sessionId, peer);

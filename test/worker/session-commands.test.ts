@@ -344,7 +344,7 @@ describe("client drop and return", () => {
     signal.close(4001, "network lost");
     await expect.poll(() => stateOf(client, sessionId), { timeout: 5000 }).toBe("RECONNECTING");
 
-    // While the client is away; the gateway's batch acknowledgement (every 16th) shows they are all stored.
+    // While the client is away; the gateway acknowledges each message once stored, so message_ack 16 shows all are.
     for (let seq = 3; seq <= 16; seq++) runtimePeer.send(message(seq));
     await runtimePeer.next((frame) => frame.type === "message_ack" && frame.seq === 16);
 
