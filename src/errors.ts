@@ -63,6 +63,7 @@ export const ERROR_CODES = {
   SESSION_NOT_FOUND: { status: 404, recoverable: false, message: "No session with that id." },
   SESSION_ENDED: { status: 409, recoverable: false, message: "The session has ended." },
   SESSION_STATE_CONFLICT: { status: 409, recoverable: false, message: "The session cannot do that in its current state." },
+  CONNECTION_NOT_FOUND: { status: 404, recoverable: false, message: "No such connection on this session." },
   CONNECTION_SUPERSEDED: { status: 410, recoverable: false, message: "A newer connection replaced this one." },
   MODEL_NOT_ALLOWED: { status: 403, recoverable: false, message: "This token may not use that model." },
   WEBSOCKET_REQUIRED: { status: 426, recoverable: false, message: "This endpoint expects a WebSocket upgrade." },

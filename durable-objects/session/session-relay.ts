@@ -263,10 +263,10 @@ export class SessionRelay extends DurableObject<Env> {
     const session = this.#session!;
     let generation = session.generation + 1;
     if (offer.connectionId !== undefined) {
-      const requested = parseConnectionId(offer.connectionId);
-      // A connection created with POST connections reserves its generation; a reused id renegotiates it.
-      if (requested === undefined || requested < session.generation) return fail("CONNECTION_SUPERSEDED");
-      generation = Math.max(requested, session.generation);
+      // A connection created with POST connections reserves its generation; an offer on it negotiates that one.
+      const current = this.#currentConnection(offer.connectionId);
+      if (!current.ok) return current;
+      generation = current.value;
     }
     session.clientKind ??= "rest";
     this.#startGeneration(generation, offer.sdp, offer.trackMapping);
@@ -293,9 +293,13 @@ export class SessionRelay extends DurableObject<Env> {
   ): Promise<Result<{ sdp_answer: string; connection_id: string } | null>> {
     const owned = this.#owned(accountId);
     if (!owned.ok) return owned;
-    const generation = connection === undefined ? this.#session!.generation : parseConnectionId(connection);
-    if (generation === undefined || generation < this.#session!.generation) return fail("CONNECTION_SUPERSEDED");
-    await this.#waitUntil(() => this.#negotiation.answer !== null || isEnded(this.#session!.state), waitMs);
+    if (connection !== undefined) {
+      const current = this.#currentConnection(connection);
+      if (!current.ok) return current;
+    }
+    const generation = this.#session!.generation;
+    const settled = () => this.#negotiation.answer !== null || isEnded(this.#session!.state) || this.#session!.generation !== generation;
+    await this.#waitUntil(settled, waitMs);
     const session = this.#session!;
     if (isEnded(session.state)) return fail("SESSION_ENDED", `The session is ${session.state}: ${session.reason}.`);
     if (generation !== session.generation) return fail("CONNECTION_SUPERSEDED");
@@ -311,8 +315,9 @@ export class SessionRelay extends DurableObject<Env> {
   ): Promise<Result<{ connection_id: string }>> {
     const owned = this.#ownedAndLive(accountId);
     if (!owned.ok) return owned;
-    const generation = parseConnectionId(connection);
-    if (generation !== this.#session!.generation) return fail("CONNECTION_SUPERSEDED");
+    const current = this.#currentConnection(connection);
+    if (!current.ok) return current;
+    const generation = current.value;
     const all: (IceCandidate | null)[] = final ? [...candidates, null] : candidates;
     // All of the request or none of it: a refused request must not have been half relayed.
     if (this.#negotiation.clientCandidates.length + all.length > LIMITS.candidatesPerGeneration) return fail("ICE_CANDIDATE_LIMIT");
@@ -877,6 +882,7 @@ export class SessionRelay extends DurableObject<Env> {
     } catch (error) {
       console.error("pool release failed; retrying by alarm", session.id, String(error));
       session.deadlines.release = this.#clock.now() + 1000;
+      this.#scheduleAlarm();
       return undefined;
     } finally {
       this.#save();
@@ -921,6 +927,15 @@ export class SessionRelay extends DurableObject<Env> {
     // Another account's session and a session that does not exist look the same from outside.
     if (!session || session.accountId !== accountId) return fail("SESSION_NOT_FOUND");
     return ok(true);
+  }
+
+  /** The generation of connection id `id` if it is the current one: older ids are superseded, others unknown. */
+  #currentConnection(id: string): Result<number> {
+    const generation = parseConnectionId(id);
+    const current = this.#session!.generation;
+    if (generation === undefined || generation > current) return fail("CONNECTION_NOT_FOUND", `No connection ${id} on this session.`);
+    if (generation < current) return fail("CONNECTION_SUPERSEDED");
+    return ok(generation);
   }
 
   #ownedAndLive(accountId: string): Result<true> {

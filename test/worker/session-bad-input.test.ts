@@ -393,6 +393,23 @@ describe("REST: connection-scoped transport", () => {
     await expect.poll(() => stateOf(client, sessionId), { timeout: 5000 }).toBe("ACTIVE");
   });
 
+  it.each(["conn_999", "conn_x", "other"])("a connection id that was never issued (%s) → 404 CONNECTION_NOT_FOUND, generation untouched", async (unknown) => {
+    const { client, sessionId, runtimePeer } = await restSession();
+    const refused = [
+      await post(client, `${transport(sessionId)}/connections/${unknown}/sdp_params`, { sdp_offer: OFFER }),
+      await call(`${transport(sessionId)}/connections/${unknown}/sdp_params`, { headers: clientHeaders(client) }),
+      await post(client, `${transport(sessionId)}/connections/${unknown}/ice_candidates`, { candidates: [candidate(1)] }),
+    ];
+    for (const response of refused) {
+      expect(response.status).toBe(404);
+      expect(await errorCode(response)).toBe("CONNECTION_NOT_FOUND");
+    }
+    // The next real connection still takes the next generation.
+    const created = (await (await post(client, `${transport(sessionId)}/connections`, "")).json()) as { connection_id: string };
+    expect((await post(client, `${transport(sessionId)}/connections/${created.connection_id}/sdp_params`, { sdp_offer: OFFER })).status).toBe(202);
+    expect(`conn_${(await runtimePeer.next("offer")).generation as number}`).toBe(created.connection_id);
+  });
+
   it("an older connection id after a newer one → 410 CONNECTION_SUPERSEDED; the newer one works", async () => {
     const { client, sessionId, runtimePeer } = await restSession();
     const connection = async () => ((await (await post(client, `${transport(sessionId)}/connections`, "")).json()) as { connection_id: string }).connection_id;
