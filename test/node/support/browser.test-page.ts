@@ -1,0 +1,123 @@
+/**
+ * A test page that runs the official client (`@reactor-team/js-sdk`, the version in package.json) unmodified in
+ * Chromium: the package is bundled for the browser with esbuild (in memory, once per process) and a small harness on
+ * `window.harness` connects, counts decoded video frames and records messages.
+ *
+ *   const site = await servePage(await reactorClientPage());
+ *   const page = await browser.newPage();
+ *   await page.goto(site.url);
+ *   await page.evaluate(([url, jwt]) => window.harness.connect({ apiUrl: url, modelName: "m", jwt }), [gatewayUrl, jwt]);
+ *   await page.waitForFunction(() => window.harness.state().frames > 0);
+ */
+import { build } from "esbuild";
+import { PROJECT_ROOT } from "../../../scripts/lib/paths.ts";
+import type { PageFile } from "./browser.ts";
+
+let bundle: Promise<string> | undefined;
+
+/**
+ * The client as one IIFE script that sets `globalThis.Reactor`. `process.env.NODE_ENV` is "production" so the client
+ * behaves as in a production app (2.9.0 drops sendCommand unless ready; in "development" it would send anyway). React
+ * and zustand must be resolvable (the package's React bindings import them) even though only `Reactor` is used.
+ */
+export function reactorClientBundle(): Promise<string> {
+  bundle ??= build({
+    stdin: {
+      contents: 'import { Reactor } from "@reactor-team/js-sdk";\nglobalThis.Reactor = Reactor;\n',
+      resolveDir: PROJECT_ROOT,
+      sourcefile: "reactor-client-entry.js",
+      loader: "js",
+    },
+    bundle: true,
+    format: "iife",
+    platform: "browser",
+    target: "es2022",
+    minify: true,
+    define: { "process.env.NODE_ENV": '"production"' },
+    write: false,
+    logLevel: "silent",
+  }).then((result) => result.outputFiles[0]!.text);
+  return bundle;
+}
+
+/** What `window.harness.state()` returns. */
+export interface HarnessState {
+  status: string;
+  /** Every status the client reported, with ms since connect() was called. */
+  statuses: [string, number][];
+  errors: { code: string; message: string; recoverable: boolean; component: string }[];
+  /** Application-scope messages (`message` event) and runtime-scope ones (`runtimeMessage`). */
+  messages: unknown[];
+  runtimeMessages: unknown[];
+  tracks: string[];
+  /** Video frames presented (requestVideoFrameCallback), ms from connect() to the first, and the last media time. */
+  frames: number;
+  firstFrameMs: number | null;
+  mediaTime: number;
+  connectError: string | null;
+}
+
+/** The files for servePage(): `/` (harness) and `/reactor.js` (the bundled client). */
+export async function reactorClientPage(): Promise<Record<string, PageFile>> {
+  return {
+    "/": HARNESS_HTML,
+    "/reactor.js": { body: await reactorClientBundle(), type: "text/javascript; charset=utf-8" },
+  };
+}
+
+const HARNESS_HTML = `<!doctype html>
+<html><head><meta charset="utf-8"><title>reactor client harness</title></head>
+<body>
+<video id="video" muted autoplay playsinline></video>
+<script src="/reactor.js"></script>
+<script>
+(() => {
+  const video = document.getElementById("video");
+  let reactor = null;
+  let t0 = 0;
+  const s = { status: "disconnected", statuses: [], errors: [], messages: [], runtimeMessages: [], tracks: [],
+    frames: 0, firstFrameMs: null, mediaTime: 0, connectError: null };
+  const onFrame = (now, meta) => {
+    s.frames++;
+    if (s.firstFrameMs === null) s.firstFrameMs = Math.round(now - t0);
+    s.mediaTime = meta.mediaTime;
+    video.requestVideoFrameCallback(onFrame);
+  };
+  video.requestVideoFrameCallback(onFrame);
+  window.harness = {
+    /** Resolves when connect() settles (it does not wait for "ready"); errors land in state().connectError. */
+    async connect({ apiUrl, modelName, jwt, options }) {
+      reactor = new Reactor({ modelName, apiUrl });
+      window.reactor = reactor;
+      reactor.on("statusChanged", (status) => { s.status = status; s.statuses.push([status, Math.round(performance.now() - t0)]); });
+      reactor.on("error", (e) => s.errors.push({ code: e.code, message: e.message, recoverable: e.recoverable, component: e.component }));
+      reactor.on("message", (m) => s.messages.push(m));
+      reactor.on("runtimeMessage", (m) => s.runtimeMessages.push(m));
+      reactor.on("trackReceived", (name, track, stream) => {
+        s.tracks.push(name + ":" + track.kind);
+        if (track.kind === "video") { video.srcObject = stream; video.play().catch(() => {}); }
+      });
+      t0 = performance.now();
+      try { await reactor.connect(jwt, options); } catch (e) { s.connectError = String(e); }
+    },
+    sendCommand(command, data, scope) { reactor.sendCommand(command, data, scope); },
+    async disconnect(recoverable) { await reactor.disconnect(recoverable); },
+    async reconnect(options) { await reactor.reconnect(options); },
+    state() { return { ...s, status: reactor ? reactor.getStatus() : s.status }; },
+    sessionId() { return reactor ? reactor.getSessionId() : undefined; },
+    /** inbound-rtp video stats of the client's peer connection (reaches into the client: diagnostics only). */
+    async inboundVideo() {
+      const pc = reactor && reactor.transportClient && reactor.transportClient.peerConnection;
+      if (!pc) return null;
+      for (const r of (await pc.getStats()).values()) {
+        if (r.type === "inbound-rtp" && r.kind === "video") return { framesDecoded: r.framesDecoded,
+          keyFramesDecoded: r.keyFramesDecoded, packetsLost: r.packetsLost, pliCount: r.pliCount, nackCount: r.nackCount,
+          frameWidth: r.frameWidth, frameHeight: r.frameHeight, framesPerSecond: r.framesPerSecond };
+      }
+      return null;
+    },
+  };
+})();
+</script>
+</body></html>
+`;
