@@ -1,6 +1,6 @@
 /**
  * A test page that runs the official client (`@reactor-team/js-sdk`, the version in package.json) unmodified in
- * Chromium: the package is bundled for the browser with esbuild (in memory, once per process) and a small harness on
+ * Chromium (bundled by `officialClientBundle()`) and a small harness on
  * `window.harness` connects, counts decoded video frames and records messages.
  *
  *   const site = await servePage(await reactorClientPage());
@@ -9,36 +9,8 @@
  *   await page.evaluate(([url, jwt]) => window.harness.connect({ apiUrl: url, modelName: "m", jwt }), [gatewayUrl, jwt]);
  *   await page.waitForFunction(() => window.harness.state().frames > 0);
  */
-import { build } from "esbuild";
-import { PROJECT_ROOT } from "../../../scripts/lib/paths.ts";
+import { officialClientBundle } from "../../../scripts/lib/bundles.ts";
 import type { PageFile } from "./browser.ts";
-
-let bundle: Promise<string> | undefined;
-
-/**
- * The client as one IIFE script that sets `globalThis.Reactor`. `process.env.NODE_ENV` is "production" so the client
- * behaves as in a production app (2.9.0 drops sendCommand unless ready; in "development" it would send anyway). React
- * and zustand must be resolvable (the package's React bindings import them) even though only `Reactor` is used.
- */
-export function reactorClientBundle(): Promise<string> {
-  bundle ??= build({
-    stdin: {
-      contents: 'import { Reactor } from "@reactor-team/js-sdk";\nglobalThis.Reactor = Reactor;\n',
-      resolveDir: PROJECT_ROOT,
-      sourcefile: "reactor-client-entry.js",
-      loader: "js",
-    },
-    bundle: true,
-    format: "iife",
-    platform: "browser",
-    target: "es2022",
-    minify: true,
-    define: { "process.env.NODE_ENV": '"production"' },
-    write: false,
-    logLevel: "silent",
-  }).then((result) => result.outputFiles[0]!.text);
-  return bundle;
-}
 
 /** What `window.harness.state()` returns. */
 export interface HarnessState {
@@ -61,7 +33,7 @@ export interface HarnessState {
 export async function reactorClientPage(): Promise<Record<string, PageFile>> {
   return {
     "/": HARNESS_HTML,
-    "/reactor.js": { body: await reactorClientBundle(), type: "text/javascript; charset=utf-8" },
+    "/reactor.js": { body: await officialClientBundle(), type: "text/javascript; charset=utf-8" },
   };
 }
 
