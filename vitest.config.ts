@@ -24,6 +24,9 @@ export default defineConfig({
                   RUNTIME_TOKENS: "rt_test_runtime_token_0123456789abcdef",
                   TEST_CLOCK: "1",
                   LONG_POLL_MS: "2000",
+                  // coturn-style TURN (nothing listens there): every session issues real credentials.
+                  TURN_SECRET: "worker-test-turn-secret",
+                  TURN_HOSTS: "turn.worker.test",
                   TEST_MIGRATIONS: migrations,
                 },
               },
@@ -32,6 +35,8 @@ export default defineConfig({
           test: {
             name: "worker",
             include: ["test/worker/**/*.test.ts"],
+            // A few tests make dozens of requests in a row; on a loaded 2-core CI machine that takes seconds.
+            testTimeout: 30_000,
             setupFiles: ["test/worker/apply-migrations.ts"],
           },
         };

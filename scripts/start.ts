@@ -1,28 +1,43 @@
 /**
- * `npm start`: everything needed to use the gateway locally, in one command.
+ * `npm start`: the gateway, the demo page and a GPU runtime agent serving the demo model, in one command.
  *   1. make sure .dev.vars holds local secrets (created with fresh ones if missing);
  *   2. apply D1 migrations to the local database;
  *   3. seed DEV_API_KEY as an active key of account `dev`;
- *   4. run `wrangler dev` on 127.0.0.1:$PORT under a small supervisor, wait for /health, print how to use it.
- * Ctrl-C (or SIGTERM) stops every child process and exits.
+ *   4. build the demo page's assets (public/build/);
+ *   5. run `wrangler dev` on 127.0.0.1:$PORT under a small supervisor, wait for /health;
+ *   6. run the runtime agent (runtime/main.ts, model `demo`), wait until GET /v1/models lists it;
+ *   7. print the demo page's URL and how to use the API.
+ * Ctrl-C (or SIGTERM) stops every child process (the agent's ffmpeg included) and exits.
  */
 import path from "node:path";
 import { parseArgs } from "node:util";
 import { ensureApiKey } from "../src/auth/api-keys.ts";
 import { signingKeys } from "../src/auth/signing-keys.ts";
-import { checkDevApiKey, DEFAULT_DEV_API_KEY, ensureDevVars } from "./lib/dev-vars.ts";
+import { buildDemoAssets } from "./lib/build-assets.ts";
+import { checkDevApiKey, DEFAULT_DEV_API_KEY, ensureDevVars, type DevVars } from "./lib/dev-vars.ts";
 import { portAvailable, waitForHealthy } from "./lib/http.ts";
 import { withLocalDb } from "./lib/local-d1.ts";
+import { waitForModel } from "./lib/local-gateway.ts";
 import { DEFAULT_STATE_DIR, DEV_VARS_FILE, PROJECT_ROOT } from "./lib/paths.ts";
 import { prefixedOutput, Supervisor } from "./lib/supervisor.ts";
 import { applyMigrations, wranglerCommand, wranglerDevArgs, wranglerEnv } from "./lib/wrangler.ts";
 
-const HELP = `Run the gateway locally: secrets, migrations, a dev API key, and wrangler dev.
+const DEMO_MODEL = "demo";
+const DEFAULT_SLOTS = 2;
+const MAX_SLOTS = 64;
+const DEV_ACCOUNT = "dev";
+const RUNTIME_MAIN = path.join(PROJECT_ROOT, "runtime", "main.ts");
+
+const HELP = `Run the gateway locally with the demo page and a runtime agent serving the demo model.
 
 Usage: npm start [-- options]
 
 Options:
   --port <n>           Port on 127.0.0.1 (default: env PORT, else 8787).
+  --slots <n>          Sessions the runtime agent serves at once (default ${DEFAULT_SLOTS}, at most ${MAX_SLOTS}).
+  --no-runtime         Do not start the runtime agent (connect your own to the gateway).
+  --stun-urls <list>   STUN servers for clients and the runtime agent, comma-separated (default: none, so peers
+                       use host candidates only: works offline and between peers on this machine or LAN).
   --state-dir <dir>    Local D1 / Durable Object state (wrangler's --persist-to; default .wrangler/state).
   --dev-vars <file>    Secrets file (default .dev.vars; created with fresh secrets if missing).
   -h, --help           Show this help.
@@ -31,12 +46,13 @@ Environment:
   PORT                 As --port.
   DEV_API_KEY          The API key to seed for account dev (overrides .dev.vars; default ${DEFAULT_DEV_API_KEY}).`;
 
-const DEV_ACCOUNT = "dev";
-
 interface StartOptions {
   port: number;
   stateDir: string;
   devVarsFile: string;
+  /** null: no runtime agent. */
+  slots: number | null;
+  stunUrls: string;
 }
 
 function parseOptions(argv: string[]): StartOptions | undefined {
@@ -44,26 +60,38 @@ function parseOptions(argv: string[]): StartOptions | undefined {
     args: argv,
     options: {
       port: { type: "string" },
+      slots: { type: "string" },
+      runtime: { type: "boolean", default: true },
+      "stun-urls": { type: "string", default: "" },
       "state-dir": { type: "string" },
       "dev-vars": { type: "string" },
       help: { type: "boolean", short: "h" },
     },
+    allowNegative: true,
     strict: true,
   });
   if (values.help) {
     console.log(HELP);
     return undefined;
   }
-  const portText = values.port ?? process.env.PORT ?? "8787";
-  const port = Number(portText);
-  if (!Number.isInteger(port) || port < 1 || port > 65535) throw new Error(`invalid port "${portText}"`);
+  const port = integerOption("port", values.port ?? process.env.PORT ?? "8787", 1, 65535);
+  const slots = integerOption("slots", values.slots ?? String(DEFAULT_SLOTS), 1, MAX_SLOTS);
+  if (!values.runtime && values.slots !== undefined) throw new Error("--slots is for the runtime agent; drop it or --no-runtime");
   // `npm start` runs in the project directory; relative paths mean relative to where the user typed the command.
   const base = process.env.INIT_CWD ?? process.cwd();
   return {
     port,
+    slots: values.runtime ? slots : null,
+    stunUrls: values["stun-urls"],
     stateDir: values["state-dir"] ? path.resolve(base, values["state-dir"]) : DEFAULT_STATE_DIR,
     devVarsFile: values["dev-vars"] ? path.resolve(base, values["dev-vars"]) : DEV_VARS_FILE,
   };
+}
+
+function integerOption(name: string, text: string, min: number, max: number): number {
+  const value = Number(text);
+  if (!/^\d+$/.test(text) || value < min || value > max) throw new Error(`invalid ${name} "${text}" (an integer from ${min} to ${max})`);
+  return value;
 }
 
 /** Paths inside the project relative to it, others absolute. */
@@ -72,19 +100,30 @@ function displayPath(file: string): string {
   return relative.startsWith("..") || path.isAbsolute(relative) ? file : relative;
 }
 
-function banner(url: string, devApiKey: string): string {
+function banner(url: string, devApiKey: string, options: StartOptions, devVarsPath: string): string {
   const rule = "─".repeat(78);
+  const runtime =
+    options.slots === null
+      ? [
+          `    No runtime agent (--no-runtime). Connect one (its token is RUNTIME_TOKENS in ${displayPath(devVarsPath)}):`,
+          `      REACTOR_RUNTIME_TOKEN=rt_… node runtime/main.ts --gateway ${url} --model ${DEMO_MODEL} --slots ${DEFAULT_SLOTS}`,
+        ]
+      : [`    Model "${DEMO_MODEL}" on a local runtime agent with ${options.slots} slot${options.slots === 1 ? "" : "s"}.`];
   return [
     rule,
+    `  Demo page:  ${url}/`,
+    ...runtime,
+    "",
     `  Reactor gateway running at ${url}`,
-    "",
-    "  Mint a client token with the dev API key (local use only):",
-    `    curl -X POST ${url}/tokens -H "Reactor-API-Key: ${devApiKey}"`,
-    "",
-    `  API reference (OpenAPI):  ${url}/openapi.json`,
-    `  Health:                   ${url}/health`,
-    "  API keys:                 npm run keys -- --help",
-    "  Stop:                     Ctrl-C",
+    "    Mint a client token with the dev API key (local use only):",
+    `      curl -X POST ${url}/tokens -H "Reactor-API-Key: ${devApiKey}"`,
+    `    or, from this machine only:  curl -X POST ${url}/dev/token`,
+    `    Models with a runtime:       curl ${url}/v1/models -H "Authorization: Bearer <jwt>"`,
+    `    API reference (OpenAPI):     ${url}/openapi.json`,
+    `    Health:                      ${url}/health`,
+    `    ICE servers:                 ${options.stunUrls || "none: host candidates only (--stun-urls to add STUN)"}`,
+    "    API keys:                    npm run keys -- --help",
+    "    Stop:                        Ctrl-C",
     rule,
   ].join("\n");
 }
@@ -92,7 +131,7 @@ function banner(url: string, devApiKey: string): string {
 async function start(options: StartOptions): Promise<void> {
   const supervisor = new Supervisor({
     name: "start",
-    output: prefixedOutput(["start", "gateway"]),
+    output: prefixedOutput(["start", "gateway", "runtime"]),
     onUnexpectedExit: (exit) => {
       const how = exit.error ? exit.error.message : exit.signal ? `signal ${exit.signal}` : `exit code ${exit.code}`;
       supervisor.log(`${exit.name} stopped unexpectedly (${how}); stopping everything.`, "stderr");
@@ -111,12 +150,25 @@ async function start(options: StartOptions): Promise<void> {
 
 async function boot(options: StartOptions, supervisor: Supervisor): Promise<void> {
   const url = `http://127.0.0.1:${options.port}`;
-  const say = (line: string) => supervisor.log(line);
   if (!(await portAvailable(options.port))) {
     throw new Error(`port ${options.port} on 127.0.0.1 is in use (another npm start?); choose another with PORT=…`);
   }
+  const say = (line: string) => supervisor.log(line);
 
-  // 1. Secrets.
+  const { devVars, devApiKey } = await prepareSecrets(options, say);
+  await prepareDatabase(options, devApiKey, say);
+
+  say("building the demo page (public/build/) …");
+  const { files } = await buildDemoAssets();
+  say(`built ${files.map((file) => path.basename(file)).join(", ")}`);
+
+  await startGateway(options, supervisor, url, devVars, devApiKey);
+  if (options.slots !== null) await startRuntime(supervisor, url, devVars, options.slots, options.stunUrls);
+  console.log(banner(url, devApiKey, options, devVars.path));
+}
+
+/** Step 1: the secrets file, and which dev API key to seed. */
+async function prepareSecrets(options: StartOptions, say: (line: string) => void): Promise<{ devVars: DevVars; devApiKey: string }> {
   const envKey = process.env.DEV_API_KEY || undefined;
   if (envKey) checkDevApiKey(envKey, "DEV_API_KEY (environment)");
   const devVars = await ensureDevVars(options.devVarsFile, envKey);
@@ -133,8 +185,11 @@ async function boot(options: StartOptions, supervisor: Supervisor): Promise<void
   if (devApiKey === DEFAULT_DEV_API_KEY) {
     say(`warning: DEV_API_KEY is the documented default ${DEFAULT_DEV_API_KEY}; it is public, for local use only.`);
   }
+  return { devVars, devApiKey };
+}
 
-  // 2. Migrations, 3. the dev key: both before wrangler dev opens the database.
+/** Steps 2 and 3, both before wrangler dev opens the database. */
+async function prepareDatabase(options: StartOptions, devApiKey: string, say: (line: string) => void): Promise<void> {
   const applied = await applyMigrations(options.stateDir);
   const where = `the local database (${displayPath(options.stateDir)})`;
   say(applied.length > 0 ? `applied ${applied.join(", ")} to ${where}` : `${where} is up to date`);
@@ -142,16 +197,35 @@ async function boot(options: StartOptions, supervisor: Supervisor): Promise<void
     migrate: false,
   });
   say(seeded ? `seeded DEV_API_KEY for account ${DEV_ACCOUNT}` : `DEV_API_KEY is already a key of account ${DEV_ACCOUNT}`);
+}
 
-  // 4. The gateway.
-  const overrides = devApiKey !== devVars.values.DEV_API_KEY ? { DEV_API_KEY: devApiKey } : undefined;
+/** Step 5. STUN_URLS is always passed: empty (the default here) means no ICE servers, so an offline laptop works. */
+async function startGateway(options: StartOptions, supervisor: Supervisor, url: string, devVars: DevVars, devApiKey: string): Promise<void> {
+  const vars: Record<string, string> = { STUN_URLS: options.stunUrls };
+  if (devApiKey !== devVars.values.DEV_API_KEY) vars.DEV_API_KEY = devApiKey;
   const { command, args } = wranglerCommand(
-    wranglerDevArgs({ port: options.port, stateDir: options.stateDir, envFile: devVars.path, vars: overrides }),
+    wranglerDevArgs({ port: options.port, stateDir: options.stateDir, envFile: devVars.path, vars }),
   );
   const gateway = supervisor.start({ name: "gateway", command, args, cwd: PROJECT_ROOT, env: wranglerEnv() });
-  say(`starting wrangler dev on ${url} …`);
+  supervisor.log(`starting wrangler dev on ${url} …`);
   await waitForHealthy(`${url}/health`, { gaveUp: gateway.exited });
-  console.log(banner(url, devApiKey));
+}
+
+/**
+ * Step 6: the agent gets the first RUNTIME_TOKENS entry through its environment, not its (world-readable) argv, and
+ * gathers its own candidates with the same STUN servers as the clients.
+ */
+async function startRuntime(supervisor: Supervisor, url: string, devVars: DevVars, slots: number, stunUrls: string): Promise<void> {
+  const token = (devVars.values.RUNTIME_TOKENS ?? "").split(",")[0]!.trim();
+  const agent = supervisor.start({
+    name: "runtime",
+    command: process.execPath,
+    args: [RUNTIME_MAIN, "--gateway", url, "--model", DEMO_MODEL, "--slots", String(slots), ...(stunUrls ? ["--stun", stunUrls] : [])],
+    cwd: PROJECT_ROOT,
+    env: { ...process.env, REACTOR_RUNTIME_TOKEN: token },
+  });
+  supervisor.log(`starting the runtime agent (model ${DEMO_MODEL}, ${slots} slots) …`);
+  await waitForModel(url, DEMO_MODEL, { gaveUp: agent.exited });
 }
 
 let options: StartOptions | undefined;

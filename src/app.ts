@@ -3,12 +3,17 @@ import { Hono } from "hono";
 import { ApiError } from "./errors.ts";
 import { corsPolicy } from "./http/middleware/cors.ts";
 import { negotiateVersions } from "./http/middleware/versions.ts";
-import type { AppEnv } from "./http/route.ts";
+import { noSuchRoute, type AppEnv } from "./http/route.ts";
 import { adminRoutes } from "./routes/admin.ts";
+import { devRoutes } from "./routes/dev.ts";
+import { limitRoutes } from "./routes/limits.ts";
 import { metaRoutes } from "./routes/meta.ts";
+import { modelRoutes } from "./routes/models.ts";
 import { sessionRoutes } from "./routes/sessions.ts";
 import { socketRoutes } from "./routes/sockets.ts";
 import { tokenRoutes } from "./routes/tokens.ts";
+import { turnRoutes } from "./routes/turn.ts";
+import { usageRoutes } from "./routes/usage.ts";
 
 export function createApp(): Hono<AppEnv> {
   const app = new Hono<AppEnv>();
@@ -18,10 +23,15 @@ export function createApp(): Hono<AppEnv> {
   metaRoutes(app);
   tokenRoutes(app);
   adminRoutes(app);
+  modelRoutes(app);
+  turnRoutes(app);
   sessionRoutes(app);
+  usageRoutes(app);
+  limitRoutes(app);
   socketRoutes(app);
+  devRoutes(app);
 
-  app.notFound(() => new ApiError("NOT_FOUND", "No such route.").toResponse());
+  app.notFound(() => noSuchRoute().toResponse());
   app.onError((error) => {
     if (error instanceof ApiError) return error.toResponse();
     // Never log request headers here: they carry tokens and keys.

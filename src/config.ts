@@ -61,4 +61,31 @@ export function sessionSettings(env: SettingsEnv): SessionSettings {
   };
 }
 
+/**
+ * Account limits: what every account gets unless its row in the D1 table `account_limits` overrides a value
+ * (see docs/limits-and-billing.md). The maximum session length is SESSION_MAX_SECONDS.
+ */
+export interface LimitSettings {
+  concurrentSessions: number;
+  sessionCreationsPerMinute: number;
+  tokenMintsPerMinute: number;
+  turnCredentialsPerMinute: number;
+  maxSessionSeconds: number;
+}
+
+export function limitDefaults(env: SettingsEnv): LimitSettings {
+  return {
+    concurrentSessions: numberVar(env, "LIMIT_CONCURRENT_SESSIONS", 5),
+    sessionCreationsPerMinute: numberVar(env, "LIMIT_SESSION_CREATIONS_PER_MINUTE", 50),
+    tokenMintsPerMinute: numberVar(env, "LIMIT_TOKEN_MINTS_PER_MINUTE", 120),
+    turnCredentialsPerMinute: numberVar(env, "LIMIT_TURN_CREDENTIALS_PER_MINUTE", 60),
+    maxSessionSeconds: numberVar(env, "SESSION_MAX_SECONDS", 1200),
+  };
+}
+
+/** Metering: a session with no command for this long counts as idle (still billed). Prices: src/metering/prices.ts. */
+export function meterIdleMs(env: SettingsEnv): number {
+  return numberVar(env, "METER_IDLE_SECONDS", 60) * 1000;
+}
+
 export const DEFAULT_STUN_URLS = "stun:stun.cloudflare.com:3478";

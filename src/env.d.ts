@@ -12,6 +12,17 @@ declare namespace Cloudflare {
     TEST_CLOCK?: string;
     /** Set only in local development: enables the dev token route for the demo page. */
     DEV_API_KEY?: string;
+    /** coturn's `static-auth-secret` (TURN REST-API secret mode); with TURN_HOSTS, enables the coturn provider. */
+    TURN_SECRET?: string;
+    /** Cloudflare Realtime TURN key's API token; with CLOUDFLARE_TURN_KEY_ID, enables that provider. */
+    CLOUDFLARE_TURN_API_TOKEN?: string;
+    /** Optional TURN settings as vars (see src/turn/issue.ts); absent from wrangler.toml means "not configured". */
+    TURN_HOSTS?: string;
+    TURN_PROVIDERS?: string;
+    TURN_TTL_SECONDS?: string;
+    TURN_PROVIDER_TIMEOUT_MS?: string;
+    CLOUDFLARE_TURN_KEY_ID?: string;
+    CLOUDFLARE_TURN_API_URL?: string;
   }
 }
 interface Env extends Cloudflare.Env {}

@@ -66,6 +66,11 @@ export const ERROR_CODES = {
   CONNECTION_NOT_FOUND: { status: 404, recoverable: false, message: "No such connection on this session." },
   CONNECTION_SUPERSEDED: { status: 410, recoverable: false, message: "A newer connection replaced this one." },
   MODEL_NOT_ALLOWED: { status: 403, recoverable: false, message: "This token may not use that model." },
+  TOKEN_SESSION_LIMIT: {
+    status: 403,
+    recoverable: false,
+    message: "This token has created all the sessions its max_sessions allows; mint a new token.",
+  },
   WEBSOCKET_REQUIRED: { status: 426, recoverable: false, message: "This endpoint expects a WebSocket upgrade." },
 
   // Frames and signaling (socket errors carry these codes too)

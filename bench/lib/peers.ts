@@ -3,7 +3,11 @@
  * and a native client, speaking the gateway's real protocol over real WebSockets. No media.
  */
 import WebSocket from "ws";
+import { MessageOutbox } from "../../runtime/outbox.ts";
 import type { Capabilities } from "../../src/protocol/common.ts";
+
+/** A runtime's model messages for one session, kept until acknowledged: the runtime agent's own outbox. */
+export { MessageOutbox };
 
 export type Frame = { type: string; [key: string]: unknown };
 
@@ -15,38 +19,6 @@ export const BENCH_CAPABILITIES: Capabilities = {
 };
 
 export const FAKE_SDP = "v=0\r\no=- 1 2 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\nm=video 9 UDP/TLS/RTP/SAVPF 96\r\n";
-
-/**
- * A runtime's model messages for one session, as a runtime agent must keep them: each one until the gateway's
- * `message_ack` (cumulative), resent in order when the gateway asks — after `session { message_seq }` everything
- * newer, after `resend_messages { from_seq }` everything from there.
- */
-export class MessageOutbox {
-  /** Kept messages, oldest first (seqs ascending). */
-  readonly #kept: { seq: number; data: string }[] = [];
-  #acknowledged = 0;
-
-  get size(): number {
-    return this.#kept.length;
-  }
-
-  keep(seq: number, data: string): void {
-    if (seq > this.#acknowledged && seq > (this.#kept.at(-1)?.seq ?? 0)) this.#kept.push({ seq, data });
-  }
-
-  /** Answers the gateway's frames about messages; returns nothing, every frame still goes on to the handler. */
-  onGatewayFrame(frame: Frame, send: (data: string) => void): void {
-    if (frame.type === "message_ack") {
-      this.#acknowledged = Math.max(this.#acknowledged, frame.seq as number);
-      let drop = 0;
-      while (drop < this.#kept.length && this.#kept[drop]!.seq <= this.#acknowledged) drop++;
-      this.#kept.splice(0, drop);
-    } else if (frame.type === "session" || frame.type === "resend_messages") {
-      const from = frame.type === "session" ? (frame.message_seq as number) + 1 : (frame.from_seq as number);
-      for (const message of this.#kept) if (message.seq >= from) send(message.data);
-    }
-  }
-}
 
 /** A WebSocket with a queue of parsed frames and an optional handler that sees every frame first. */
 export class NodePeer {

@@ -6,10 +6,14 @@
  *
  * One code path assigns: `#drain()` hands free slots to the head of the queue, whether the slot was just freed or
  * the session just arrived.
+ *
+ * The pool also keeps its model's row in the D1 model directory (GET /v1/models): listed while at least one runtime
+ * is connected.
  */
 import { DurableObject } from "cloudflare:workers";
 import { sessionSettings, type SessionSettings } from "../../src/config.ts";
 import { ApiError } from "../../src/errors.ts";
+import { listModel, unlistModel } from "../../src/models/directory.ts";
 import type { Capabilities } from "../../src/protocol/common.ts";
 import { decodeFrame } from "../../src/protocol/frames.ts";
 import {
@@ -54,6 +58,8 @@ type RuntimeRow = {
 /** Sessions told their queue position after each change; the rest learn it when they ask. */
 const POSITION_PUSH_LIMIT = 50;
 const MODEL_KEY = "model";
+/** Whether the D1 directory lists this model, as last written. */
+const LISTED_KEY = "listed";
 
 export class ModelPool extends DurableObject<Env> {
   readonly #settings: SessionSettings;
@@ -62,6 +68,8 @@ export class ModelPool extends DurableObject<Env> {
   #connections: number;
   /** Serializes `#drain` so two callers never hand out the same slot. */
   #draining: Promise<void> = Promise.resolve();
+  /** Serializes directory writes, so the last one written matches the last change. */
+  #directoryWrites: Promise<void> = Promise.resolve();
 
   constructor(ctx: DurableObjectState, env: Env) {
     super(ctx, env);
@@ -117,6 +125,7 @@ export class ModelPool extends DurableObject<Env> {
   }
 
   async snapshot(): Promise<PoolSnapshot> {
+    await this.#forgetVanishedRuntimes();
     const runtimes = this.#sql
       .exec<RuntimeRow & { busy: number }>(
         `SELECT r.*, (SELECT count(*) FROM assignments a WHERE a.runtime_id = r.id) AS busy FROM runtimes r ORDER BY r.id`,
@@ -186,6 +195,7 @@ export class ModelPool extends DurableObject<Env> {
 
   /** Heartbeat watchdog and purge of runtimes that stayed away longer than the grace window. */
   override async alarm(): Promise<void> {
+    await this.#forgetVanishedRuntimes();
     const now = Date.now();
     const silenceLimit = this.#settings.heartbeatIntervalMs * 3;
     for (const ws of this.ctx.getWebSockets()) {
@@ -204,6 +214,7 @@ export class ModelPool extends DurableObject<Env> {
       const orphans = this.#sql.exec<{ session_id: string }>("DELETE FROM assignments WHERE runtime_id = ? RETURNING session_id", id).toArray();
       for (const { session_id } of orphans) void this.#session(session_id).runtimeLost("runtime_lost").catch(logError);
     }
+    await this.#syncDirectory(); // retries a write that failed
     await this.#scheduleAlarm();
   }
 
@@ -225,6 +236,8 @@ export class ModelPool extends DurableObject<Env> {
       attachment.connection,
     );
     ws.serializeAttachment({ ...attachment, runtimeId } satisfies ControlAttachment);
+    // Listed before `registered`: a runtime that was told it is registered shows up in GET /v1/models.
+    await this.#syncDirectory();
     send(ws, { type: "registered", runtime_id: runtimeId, heartbeat_interval_ms: this.#settings.heartbeatIntervalMs });
 
     // A runtime that comes back without some of its sessions (it restarted) has lost them: end them now rather
@@ -250,7 +263,43 @@ export class ModelPool extends DurableObject<Env> {
       attachment.runtimeId,
       attachment.connection,
     );
+    await this.#syncDirectory();
     await this.#scheduleAlarm();
+  }
+
+  /**
+   * Runtimes marked connected whose control socket is gone without a close event (the object restarted: a deploy,
+   * or a local `wrangler dev` restart) are disconnected now, as if their socket had just closed.
+   */
+  async #forgetVanishedRuntimes(): Promise<void> {
+    const live = new Set(this.ctx.getWebSockets().map((ws) => (ws.deserializeAttachment() as ControlAttachment).connection));
+    const connected = this.#sql.exec<{ id: string; connection: number }>("SELECT id, connection FROM runtimes WHERE connected = 1").toArray();
+    const vanished = connected.filter((runtime) => !live.has(runtime.connection));
+    if (vanished.length === 0) return;
+    for (const { id } of vanished) {
+      this.#sql.exec("UPDATE runtimes SET connected = 0, disconnected_at = ? WHERE id = ?", this.#clock.now(), id);
+    }
+    await this.#syncDirectory();
+    await this.#scheduleAlarm();
+  }
+
+  /**
+   * Keeps this model's row in the D1 directory in step with whether any runtime is connected: written when the
+   * first runtime connects and when the last one leaves, not on every heartbeat. Writes run one at a time and read
+   * the state when they run; a failed write is logged and retried by the next call (the alarm calls too).
+   */
+  #syncDirectory(): Promise<void> {
+    this.#directoryWrites = this.#directoryWrites.then(() => this.#writeDirectory()).catch(logError);
+    return this.#directoryWrites;
+  }
+
+  async #writeDirectory(): Promise<void> {
+    const model = this.ctx.storage.kv.get<string>(MODEL_KEY);
+    if (!model) return;
+    const listed = this.#sql.exec<{ n: number }>("SELECT count(*) AS n FROM runtimes WHERE connected = 1").one().n > 0;
+    if ((this.ctx.storage.kv.get<boolean>(LISTED_KEY) ?? false) === listed) return;
+    await (listed ? listModel(this.env.DB, model, this.#clock.now()) : unlistModel(this.env.DB, model));
+    this.ctx.storage.kv.put(LISTED_KEY, listed);
   }
 
   #drain(): Promise<void> {
@@ -260,6 +309,7 @@ export class ModelPool extends DurableObject<Env> {
   }
 
   async #assignFreeSlots(): Promise<void> {
+    await this.#forgetVanishedRuntimes();
     for (;;) {
       const head = this.#sql.exec<{ session_id: string }>("SELECT session_id FROM queue ORDER BY position LIMIT 1").toArray()[0];
       if (!head) break;

@@ -9,10 +9,14 @@
  * keeps each of them until this object acknowledges it, which it does only once the message is safe.
  */
 import { DurableObject } from "cloudflare:workers";
-import { GATEWAY_VERSION, sessionSettings, type SessionSettings } from "../../src/config.ts";
+import { GATEWAY_VERSION, meterIdleMs, sessionSettings, type SessionSettings } from "../../src/config.ts";
 import type { ErrorCode } from "../../src/errors.ts";
 import { ApiError, ERROR_CODES } from "../../src/errors.ts";
 import { iceServersFor } from "../../src/ice-servers.ts";
+import type { IssuedIceServers } from "../../src/turn/provider.ts";
+import { accountLimits } from "../../src/limits/enforce.ts";
+import { writeSegments } from "../../src/metering/ledger.ts";
+import { priceTable, usdPerSecond } from "../../src/metering/prices.ts";
 import {
   LIMITS,
   PROTOCOL_VERSION,
@@ -21,6 +25,7 @@ import {
   type CommandPolicy,
   type CommandState,
   type IceCandidate,
+  type IceServer,
   type PeerState,
   type SessionState,
 } from "../../src/protocol/common.ts";
@@ -36,10 +41,16 @@ import { CommandLog } from "./command-log.ts";
 import { EventLog, type SessionEvent } from "./event-log.ts";
 import { isEnded, nextState, type LifecycleEvent } from "./lifecycle.ts";
 import { MessageLog } from "./message-log.ts";
+import { meterCommand, meterTransition, newMeter, openSegmentAt, PendingSegments, type MeterState, type Segment } from "./meter.ts";
 
-export type Result<T> = { ok: true; value: T } | { ok: false; code: ErrorCode; message?: string };
+export type Result<T> = { ok: true; value: T } | { ok: false; code: ErrorCode; message?: string; retryAfter?: number };
 const ok = <T>(value: T): Result<T> => ({ ok: true, value });
-const fail = <T = never>(code: ErrorCode, message?: string): Result<T> => ({ ok: false, code, message });
+const fail = <T = never>(code: ErrorCode, message?: string, retryAfter?: number): Result<T> => ({
+  ok: false,
+  code,
+  message,
+  ...(retryAfter !== undefined && { retryAfter }),
+});
 
 type GatewayFrame = Infer<typeof GatewaySessionFrame>;
 type ClientKind = "rest" | "native";
@@ -57,6 +68,8 @@ interface SocketAttachment {
    * runtime still has.
    */
   sentFromMemory?: true;
+  /** A client socket's token expiry (Unix seconds): TURN credentials pushed to it never outlive it. */
+  tokenExpiresAt?: number;
 }
 
 interface LiveSocket {
@@ -73,6 +86,12 @@ interface Deadlines {
   purge?: number;
   /** Retry of an unconfirmed slot release to the pool. */
   release?: number;
+  /** Retry of an unconfirmed release of the account's session slot (AccountLimits). */
+  accountRelease?: number;
+  /** Closed billing segments wait in `pending_segments` for the D1 ledger. */
+  ledger?: number;
+  /** Fresh TURN credentials for the native client before the ones it has expire. */
+  iceRefresh?: number;
 }
 
 /** Everything about a session except its logs. Stored as one value; small enough to rewrite on every change. */
@@ -106,6 +125,12 @@ interface SessionRecord {
   deadlines: Deadlines;
   connections: number;
   releasePending: boolean;
+  /** The account's maximum session length when the session was created or restarted (absent: SESSION_MAX_SECONDS). */
+  maxDurationMs?: number;
+  /** Which run of the session holds the account slot: 0 at creation, one more per restart. */
+  slotEpoch?: number;
+  /** Billing: the open segment and idle tracking (see meter.ts). Absent in records from before metering. */
+  meter?: MeterState;
 }
 
 /**
@@ -128,11 +153,23 @@ export interface CreateSessionInput {
   tokenId: string;
   model: string;
   extraArgs?: Record<string, unknown>;
+  /** The account's maximum session length; default SESSION_MAX_SECONDS. */
+  maxDurationMs?: number;
+}
+
+/** A session's billing as this object knows it: closed segments not yet in the D1 ledger, and the open one. */
+export interface SessionMeterView {
+  sessionId: string;
+  model: string;
+  state: SessionState;
+  segments: (Segment & { usdPerSecond: number; open?: true })[];
 }
 
 const RECORD_KEY = "session";
 const NEGOTIATION_KEY = "negotiation";
 const CLUSTER = "edge";
+/** How soon a release or a ledger write that failed is tried again. */
+const RETRY_MS = 1000;
 /** A client's acknowledgement is written with the next record write, or at once when it has moved this far. */
 const ACK_WRITE_EVERY = 64;
 
@@ -142,6 +179,8 @@ export class SessionRelay extends DurableObject<Env> {
   readonly #commands: CommandLog;
   readonly #messages: MessageLog;
   readonly #events: EventLog;
+  readonly #pendingSegments: PendingSegments;
+  readonly #idleSpanMs: number;
   #session: SessionRecord | undefined;
   #negotiation: Negotiation;
   #negotiationChanged = false;
@@ -175,6 +214,8 @@ export class SessionRelay extends DurableObject<Env> {
       this.#writtenMessageSeq,
     );
     this.#events = new EventLog(sql);
+    this.#pendingSegments = new PendingSegments(sql);
+    this.#idleSpanMs = meterIdleMs(env as unknown as Record<string, unknown>);
     this.#negotiation = ctx.storage.kv.get<Negotiation>(NEGOTIATION_KEY) ?? noNegotiation();
     // Keep-alive pings cost nothing: answered by the runtime without waking (or un-hibernating) this object.
     ctx.setWebSocketAutoResponse(new WebSocketRequestResponsePair(KEEPALIVE_PING, KEEPALIVE_PONG));
@@ -210,6 +251,9 @@ export class SessionRelay extends DurableObject<Env> {
       deadlines: {},
       connections: 0,
       releasePending: false,
+      maxDurationMs: input.maxDurationMs,
+      slotEpoch: 0,
+      meter: newMeter(),
     };
     this.#events.record(now, "created", { model: input.model, api_key_id: input.apiKeyId });
     await this.#queue();
@@ -229,6 +273,26 @@ export class SessionRelay extends DurableObject<Env> {
     if (!owned.ok) return owned;
     const session = this.#session!;
     if (session.state !== "INACTIVE") return ok(this.#view()); // already running or waiting: nothing to restart
+    // A GPU release of the previous run still unconfirmed goes first: done later, it would free the new run's place.
+    if (session.deadlines.release !== undefined) await this.#releaseSlot();
+    if (session.deadlines.release !== undefined) return fail("INTERNAL", "The previous GPU is not released yet; try again.", 1);
+    // A restarted session takes an account slot again (it counts as concurrent, not as a new creation).
+    const epoch = (session.slotEpoch ?? 0) + 1;
+    const decision = await accountLimits(this.env, session.accountId).acquire({
+      accountId: session.accountId,
+      sessionId: session.id,
+      model: session.model,
+      epoch,
+    });
+    if (!decision.ok) return fail(decision.code, decision.message, decision.retryAfter);
+    if (session.state !== "INACTIVE") {
+      // Changed while the slot was taken: restarted by a concurrent request (which holds this same slot), or
+      // closed (its release named the earlier epoch, so this one is freed here).
+      if (isEnded(session.state)) await this.#releaseAccountSlot(epoch);
+      return ok(this.#view());
+    }
+    session.slotEpoch = epoch;
+    session.maxDurationMs = decision.limits.maxSessionSeconds * 1000;
     this.#resetConnection();
     session.deadlines.purge = undefined; // retention belonged to the previous end
     session.runtime = null;
@@ -245,6 +309,30 @@ export class SessionRelay extends DurableObject<Env> {
     if (!owned.ok) return owned;
     await this.#end("close", reason);
     return ok(this.#view());
+  }
+
+  /** Billing as this object knows it (segments not yet in the ledger, and the open one); the route adds the ledger's. */
+  async usage(accountId: string): Promise<Result<SessionMeterView>> {
+    const owned = this.#owned(accountId);
+    if (!owned.ok) return owned;
+    const session = this.#session!;
+    const price = usdPerSecond(priceTable(this.env), session.model);
+    const open = session.meter ? openSegmentAt(session.meter, this.#clock.now()) : null;
+    return ok({
+      sessionId: session.id,
+      model: session.model,
+      state: session.state,
+      segments: [
+        ...this.#pendingSegments.list().map((segment) => ({ ...segment, usdPerSecond: price })),
+        ...(open ? [{ ...open, usdPerSecond: price, open: true as const }] : []),
+      ],
+    });
+  }
+
+  /** Asked by the account's limits object (its slot audit): does this session still hold its slot of run `epoch`? */
+  async holdsAccountSlot(epoch: number): Promise<boolean> {
+    const session = this.#session;
+    return session !== undefined && !isEnded(session.state) && (session.slotEpoch ?? 0) === epoch;
   }
 
   async events(accountId: string): Promise<Result<{ session_id: string; events: SessionEvent[] }>> {
@@ -326,6 +414,33 @@ export class SessionRelay extends DurableObject<Env> {
     return ok({ connection_id: connection });
   }
 
+  // ── ICE servers for the native client ──────────────────────────────────────────────────────────────────────
+
+  /** TURN credentials (or STUN) for the client's peer connection: tied to this session, bounded by its token. */
+  #issueClientIceServers(tokenExpiresAt: number | undefined): Promise<IssuedIceServers> {
+    return iceServersFor(this.env, { subject: this.#session!.id, notAfter: tokenExpiresAt, now: Math.floor(this.#clock.now() / 1000) });
+  }
+
+  /** Issues and pushes ICE servers to the connected native client (on assignment, and before they expire). */
+  async #pushIceServers(): Promise<void> {
+    const socket = this.#socket("client");
+    if (!socket || !this.#session) return;
+    const { tokenExpiresAt } = socket.deserializeAttachment() as SocketAttachment;
+    const issued = await this.#issueClientIceServers(tokenExpiresAt);
+    if (this.#socket("client") !== socket || isEnded(this.#session.state)) return; // replaced or ended meanwhile
+    this.#sendIceServers(issued);
+    this.#save();
+  }
+
+  /** Sends them, and schedules fresh ones at 80 % of their lifetime (the SDK applies them with an ICE restart). */
+  #sendIceServers(issued: IssuedIceServers): void {
+    const { iceServers, expiresAt } = issued;
+    this.#sendToClient({ type: "ice_servers", ice_servers: iceServers, ...(expiresAt !== undefined && { expires_at: expiresAt }) });
+    const now = this.#clock.now();
+    this.#session!.deadlines.iceRefresh = expiresAt === undefined ? undefined : now + Math.max(1000, 0.8 * (expiresAt * 1000 - now));
+    this.#scheduleAlarm();
+  }
+
   // ── From the model's pool ───────────────────────────────────────────────────────────────────────────────────
 
   /** The pool gives this session a GPU. Returns false if the session no longer wants one (the pool frees it). */
@@ -337,7 +452,7 @@ export class SessionRelay extends DurableObject<Env> {
     session.deadlines.wait = this.#clock.now() + this.#settings.connectMs;
     this.#transition("assign", "assigned");
     this.#events.record(this.#clock.now(), "assigned", { runtime_id: assignment.runtimeId, model_version: assignment.modelVersion });
-    this.#sendToClient({ type: "ice_servers", ice_servers: iceServersFor(this.env) });
+    void this.#pushIceServers();
     this.#save();
     return true;
   }
@@ -360,7 +475,10 @@ export class SessionRelay extends DurableObject<Env> {
     if (request.headers.get("Upgrade")?.toLowerCase() !== "websocket") return new ApiError("WEBSOCKET_REQUIRED").toResponse();
     const url = new URL(request.url);
     if (url.pathname.endsWith("/runtime")) return this.#acceptRuntime(url.searchParams.get("runtime_id") ?? "");
-    return this.#acceptClient(request.headers.get("X-Account-Id") ?? "", request.headers.get("Sec-WebSocket-Protocol"));
+    const tokenExpiresAt = Number(request.headers.get("X-Token-Expires-At")) || undefined;
+    // Issued before the socket is adopted, so the client gets its ICE servers in order, right after its status.
+    const iceServers = this.#session?.runtime ? await this.#issueClientIceServers(tokenExpiresAt) : undefined;
+    return this.#acceptClient(request.headers.get("X-Account-Id") ?? "", request.headers.get("Sec-WebSocket-Protocol"), tokenExpiresAt, iceServers);
   }
 
   override async webSocketMessage(ws: WebSocket, raw: string | ArrayBuffer): Promise<void> {
@@ -388,7 +506,9 @@ export class SessionRelay extends DurableObject<Env> {
     const due = (deadline: number | undefined) => deadline !== undefined && deadline <= now;
     const { deadlines } = session;
 
-    if (due(deadlines.purge)) {
+    // Billing segments reach the ledger before anything else, and before the session's storage may be purged.
+    if (due(deadlines.ledger) || due(deadlines.purge)) await this.#flushLedger();
+    if (due(deadlines.purge) && this.#pendingSegments.count === 0) {
       await this.ctx.storage.deleteAlarm();
       await this.ctx.storage.deleteAll();
       this.#session = undefined;
@@ -397,16 +517,22 @@ export class SessionRelay extends DurableObject<Env> {
       this.#writtenMessageSeq = 0;
       return;
     }
-    if (due(deadlines.maxDuration)) await this.#end("max_duration", "max_duration");
+    // Ended at the deadline, not when the alarm ran: a late alarm bills nothing extra (grace bills exactly its 30 s).
+    if (due(deadlines.maxDuration)) await this.#end("max_duration", "max_duration", deadlines.maxDuration);
     else if (due(deadlines.grace)) {
       // Whoever is still away decides the ending; a reconnect that beat this alarm has already cleared the deadline.
-      if (!this.#runtimeUp()) await this.#end("runtime_lost", "runtime_lost");
-      else await this.#end("grace_expired", "client_reconnect_timeout");
+      if (!this.#runtimeUp()) await this.#end("runtime_lost", "runtime_lost", deadlines.grace);
+      else await this.#end("grace_expired", "client_reconnect_timeout", deadlines.grace);
     } else if (due(deadlines.wait)) {
       if (session.runtime) await this.#end("wait_expired", "client_never_connected");
       else await this.#end("wait_expired", (await this.#releaseSlot()) === 0 ? "no_runtime" : "no_capacity");
     }
     if (due(deadlines.release)) await this.#releaseSlot();
+    if (due(deadlines.accountRelease)) await this.#releaseAccountSlot();
+    if (due(deadlines.iceRefresh)) {
+      deadlines.iceRefresh = undefined; // set again by the push, if a client is there to get one
+      if (!isEnded(session.state)) await this.#pushIceServers();
+    }
     // An alarm that found nothing due (early, or repeated) must not lose the deadlines still ahead.
     this.#scheduleAlarm();
     this.#save();
@@ -414,12 +540,12 @@ export class SessionRelay extends DurableObject<Env> {
 
   // ── Client socket ────────────────────────────────────────────────────────────────────────────────────────────
 
-  #acceptClient(accountId: string, protocols: string | null): Response {
+  #acceptClient(accountId: string, protocols: string | null, tokenExpiresAt: number | undefined, iceServers: IssuedIceServers | undefined): Response {
     const session = this.#session;
     if (!session || session.accountId !== accountId) return new ApiError("SESSION_NOT_FOUND").toResponse();
     const [client, server] = Object.values(new WebSocketPair()) as [WebSocket, WebSocket];
     const replaced = this.#currentSocket("client");
-    this.#adoptSocket(server, "client");
+    this.#adoptSocket(server, "client", tokenExpiresAt === undefined ? {} : { tokenExpiresAt });
     session.clientKind = "native";
     this.#events.record(this.#clock.now(), "client_connected", { kind: "native" });
 
@@ -435,7 +561,7 @@ export class SessionRelay extends DurableObject<Env> {
       this.#save();
       server.close(1000, closeReason(session.reason ?? "ended"));
     } else {
-      if (session.runtime) this.#sendToClient({ type: "ice_servers", ice_servers: iceServersFor(this.env) });
+      if (session.runtime && iceServers) this.#sendIceServers(iceServers);
       const { answer, runtimeCandidates } = this.#negotiation;
       if (answer !== null) {
         this.#sendToClient({ type: "answer", generation: session.generation, sdp: answer });
@@ -507,6 +633,7 @@ export class SessionRelay extends DurableObject<Env> {
     const session = this.#session!;
     const deliverable = this.#deliverable();
     const result = this.#commands.accept(seq, session.nextCommandSeq, command, policy, deliverable);
+    if (result.kind === "stored" || result.kind === "dropped") meterCommand((session.meter ??= newMeter()), this.#clock.now(), this.#idleSpanMs);
     switch (result.kind) {
       case "duplicate":
         return sendError(ws, "COMMAND_REPLAYED", `Command ${seq} was already received.`, { seq });
@@ -561,7 +688,13 @@ export class SessionRelay extends DurableObject<Env> {
           ws.close(4003, "not assigned");
           return;
         }
-        this.#onRuntimeHello(ws, frame.command_seq);
+        {
+          const issued = await iceServersFor(this.env, { subject: session.id });
+          // Issuing may have yielded: the session may have ended, or another socket replaced this one, meanwhile.
+          if (isEnded(session.state)) return sendRuntimeError(ws, "SESSION_ENDED", `The session is ${session.state}.`);
+          if ((ws.deserializeAttachment() as SocketAttachment).connection !== session.runtimeSocket) return;
+          this.#onRuntimeHello(ws, frame.command_seq, issued.iceServers);
+        }
         break;
       case "answer":
         if (stale) {
@@ -603,7 +736,7 @@ export class SessionRelay extends DurableObject<Env> {
     this.#save();
   }
 
-  #onRuntimeHello(ws: WebSocket, processedSeq: number): void {
+  #onRuntimeHello(ws: WebSocket, processedSeq: number, iceServers: IceServer[]): void {
     const session = this.#session!;
     const { awaitingHello: _greetedNow, ...attachment } = ws.deserializeAttachment() as SocketAttachment;
     ws.serializeAttachment(attachment satisfies SocketAttachment);
@@ -621,6 +754,7 @@ export class SessionRelay extends DurableObject<Env> {
       state: session.state,
       message_seq: this.#messages.last,
       ...(session.extraArgs && { extra_args: session.extraArgs }),
+      ice_servers: iceServers,
     });
     const { offer, answer, clientCandidates } = this.#negotiation;
     if (offer && answer === null) {
@@ -768,7 +902,7 @@ export class SessionRelay extends DurableObject<Env> {
         session.activatedAt ??= now;
         session.deadlines.wait = undefined;
         session.deadlines.grace = undefined;
-        session.deadlines.maxDuration ??= now + this.#settings.maxDurationMs;
+        session.deadlines.maxDuration ??= now + (session.maxDurationMs ?? this.#settings.maxDurationMs);
         this.#transition("ready", "ready");
         this.#flushWaitingCommands();
       } else if (!runtimeUp && session.runtimeEverConnected) {
@@ -819,14 +953,18 @@ export class SessionRelay extends DurableObject<Env> {
     }
   }
 
-  #transition(event: LifecycleEvent, reason: string): boolean {
+  /** Moves the lifecycle by `event`, if the table allows it; `at` is when it happened (default now), for billing. */
+  #transition(event: LifecycleEvent, reason: string, at = this.#clock.now()): boolean {
     const session = this.#session!;
     const to = nextState(session.state, event);
     if (to === undefined) return false;
     const from = session.state;
     session.state = to;
     session.reason = reason;
-    if (from !== to) this.#events.record(this.#clock.now(), "state", { from, to, reason });
+    if (from !== to) {
+      this.#events.record(this.#clock.now(), "state", { from, to, reason });
+      this.#meterTransition(from, to, at);
+    }
     this.#sendStatus();
     this.#wake();
     this.#scheduleAlarm();
@@ -846,10 +984,13 @@ export class SessionRelay extends DurableObject<Env> {
     }
   }
 
-  /** Ends the session if `event` is allowed now: tells both sides why, drops what can no longer be delivered. */
-  async #end(event: LifecycleEvent, reason: string): Promise<void> {
+  /**
+   * Ends the session if `event` is allowed now: tells both sides why, drops what can no longer be delivered, and
+   * frees its GPU slot and its account slot. `at` is when it ended for billing (a deadline, when one ended it).
+   */
+  async #end(event: LifecycleEvent, reason: string, at?: number): Promise<void> {
     const session = this.#session!;
-    if (!this.#transition(event, reason)) return;
+    if (!this.#transition(event, reason, at)) return;
     const now = this.#clock.now();
     for (const seq of this.#commands.dropAll()) {
       session.counters.dropped++;
@@ -865,10 +1006,64 @@ export class SessionRelay extends DurableObject<Env> {
     this.#socket("client")?.close(1000, closeReason(reason));
     session.clientSocket = null;
     session.runtimeSocket = null;
-    session.deadlines = { purge: now + this.#settings.retentionMs };
+    // The releases are retried by alarm until confirmed; their deadlines are written with the end itself, so an
+    // eviction before they are confirmed cannot lose them.
+    session.deadlines = {
+      purge: now + this.#settings.retentionMs,
+      release: now + RETRY_MS,
+      accountRelease: now + RETRY_MS,
+      ledger: session.deadlines.ledger,
+    };
     session.releasePending = true;
     this.#save();
-    await this.#releaseSlot();
+    await Promise.all([this.#releaseSlot(), this.#releaseAccountSlot(), this.#flushLedger()]);
+  }
+
+  /** Frees the account's session slot (AccountLimits) held by run `epoch` of this session. */
+  async #releaseAccountSlot(epoch = this.#session!.slotEpoch ?? 0): Promise<void> {
+    const session = this.#session!;
+    try {
+      await accountLimits(this.env, session.accountId).release(session.id, epoch);
+      session.deadlines.accountRelease = undefined;
+    } catch (error) {
+      console.error("account slot release failed; retrying by alarm", session.id, String(error));
+      session.deadlines.accountRelease = this.#clock.now() + RETRY_MS;
+    } finally {
+      this.#scheduleAlarm();
+      this.#save();
+    }
+  }
+
+  /** Opens and closes billing segments as the session enters and leaves billed states (see meter.ts). */
+  #meterTransition(from: SessionState, to: SessionState, at: number): void {
+    const session = this.#session!;
+    const options = { idleSpanMs: this.#idleSpanMs, seesCommands: session.clientKind === "native" };
+    const closed = meterTransition((session.meter ??= newMeter()), from, to, at, options);
+    if (!closed) return;
+    // Stored with the transition (same write); the alarm takes it to the D1 ledger at once, and again until it is there.
+    this.#pendingSegments.add(closed);
+    session.deadlines.ledger ??= this.#clock.now();
+  }
+
+  /** Writes the closed segments to the D1 ledger; on failure they stay pending and the alarm retries. */
+  async #flushLedger(): Promise<void> {
+    const session = this.#session!;
+    const pending = this.#pendingSegments.list();
+    try {
+      if (pending.length > 0) {
+        const price = usdPerSecond(priceTable(this.env), session.model);
+        const { id: sessionId, accountId, apiKeyId, model } = session;
+        await writeSegments(this.env.DB, pending.map((segment) => ({ ...segment, sessionId, accountId, apiKeyId, model, usdPerSecond: price })));
+        this.#pendingSegments.written(pending.map((segment) => segment.segmentNo));
+      }
+      if (this.#pendingSegments.count === 0) session.deadlines.ledger = undefined;
+    } catch (error) {
+      console.error("ledger write failed; retrying by alarm", session.id, String(error));
+      session.deadlines.ledger = this.#clock.now() + RETRY_MS;
+    } finally {
+      this.#scheduleAlarm();
+      this.#save();
+    }
   }
 
   /** Frees the GPU slot or queue place at the pool. Returns how many runtimes the pool has (for the end reason). */
@@ -881,7 +1076,7 @@ export class SessionRelay extends DurableObject<Env> {
       return runtimes;
     } catch (error) {
       console.error("pool release failed; retrying by alarm", session.id, String(error));
-      session.deadlines.release = this.#clock.now() + 1000;
+      session.deadlines.release = this.#clock.now() + RETRY_MS;
       this.#scheduleAlarm();
       return undefined;
     } finally {

@@ -87,8 +87,8 @@ export async function applyMigrations(stateDir: string, options: { onLine?: (lin
   if (result.code !== 0) {
     throw new Error(`wrangler d1 migrations apply failed (exit code ${result.code}):\n${result.output.trim()}`);
   }
-  // Its result table has one row per applied migration: │ 0001_name.sql │ ✅ │
-  return [...result.output.matchAll(/│\s*(\S+\.sql)\s*│\s*✅/g)].map((match) => match[1]!);
+  // Its result table has one row per applied migration, │ 0001_name.sql │ ✅ │, and is printed again after each one.
+  return [...new Set([...result.output.matchAll(/│\s*(\S+\.sql)\s*│\s*✅/g)].map((match) => match[1]!))];
 }
 
 /** Migration files in the order wrangler applies them. */

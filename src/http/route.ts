@@ -36,6 +36,9 @@ export interface RouteSpec<B> {
   internal?: boolean;
 }
 
+/** The answer for a path no route serves (also what a disabled route answers, so the two look the same). */
+export const noSuchRoute = (): ApiError => new ApiError("NOT_FOUND", "No such route.");
+
 type Handler<B> = (c: AppContext, body: B) => Response | Promise<Response>;
 
 export const declaredRoutes: RouteSpec<unknown>[] = [];

@@ -2,6 +2,7 @@
  * Bodies of the gateway's HTTP API. Route handlers validate with these, and the OpenAPI document is generated
  * from them, so the two cannot drift apart.
  */
+import { Capabilities, IceServer } from "./common.ts";
 import { array, boolean, integer, literal, nullable, object, oneOf, optional, string, type Infer } from "./schema.ts";
 
 export const MAX_TOKEN_LIFETIME_SECONDS = 6 * 60 * 60;
@@ -76,4 +77,29 @@ export const CreatedApiKeyResponse = object({
 
 export const JwksResponse = object({
   keys: array(object({ kid: string(), kty: string(), alg: oneOf(["ES256", "EdDSA"]) })),
+});
+
+/** A model that has at least one GPU runtime connected now (GET /v1/models). */
+export const ModelSummary = object({
+  name: string(),
+  version: optional(string({ description: "The model version its runtimes report, when they report one." })),
+  capabilities: Capabilities,
+  runtimes: integer({ min: 1, description: "Runtimes connected now." }),
+  slots: object({
+    total: integer({ min: 0, description: "Sessions the connected runtimes can serve at once." }),
+    free: integer({ min: 0 }),
+  }),
+  queue_length: integer({ min: 0, description: "Sessions waiting for a slot." }),
+});
+export type ModelSummary = Infer<typeof ModelSummary>;
+
+export const ModelsResponse = object({ models: array(ModelSummary) });
+export type ModelsResponse = Infer<typeof ModelsResponse>;
+
+/** `POST /v1/turn-credentials`: standard `RTCIceServer[]`, usable as `new RTCPeerConnection({ iceServers })`. */
+export const TurnCredentialsResponse = object({
+  ice_servers: array(IceServer),
+  /** Unix seconds after which the TURN credentials stop working; absent when only STUN is offered. */
+  expires_at: optional(integer()),
+  provider: oneOf(["coturn", "cloudflare", "stun"] as const),
 });

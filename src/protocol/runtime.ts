@@ -9,6 +9,7 @@ import {
   Command,
   Generation,
   IceCandidate,
+  IceServer,
   MessageScope,
   ModelName,
   PEER_STATES,
@@ -71,6 +72,8 @@ export const GatewaySessionFrame = union("type", {
      */
     message_seq: integer({ min: 0 }),
     extra_args: optional(json()),
+    /** ICE servers for the runtime's peer connections of this session (TURN credentials tied to it, or STUN). */
+    ice_servers: optional(array(IceServer)),
   }),
   offer: object({ generation: Generation, sdp: Sdp, track_mapping: optional(json()) }),
   ice: object({ generation: Generation, candidate: nullable(IceCandidate) }),

@@ -28,7 +28,8 @@ export type SessionResponse = Infer<typeof SessionResponse>;
 
 export const TerminateSessionRequest = object({ reason: optional(string({ max: 256 })) });
 
-const TrackMappingEntry = object({ ...TrackCapability.shape, mid: string({ max: 64 }) });
+/** One transceiver of the client's offer: which capability track its `mid` carries. */
+export const TrackMappingEntry = object({ ...TrackCapability.shape, mid: string({ max: 64 }) });
 
 export const SdpOfferRequest = object({
   sdp_offer: Sdp,

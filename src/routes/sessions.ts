@@ -7,7 +7,8 @@ import type { Hono } from "hono";
 import { randomId } from "../auth/encoding.ts";
 import { sessionSettings } from "../config.ts";
 import { ApiError } from "../errors.ts";
-import { iceServersFor } from "../ice-servers.ts";
+import { asReactorIceServers, iceServersFor, issuesTurn } from "../ice-servers.ts";
+import { acquireCreationSlot, checkTurnRate } from "../limits/enforce.ts";
 import { route, type AppContext, type AppEnv, type RouteSpec } from "../http/route.ts";
 import { ErrorResponse } from "../protocol/http.ts";
 import {
@@ -38,7 +39,7 @@ export function sessionStub(c: AppContext) {
 }
 
 export function unwrap<T>(result: Result<T>): T {
-  if (!result.ok) throw new ApiError(result.code, result.message);
+  if (!result.ok) throw new ApiError(result.code, result.message, result.retryAfter);
   return result.value;
 }
 
@@ -60,7 +61,8 @@ export function sessionRoutes(app: Hono<AppEnv>): void {
         200: { description: "The session.", schema: SessionResponse },
         400: { description: "Invalid body.", schema: ErrorResponse },
         401: refused,
-        403: { description: "The token is narrowed to other models.", schema: ErrorResponse },
+        403: { description: "The token is narrowed to other models, or has created its max_sessions.", schema: ErrorResponse },
+        429: { description: "Over an account limit (concurrent sessions, creations per minute); see Retry-After.", schema: ErrorResponse },
       },
     },
     async (c, body) => {
@@ -69,6 +71,8 @@ export function sessionRoutes(app: Hono<AppEnv>): void {
         throw new ApiError("MODEL_NOT_ALLOWED", `This token may use only: ${principal.models.join(", ")}.`);
       }
       const sessionId = `ses_${randomId(16)}`;
+      // The slot is taken before the session exists; if creating it fails, the slot audit frees the slot.
+      const limits = await acquireCreationSlot(c.env, principal, sessionId, body.model.name);
       const stub = c.env.SESSION_RELAY.get(c.env.SESSION_RELAY.idFromName(sessionId));
       const session = unwrap(
         await stub.create({
@@ -78,6 +82,7 @@ export function sessionRoutes(app: Hono<AppEnv>): void {
           tokenId: principal.tokenId,
           model: body.model.name,
           extraArgs: body.extra_args,
+          maxDurationMs: limits.maxSessionSeconds * 1000,
         }),
       );
       return c.json(session);
@@ -114,8 +119,13 @@ export function sessionRoutes(app: Hono<AppEnv>): void {
     {
       method: "put",
       path: "/sessions/:id",
-      summary: "Restart an INACTIVE session on another GPU, keeping its id.",
-      responses: { 200: { description: "The session.", schema: SessionResponse }, 401: refused, 404: notFound },
+      summary: "Restart an INACTIVE session on another GPU, keeping its id. It takes one of the account's concurrent sessions again.",
+      responses: {
+        200: { description: "The session.", schema: SessionResponse },
+        401: refused,
+        404: notFound,
+        429: { description: "The account has all its concurrent sessions; see Retry-After.", schema: ErrorResponse },
+      },
     },
     async (c) => c.json(unwrap(await sessionStub(c).restart(c.get("principal").accountId))),
   );
@@ -157,12 +167,12 @@ function transportRoutes(app: Hono<AppEnv>): void {
       responses: { 200: { description: "ICE servers.", schema: IceServersResponse }, 401: refused, 404: notFound },
     },
     async (c) => {
-      unwrap(await sessionStub(c).view(c.get("principal").accountId));
-      const iceServers = iceServersFor(c.env).map(({ urls, username, credential }) => ({
-        uris: urls,
-        ...(username !== undefined && credential !== undefined && { credentials: { username, password: credential } }),
-      }));
-      return c.json({ ice_servers: iceServers });
+      const principal = c.get("principal");
+      const sessionId = c.req.param("id")!;
+      unwrap(await sessionStub(c).view(principal.accountId));
+      if (issuesTurn(c.env)) await checkTurnRate(c.env, principal.accountId, sessionId);
+      const issued = await iceServersFor(c.env, { subject: sessionId, notAfter: principal.expiresAt });
+      return c.json({ ice_servers: asReactorIceServers(issued.iceServers) });
     },
   );
 

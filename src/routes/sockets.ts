@@ -46,7 +46,9 @@ export function socketRoutes(app: Hono<AppEnv>): void {
     },
     async (c) => {
       requireUpgrade(c);
-      return sessionStub(c).fetch(forward(c, "/signal", { "X-Account-Id": c.get("principal").accountId }));
+      const principal = c.get("principal");
+      const headers = { "X-Account-Id": principal.accountId, "X-Token-Expires-At": String(principal.expiresAt) };
+      return sessionStub(c).fetch(forward(c, "/signal", headers));
     },
   );
 

@@ -1,7 +1,21 @@
 import type { Hono } from "hono";
+import type { ApiKeyRecord } from "../auth/api-keys.ts";
 import { mintClientToken } from "../auth/tokens.ts";
-import { route, type AppEnv } from "../http/route.ts";
+import { route, type AppContext, type AppEnv } from "../http/route.ts";
+import { checkMintRate } from "../limits/enforce.ts";
 import { ErrorResponse, MAX_TOKEN_LIFETIME_SECONDS, TokenRequest, TokenResponse, WhoAmIResponse } from "../protocol/http.ts";
+
+/** The answer of POST /tokens for a verified API key (POST /dev/token answers the same way). */
+export async function tokenResponse(c: AppContext, apiKey: ApiKeyRecord, request: TokenRequest): Promise<Response> {
+  await checkMintRate(c.env, apiKey.account_id, apiKey.id);
+  const token = await mintClientToken(c.env, {
+    accountId: apiKey.account_id,
+    apiKeyId: apiKey.id,
+    lifetimeSeconds: request.expires_after,
+    authorizationDetails: request.authorization_details,
+  });
+  return c.json(token, 200, { "Cache-Control": "no-store" });
+}
 
 export function tokenRoutes(app: Hono<AppEnv>): void {
   route(
@@ -18,18 +32,10 @@ export function tokenRoutes(app: Hono<AppEnv>): void {
         200: { description: "A signed token.", schema: TokenResponse },
         400: { description: "Malformed body.", schema: ErrorResponse },
         401: { description: "Missing, unknown or revoked API key.", schema: ErrorResponse },
+        429: { description: "The API key minted too many tokens in the last minute; see Retry-After.", schema: ErrorResponse },
       },
     },
-    async (c, body) => {
-      const apiKey = c.get("apiKey");
-      const token = await mintClientToken(c.env, {
-        accountId: apiKey.account_id,
-        apiKeyId: apiKey.id,
-        lifetimeSeconds: body.expires_after,
-        authorizationDetails: body.authorization_details,
-      });
-      return c.json(token, 200, { "Cache-Control": "no-store" });
-    },
+    (c, body) => tokenResponse(c, c.get("apiKey"), body),
   );
 
   route(

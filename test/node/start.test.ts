@@ -1,6 +1,7 @@
 /**
- * `npm start` end to end, in a temporary state directory and secrets file: it boots a gateway whose dev API key
- * mints tokens, and Ctrl-C (SIGINT) or SIGTERM stops it with no process left behind.
+ * `npm start` end to end, in a temporary state directory and secrets file: it builds the demo page, boots a
+ * gateway that serves it, starts a runtime agent for the demo model, and Ctrl-C (SIGINT) or SIGTERM stops it all
+ * (wrangler, workerd, the agent and its ffmpeg) with no process left behind.
  */
 import { spawn, type ChildProcess } from "node:child_process";
 import { mkdtemp, readFile, rm } from "node:fs/promises";
@@ -10,60 +11,117 @@ import { parseEnv } from "node:util";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { DEFAULT_DEV_API_KEY } from "../../scripts/lib/dev-vars.ts";
 import { freePort, portAvailable } from "../../scripts/lib/http.ts";
+import { devToken } from "../../scripts/lib/local-gateway.ts";
 import { PROJECT_ROOT } from "../../scripts/lib/paths.ts";
+import { launchBrowser } from "./support/browser.ts";
 import { scriptEnv } from "./support/cli.ts";
 import { JWT_PATTERN, mintToken } from "./support/gateway.ts";
 import { descendants, stillRunning, type ProcessInfo } from "./support/processes.ts";
 
-/** One boot applies migrations, seeds a key and starts workerd: seconds when idle, much longer on a loaded CI box. */
+/** One boot builds the page, applies migrations, seeds a key, starts workerd and an agent: slow on a loaded CI box. */
 const BOOT_TEST_TIMEOUT_MS = 300_000;
 
-const READY_LINE = /Reactor gateway running at (http:\/\/127\.0\.0\.1:\d+)/;
+/** The banner, printed once everything runs: between two rules, the demo page's URL on its first line. */
+const BANNER = /─{78}\n {2}Demo page: {2}(http:\/\/127\.0\.0\.1:\d+)\/\n[\s\S]*?─{78}\n/;
 
 interface Started {
   child: ChildProcess;
   url: string;
+  banner: string;
   output: () => string;
   exit: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
 }
 
 const running = new Set<ChildProcess>();
 
-/** `node scripts/start.ts` as `npm start` runs it; resolves once it has printed its banner. */
-async function startScript(args: string[], env: NodeJS.ProcessEnv = {}): Promise<Started> {
-  const child = spawn(process.execPath, [path.join(PROJECT_ROOT, "scripts", "start.ts"), ...args], {
+function spawnStart(args: string[], env: NodeJS.ProcessEnv): ChildProcess {
+  return spawn(process.execPath, [path.join(PROJECT_ROOT, "scripts", "start.ts"), ...args], {
     cwd: PROJECT_ROOT,
     env: scriptEnv(env),
     stdio: ["ignore", "pipe", "pipe"],
   });
+}
+
+/** `node scripts/start.ts` as `npm start` runs it; resolves once it has printed its banner. */
+async function startScript(args: string[], env: NodeJS.ProcessEnv = {}): Promise<Started> {
+  const child = spawnStart(args, env);
   running.add(child);
   let output = "";
   const exit = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
     child.once("exit", (code, signal) => resolve({ code, signal })),
   );
-  const ready = new Promise<string>((resolve, reject) => {
+  const ready = new Promise<RegExpExecArray>((resolve, reject) => {
     const onData = (chunk: Buffer) => {
       output += chunk.toString();
-      const match = READY_LINE.exec(output);
-      if (match) resolve(match[1]!);
+      const match = BANNER.exec(output);
+      if (match) resolve(match);
     };
     child.stdout!.on("data", onData);
     child.stderr!.on("data", onData);
     void exit.then(({ code, signal }) => reject(new Error(`start.ts exited (${code ?? signal}) before it was ready:\n${output}`)));
     setTimeout(() => reject(new Error(`start.ts was not ready after 240 s:\n${output}`)), 240_000).unref();
   });
-  const url = await ready;
-  return { child, url, output: () => output, exit };
+  const [banner, url] = await ready;
+  return { child, url: url!, banner, output: () => output, exit };
 }
 
-/** Sends `signal`, waits for the script to exit, and checks that no process it had started is still alive. */
-async function stopWith(started: Started, signal: NodeJS.Signals): Promise<{ code: number | null; leftovers: ProcessInfo[] }> {
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+/** Polls until `find` returns something, for at most `timeoutMs`. */
+async function eventually<T>(what: string, find: () => T | undefined | Promise<T | undefined>, timeoutMs = 30_000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const found = await find();
+    if (found !== undefined) return found;
+    if (Date.now() > deadline) throw new Error(`${what}: not within ${timeoutMs / 1000} s`);
+    await sleep(100);
+  }
+}
+
+/**
+ * Sends `signal`, waits for the script to exit, and returns what is left of the processes it had started. A process
+ * in a group of its own (ffmpeg under the agent's tether) may take a moment longer than the script to go.
+ */
+async function stopWith(started: Started, signal: NodeJS.Signals): Promise<{ code: number | null; tree: ProcessInfo[]; leftovers: ProcessInfo[] }> {
   const tree = descendants(started.child.pid!);
   expect(tree.some((info) => info.command === "workerd"), "workerd runs under start.ts").toBe(true);
   started.child.kill(signal);
   const { code } = await started.exit;
   running.delete(started.child);
-  return { code, leftovers: stillRunning(tree) };
+  const gone = await eventually("every process stopped", () => (stillRunning(tree).length === 0 ? true : undefined), 20_000).catch(() => false);
+  return { code, tree, leftovers: gone ? [] : stillRunning(tree) };
+}
+
+async function getJson(url: string, jwt: string): Promise<{ status: number; body: Record<string, unknown> }> {
+  const response = await fetch(url, { headers: { Authorization: `Bearer ${jwt}` } });
+  return { status: response.status, body: (await response.json()) as Record<string, unknown> };
+}
+
+async function createSession(url: string, jwt: string, model: string): Promise<string> {
+  const response = await fetch(`${url}/sessions`, {
+    method: "POST",
+    headers: { Authorization: `Bearer ${jwt}`, "Content-Type": "application/json" },
+    body: JSON.stringify({ model: { name: model }, client_info: { sdk_version: "test", sdk_type: "js" } }),
+  });
+  expect(response.status).toBe(200);
+  return ((await response.json()) as { session_id: string }).session_id;
+}
+
+/** The first frame of `type` on the native signaling socket of a session. */
+async function firstFrame(url: string, jwt: string, sessionId: string, type: string): Promise<Record<string, unknown>> {
+  const socket = new WebSocket(`${url.replace(/^http/, "ws")}/v1/sessions/${sessionId}/signal`, ["reactor.v1", `bearer.${jwt}`]);
+  try {
+    return await new Promise((resolve, reject) => {
+      socket.addEventListener("message", (event) => {
+        const frame = JSON.parse(String(event.data)) as Record<string, unknown>;
+        if (frame.type === type) resolve(frame);
+      });
+      socket.addEventListener("close", (event) => reject(new Error(`socket closed (${event.code}) before a ${type} frame`)));
+      socket.addEventListener("error", () => reject(new Error(`socket error before a ${type} frame`)));
+    });
+  } finally {
+    socket.close();
+  }
 }
 
 let workDir: string;
@@ -82,16 +140,18 @@ afterAll(async () => {
 });
 
 describe("npm start", () => {
-  it("boots a gateway on a free port; the dev key mints a JWT; Ctrl-C stops everything", async () => {
+  it("serves the demo page and a demo runtime on a free port; the dev key and /dev/token mint JWTs; Ctrl-C stops everything", async () => {
     const port = await freePort();
     const devVars = path.join(workDir, ".dev.vars");
-    const started = await startScript(["--state-dir", path.join(workDir, "state"), "--dev-vars", devVars], {
+    const started = await startScript(["--state-dir", path.join(workDir, "state"), "--dev-vars", devVars, "--slots", "3"], {
       PORT: String(port),
     });
-    expect(started.url).toBe(`http://127.0.0.1:${port}`);
-    expect(started.output()).toContain(`Reactor-API-Key: ${DEFAULT_DEV_API_KEY}`);
-    expect(started.output()).toContain("/openapi.json");
-    expect(started.output()).toMatch(/for local use only/);
+    const { url, banner } = started;
+    expect(url).toBe(`http://127.0.0.1:${port}`); // and BANNER has the page's URL on its first line
+    expect(banner).toContain(`Reactor gateway running at ${url}`);
+    expect(banner).toContain(`Reactor-API-Key: ${DEFAULT_DEV_API_KEY}`);
+    expect(banner).toContain("/openapi.json");
+    expect(started.output()).toContain(`DEV_API_KEY is the documented default ${DEFAULT_DEV_API_KEY}; it is public, for local use only.`);
 
     const secrets = parseEnv(await readFile(devVars, "utf8"));
     expect(secrets.DEV_API_KEY).toBe(DEFAULT_DEV_API_KEY);
@@ -99,46 +159,98 @@ describe("npm start", () => {
     expect(secrets.ADMIN_TOKEN).toMatch(/^[A-Za-z0-9_-]{40,}$/);
     expect(secrets.RUNTIME_TOKENS).toMatch(/^rt_[A-Za-z0-9_-]{40,}$/);
 
-    const { status, body } = await mintToken(started.url, DEFAULT_DEV_API_KEY);
-    expect(status, JSON.stringify(body)).toBe(200);
-    expect(body.jwt).toMatch(JWT_PATTERN);
+    // The page and its built script are static assets; API paths still reach the Worker.
+    const page = await fetch(`${url}/`);
+    expect(page.status).toBe(200);
+    expect(page.headers.get("Content-Type")).toMatch(/^text\/html/);
+    expect(page.headers.get("X-Content-Type-Options")).toBe("nosniff"); // public/_headers
+    expect(page.headers.get("Content-Security-Policy")).toBe("frame-ancestors 'none'");
+    expect(await page.text()).toContain("/build/demo.js");
+    const script = await fetch(`${url}/build/demo.js`);
+    expect(script.status).toBe(200);
+    expect(script.headers.get("Content-Type")).toMatch(/javascript/);
+    expect(script.headers.get("Cache-Control")).toBe("no-cache");
+    expect(await (await fetch(`${url}/health`)).json()).toMatchObject({ status: "ok" });
 
-    const { code, leftovers } = await stopWith(started, "SIGINT");
+    const minted = await mintToken(url, DEFAULT_DEV_API_KEY);
+    expect(minted.status, JSON.stringify(minted.body)).toBe(200);
+    expect(minted.body.jwt).toMatch(JWT_PATTERN);
+
+    const jwt = await devToken(url);
+    expect(jwt).toMatch(JWT_PATTERN);
+    expect((await getJson(`${url}/v1/whoami`, jwt)).body).toMatchObject({ account: "dev" });
+
+    // The banner comes after the agent registered: the model is listed at once.
+    const models = await getJson(`${url}/v1/models`, jwt);
+    expect(models.body.models).toEqual([
+      expect.objectContaining({ name: "demo", runtimes: 1, slots: { total: 3, free: 3 }, queue_length: 0 }),
+    ]);
+
+    // The page, as a person opens it: it gets its token from /dev/token and reaches the agent's video (no STUN).
+    const browser = await launchBrowser();
+    try {
+      const tab = await browser.newPage();
+      await tab.goto(`${url}/`);
+      await tab.getByRole("button", { name: "Connect", exact: true }).click();
+      await expect.poll(() => tab.locator("#status").innerText(), { timeout: 60_000 }).toBe("ready");
+    } catch (error) {
+      (error as Error).message += `\n--- browser ---\n${browser.logs().join("\n")}`;
+      throw error;
+    } finally {
+      await browser.close();
+    }
+
+    // No STUN by default: clients and runtimes get no ICE servers (host candidates only), over REST and the socket.
+    const sessionId = await createSession(url, jwt, "demo");
+    expect((await getJson(`${url}/sessions/${sessionId}/transport/webrtc/ice_servers`, jwt)).body).toEqual({ ice_servers: [] });
+    expect((await firstFrame(url, jwt, sessionId, "ice_servers")).ice_servers).toEqual([]);
+
+    // The assigned session runs an ffmpeg under the agent: it must go with everything else.
+    await eventually("ffmpeg running for the session", () => (descendants(started.child.pid!).some((info) => info.command === "ffmpeg") || undefined));
+
+    const { code, tree, leftovers } = await stopWith(started, "SIGINT");
     expect(code).toBe(130);
+    expect(tree.map((info) => info.command)).toEqual(expect.arrayContaining(["workerd", "ffmpeg"]));
     expect(leftovers).toEqual([]);
     expect(await portAvailable(port)).toBe(true);
   }, BOOT_TEST_TIMEOUT_MS);
 
-  it("keeps an existing .dev.vars, seeds DEV_API_KEY from the environment, and stops on SIGTERM", async () => {
+  it("keeps an existing .dev.vars, seeds DEV_API_KEY from the environment, runs without an agent, and stops on SIGTERM", async () => {
     const devVars = path.join(workDir, ".dev.vars");
     const before = await readFile(devVars, "utf8");
     const customKey = `rk_${"custom".repeat(8)}`;
-    const started = await startScript(["--state-dir", path.join(workDir, "state"), "--dev-vars", devVars], {
+    const started = await startScript(["--state-dir", path.join(workDir, "state"), "--dev-vars", devVars, "--no-runtime"], {
       PORT: String(await freePort()),
       DEV_API_KEY: customKey,
     });
     expect(await readFile(devVars, "utf8")).toBe(before);
-    expect(started.output()).toContain(`Reactor-API-Key: ${customKey}`);
+    expect(started.banner).toContain(`Reactor-API-Key: ${customKey}`);
+    expect(started.banner).toContain("No runtime agent (--no-runtime)");
 
     const custom = await mintToken(started.url, customKey);
     expect(custom.status, JSON.stringify(custom.body)).toBe(200);
     expect(custom.body.jwt).toMatch(JWT_PATTERN);
+    // /dev/token mints with the overriding key too; no agent, so no model (the first run's agent left for good).
+    const jwt = await devToken(started.url);
+    expect((await getJson(`${started.url}/v1/models`, jwt)).body).toEqual({ models: [] });
 
-    const { code, leftovers } = await stopWith(started, "SIGTERM");
+    const { code, tree, leftovers } = await stopWith(started, "SIGTERM");
     expect(code).toBe(143);
+    expect(tree.some((info) => info.command === "ffmpeg")).toBe(false);
     expect(leftovers).toEqual([]);
   }, BOOT_TEST_TIMEOUT_MS);
 
-  it("refuses a malformed DEV_API_KEY before starting anything", async () => {
-    const child = spawn(process.execPath, [path.join(PROJECT_ROOT, "scripts", "start.ts"), "--dev-vars", path.join(workDir, "x.vars"), "--state-dir", path.join(workDir, "x-state")], {
-      cwd: PROJECT_ROOT,
-      env: scriptEnv({ DEV_API_KEY: "not-a-key", PORT: String(await freePort()) }),
-      stdio: ["ignore", "pipe", "pipe"],
-    });
+  it.each([
+    ["a malformed DEV_API_KEY", [], { DEV_API_KEY: "not-a-key" }, 1, "DEV_API_KEY (environment) is not a valid API key"],
+    ["zero slots", ["--slots", "0"], {}, 2, 'invalid slots "0"'],
+    ["slots without a runtime", ["--no-runtime", "--slots", "3"], {}, 2, "--slots is for the runtime agent"],
+  ])("refuses %s before starting anything", async (_, args, env, expectedCode, message) => {
+    const paths = ["--dev-vars", path.join(workDir, "x.vars"), "--state-dir", path.join(workDir, "x-state")];
+    const child = spawnStart([...paths, ...args], { PORT: String(await freePort()), ...env });
     let stderr = "";
-    child.stderr.on("data", (chunk: Buffer) => (stderr += chunk.toString()));
+    child.stderr!.on("data", (chunk: Buffer) => (stderr += chunk.toString()));
     const code = await new Promise((resolve) => child.once("exit", resolve));
-    expect(code).toBe(1);
-    expect(stderr).toContain("DEV_API_KEY (environment) is not a valid API key");
+    expect(code).toBe(expectedCode);
+    expect(stderr).toContain(message);
   });
 });

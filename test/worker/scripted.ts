@@ -175,6 +175,8 @@ export class MessageOutbox {
 /** A runtime's session socket: the model messages sent on it go through the session's outbox. */
 export class RuntimeSessionPeer extends Peer {
   readonly outbox: MessageOutbox;
+  /** The gateway's answer to this socket's hello. */
+  session: Frame | undefined;
 
   constructor(ws: WebSocket, outbox: MessageOutbox) {
     super(ws);
@@ -273,7 +275,7 @@ export class ScriptedRuntime {
       (ws) => new RuntimeSessionPeer(ws, outbox),
     );
     peer.send({ type: "hello", runtime_id: this.id, command_seq: commandSeq });
-    await peer.next("session");
+    peer.session = await peer.next("session");
     this.sessions.set(sessionId, peer);
     return peer;
   }

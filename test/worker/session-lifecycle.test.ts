@@ -40,7 +40,13 @@ describe("REST lifecycle (the official client's calls)", () => {
     });
 
     const ice = await getJson(client, `/sessions/${sessionId}/transport/webrtc/ice_servers`);
-    expect(ice.body).toMatchObject({ ice_servers: [{ uris: [expect.stringMatching(/^stun:/)] }] });
+    // STUN, then TURN with a credential for this session (the worker project configures coturn-style TURN).
+    expect(ice.body).toMatchObject({
+      ice_servers: [
+        { uris: [expect.stringMatching(/^stun:/)] },
+        { uris: [expect.stringMatching(/^turn:/), expect.anything(), expect.stringMatching(/^turns:/)], credentials: { username: expect.stringMatching(new RegExp(`:${sessionId}$`)) } },
+      ],
+    });
 
     const offer = await call(`/sessions/${sessionId}/transport/webrtc/sdp_params`, {
       method: "POST",

@@ -29,6 +29,22 @@ export interface HarnessState {
   connectError: string | null;
 }
 
+/** `window.harness` in the page (inside `page.evaluate`: `(window as unknown as HarnessWindow).harness`). */
+export interface Harness {
+  /** Resolves when connect() settles (it does not wait for "ready"); errors land in state().connectError. */
+  connect(options: { apiUrl: string; modelName: string; jwt: string; options?: object }): Promise<void>;
+  sendCommand(command: string, data: unknown, scope?: "application" | "runtime"): void;
+  disconnect(recoverable?: boolean): Promise<void>;
+  reconnect(options?: object): Promise<void>;
+  state(): HarnessState;
+  sessionId(): string | undefined;
+  inboundVideo(): Promise<{ framesDecoded: number; keyFramesDecoded: number; frameWidth: number; frameHeight: number } | null>;
+  /** Bright pixels (luma > 128) of a region of the current frame, as 0s and 1s; null before the first frame. */
+  brightMask(region: { x: number; y: number; width: number; height: number }): string | null;
+}
+
+export type HarnessWindow = { harness: Harness };
+
 /** The files for servePage(): `/` (harness) and `/reactor.js` (the bundled client). */
 export async function reactorClientPage(): Promise<Record<string, PageFile>> {
   return {
@@ -77,6 +93,22 @@ const HARNESS_HTML = `<!doctype html>
     async reconnect(options) { await reactor.reconnect(options); },
     state() { return { ...s, status: reactor ? reactor.getStatus() : s.status }; },
     sessionId() { return reactor ? reactor.getSessionId() : undefined; },
+    /**
+     * Which pixels of a region of the current video frame are bright (luma > 128), as a string of 0s and 1s:
+     * compares what is drawn (the demo model's prompt text) between two moments.
+     */
+    brightMask({ x, y, width, height }) {
+      if (!video.videoWidth) return null;
+      const canvas = document.createElement("canvas");
+      canvas.width = video.videoWidth;
+      canvas.height = video.videoHeight;
+      const context = canvas.getContext("2d", { willReadFrequently: true });
+      context.drawImage(video, 0, 0);
+      const { data } = context.getImageData(x, y, width, height);
+      let mask = "";
+      for (let i = 0; i < data.length; i += 4) mask += 0.299 * data[i] + 0.587 * data[i + 1] + 0.114 * data[i + 2] > 128 ? "1" : "0";
+      return mask;
+    },
     /** inbound-rtp video stats of the client's peer connection (reaches into the client: diagnostics only). */
     async inboundVideo() {
       const pc = reactor && reactor.transportClient && reactor.transportClient.peerConnection;

@@ -1,0 +1,46 @@
+/**
+ * The `data` channel between the official client and the model (peer to peer; the gateway never sees it). Every
+ * message is JSON `{ scope, data }`:
+ *   client → model: `{ scope: "application", data: { type, data } }` a command for the model;
+ *                   `{ scope: "runtime", data: { type: "ping" | "fileUploaded" | "requestCapabilities", data } }`
+ *   model → client: `{ scope: "application" | "runtime", data: <anything> }` (the client's `message` /
+ *                   `runtimeMessage` events)
+ */
+import { LIMITS, MessageScope } from "../src/protocol/common.ts";
+import { integer, json, object, optional, parse, record, string, type Infer } from "../src/protocol/schema.ts";
+
+export const ClientEnvelope = object({
+  scope: MessageScope,
+  data: object({
+    type: string({ min: 1, max: 128 }),
+    data: optional(json()),
+    uploads: optional(record(json(), { maxKeys: 64 })),
+  }),
+});
+export type ClientEnvelope = Infer<typeof ClientEnvelope>;
+
+export const FileUploaded = object({
+  upload_id: string({ min: 1, max: 256 }),
+  name: string({ max: 1024 }),
+  mime_type: string({ max: 256 }),
+  size: integer({ min: 0 }),
+});
+
+export type Decoded = { ok: true; envelope: ClientEnvelope } | { ok: false; problem: string };
+
+export function decodeEnvelope(raw: string | Buffer): Decoded {
+  if (typeof raw !== "string") return { ok: false, problem: "binary messages are not accepted" };
+  if (raw.length > LIMITS.frameBytes) return { ok: false, problem: `larger than ${LIMITS.frameBytes} bytes` };
+  let value: unknown;
+  try {
+    value = JSON.parse(raw);
+  } catch {
+    return { ok: false, problem: "not JSON" };
+  }
+  const result = parse(ClientEnvelope, value);
+  return result.ok ? { ok: true, envelope: result.value } : { ok: false, problem: result.error.message };
+}
+
+export function encodeEnvelope(scope: "application" | "runtime", data: unknown): string {
+  return JSON.stringify({ scope, data });
+}

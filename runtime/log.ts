@@ -1,0 +1,19 @@
+/** The agent's logging: one function, so an embedding program can route lines wherever it wants. */
+export type LogLevel = "debug" | "info" | "warn" | "error";
+export type Log = (level: LogLevel, message: string) => void;
+
+const ORDER: Record<LogLevel, number> = { debug: 0, info: 1, warn: 2, error: 3 };
+
+/** Lines at `minLevel` or above to stderr, as `[runtime] level message`. */
+export function consoleLog(minLevel: LogLevel = "info", prefix = "runtime"): Log {
+  return (level, message) => {
+    if (ORDER[level] >= ORDER[minLevel]) process.stderr.write(`[${prefix}] ${level.padEnd(5)} ${message}\n`);
+  };
+}
+
+/** The same log with a context prefix (`session s_123: …`). */
+export function scoped(log: Log, context: string): Log {
+  return (level, message) => log(level, `${context}: ${message}`);
+}
+
+export const errorText = (error: unknown) => (error instanceof Error ? error.message : String(error));

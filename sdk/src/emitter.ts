@@ -1,0 +1,34 @@
+/**
+ * A tiny typed event emitter over a map of listener signatures (`{ statusChanged: (status) => void }`). Listeners
+ * run in order; one that throws never stops the others nor the client's own bookkeeping.
+ */
+type AnyListener = (...args: any[]) => void;
+
+export class Emitter<Events extends { [K in keyof Events]: AnyListener }> {
+  readonly #listeners = new Map<keyof Events, Set<AnyListener>>();
+
+  on<K extends keyof Events>(event: K, listener: Events[K]): void {
+    let set = this.#listeners.get(event);
+    if (!set) this.#listeners.set(event, (set = new Set()));
+    set.add(listener);
+  }
+
+  off<K extends keyof Events>(event: K, listener: Events[K]): void {
+    this.#listeners.get(event)?.delete(listener);
+  }
+
+  emit<K extends keyof Events>(event: K, ...args: Parameters<Events[K]>): void {
+    const set = this.#listeners.get(event);
+    if (!set) return;
+    for (const listener of [...set]) {
+      try {
+        listener(...args);
+      } catch (error) {
+        // Reported as an uncaught error, outside the client's own call stack.
+        queueMicrotask(() => {
+          throw error;
+        });
+      }
+    }
+  }
+}

@@ -1,0 +1,632 @@
+/**
+ * The runtime agent against a real gateway (`wrangler dev`), with the demo model (real ffmpeg) and werift client
+ * peers: registration, native and REST clients getting RTP video, commands through the gateway and over the data
+ * channel, validation failures, socket drops and resumption, ends and shutdown leaving no ffmpeg behind.
+ */
+import { spawn } from "node:child_process";
+import { once } from "node:events";
+import type { AddressInfo } from "node:net";
+import { createInterface } from "node:readline";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { WebSocketServer } from "ws";
+import { clientToken } from "../../bench/lib/gateway.ts";
+import { MediaClient, negotiateNative, negotiateRest, until, waitAssigned } from "../../bench/lib/media-client.ts";
+import { createSession, openSignal, type Frame, type NodePeer } from "../../bench/lib/peers.ts";
+import { RuntimeAgent } from "../../runtime/agent.ts";
+import { Backoff } from "../../runtime/backoff.ts";
+import { checkCommand } from "../../runtime/commands.ts";
+import { wrapText } from "../../runtime/demo/encoder.ts";
+import { demoModel } from "../../runtime/demo/model.ts";
+import { decodeEnvelope } from "../../runtime/envelope.ts";
+import { parseCli } from "../../runtime/main.ts";
+import { rtpFields, startsVp8KeyFrame } from "../../runtime/media/rtp.ts";
+import { MessageOutbox } from "../../runtime/outbox.ts";
+import { ManagedSocket, type SocketFailure } from "../../runtime/socket.ts";
+import { PROJECT_ROOT } from "../../scripts/lib/paths.ts";
+import { PoolFrame } from "../../src/protocol/runtime.ts";
+import { integer, object } from "../../src/protocol/schema.ts";
+import type { Log } from "../../runtime/log.ts";
+import { defineModel, type AnyModel } from "../../runtime/model.ts";
+import { startGateway, type TestGateway } from "./support/gateway.ts";
+import { descendants, stillRunning, type ProcessInfo } from "./support/processes.ts";
+
+let gateway: TestGateway;
+let jwt: string;
+
+beforeAll(async () => {
+  gateway = await startGateway({ vars: { STUN_URLS: "" } });
+  jwt = await clientToken(gateway);
+});
+
+afterAll(async () => {
+  await gateway?.stop();
+});
+
+/** A log that keeps every line (and shows warnings and errors). */
+function recordingLog(): Log & { lines: string[] } {
+  const lines: string[] = [];
+  const log = ((level, message) => {
+    lines.push(`${level} ${message}`);
+    if (level === "warn" || level === "error") process.stderr.write(`[agent] ${level} ${message}\n`);
+  }) as Log & { lines: string[] };
+  log.lines = lines;
+  return log;
+}
+
+const ffmpegs = (): ProcessInfo[] => descendants(process.pid).filter((info) => info.command === "ffmpeg");
+
+async function sessionInfo(sessionId: string): Promise<{ state: string; reason?: string }> {
+  const response = await fetch(`${gateway.url}/sessions/${sessionId}`, { headers: { Authorization: `Bearer ${jwt}` } });
+  return (await response.json()) as { state: string; reason?: string };
+}
+
+/** A native client session taken to video: signaling socket, werift peer, RTP arriving. */
+async function nativeSession(model: string) {
+  const sessionId = await createSession(gateway.url, jwt, model);
+  const signal = await openSignal(gateway.url, jwt, sessionId);
+  const client = new MediaClient();
+  await negotiateNative(signal, client);
+  await signal.next((frame) => frame.type === "status" && frame.state === "ACTIVE", 30_000);
+  await until(() => client.packets > 30, "RTP video");
+  return { sessionId, signal, client };
+}
+
+/** Model messages on a native socket, acknowledged as they come (deduplicated by seq, as clients must). */
+function messageReader(signal: NodePeer) {
+  const seen = new Map<number, unknown>();
+  return {
+    async next(match: (data: Record<string, unknown>) => boolean, timeoutMs = 20_000): Promise<Record<string, unknown>> {
+      for (;;) {
+        const frame = await signal.next("message", timeoutMs);
+        const seq = frame.seq as number;
+        signal.send({ type: "ack", message_seq: seq });
+        if (seen.has(seq)) continue;
+        seen.set(seq, frame.data);
+        const data = frame.data as Record<string, unknown>;
+        if (match(data)) return data;
+      }
+    },
+    seen,
+  };
+}
+
+const commandStatus = (signal: NodePeer, seq: number, state: string) =>
+  signal.next((frame: Frame) => frame.type === "command_status" && frame.seq === seq && frame.state === state, 20_000);
+
+/** The demo model, recording every command it is handed (to prove none runs twice). */
+function recordingDemo(name = "demo") {
+  const base = demoModel();
+  const executed: { session: string; type: string; data: unknown }[] = [];
+  const model: AnyModel = {
+    ...base,
+    name,
+    async onSession(session) {
+      const handler = await base.onSession(session);
+      return {
+        ...handler,
+        onCommand(command) {
+          executed.push({ session: session.id, ...command });
+          return handler.onCommand(command as never);
+        },
+      };
+    },
+  };
+  return { model, executed };
+}
+
+describe("with one agent serving the demo model", () => {
+  let agent: RuntimeAgent;
+  const log = recordingLog();
+  const { model, executed } = recordingDemo();
+
+  beforeAll(async () => {
+    agent = new RuntimeAgent({ gatewayUrl: gateway.url, token: gateway.runtimeToken, model, slots: 4, log });
+    await agent.start();
+  });
+
+  afterAll(async () => {
+    await agent?.stop();
+  });
+
+  const served = (sessionId: string) => agent.sessions.find((session) => session.id === sessionId);
+
+  it("serves a native client: the answer comes back through the gateway and RTP video (with key frames) flows", async () => {
+    expect(agent.state).toBe("running");
+    const before = ffmpegs();
+    const { sessionId, signal, client } = await nativeSession("demo");
+    expect(client.keyFrames).toBeGreaterThan(0);
+    expect(served(sessionId)).toMatchObject({ phase: "serving", generation: 1, peerState: "connected", dataChannelOpen: false });
+    expect((await sessionInfo(sessionId)).state).toBe("ACTIVE");
+    const encoders = ffmpegs().filter((info) => !before.some((old) => old.pid === info.pid));
+    expect(encoders).toHaveLength(1); // one ffmpeg for this session
+
+    // The client ends the session: the gateway sends `end`, the agent drops the session and stops its encoder.
+    signal.send({ type: "close" });
+    await until(() => served(sessionId) === undefined, "the agent to drop the session");
+    await until(() => stillRunning(encoders).length === 0, "the session's ffmpeg to exit");
+    await client.close();
+    signal.close();
+  });
+
+  it("runs gateway commands once each, in order, acknowledges them and answers each with a message", async () => {
+    const { sessionId, signal, client } = await nativeSession("demo");
+    const messages = messageReader(signal);
+    signal.send({ type: "command", seq: 1, command: { type: "set_prompt", data: { prompt: "a red fox" } } });
+    signal.send({ type: "command", seq: 2, command: { type: "echo", data: { n: 2, nested: { ok: [1, 2] } } } });
+    await commandStatus(signal, 1, "acknowledged");
+    await commandStatus(signal, 2, "acknowledged");
+    expect(await messages.next(() => true)).toEqual({ type: "command_result", command: "set_prompt", ok: true, prompt: "a red fox" });
+    expect(await messages.next(() => true)).toEqual({ type: "command_result", command: "echo", ok: true, data: { n: 2, nested: { ok: [1, 2] } } });
+    expect(executed.filter((command) => command.session === sessionId).map((command) => command.type)).toEqual(["set_prompt", "echo"]);
+    expect(served(sessionId)?.processedCommandSeq).toBe(2);
+    signal.send({ type: "close" });
+    await client.close();
+    signal.close();
+  });
+
+  it("answers a command that fails its schema, or that the model does not have, with command_error (still acknowledged)", async () => {
+    const { sessionId, signal, client } = await nativeSession("demo");
+    const messages = messageReader(signal);
+    const bad: [unknown, string, RegExp][] = [
+      [{ type: "set_prompt", data: { prompt: "" } }, "INVALID_COMMAND", /data\.prompt: must be at least 1 characters/],
+      [{ type: "set_prompt", data: { prompt: "x".repeat(201) } }, "INVALID_COMMAND", /data\.prompt: must be at most 200 characters/],
+      [{ type: "set_prompt", data: { words: "no prompt" } }, "INVALID_COMMAND", /data\.prompt: is required/],
+      [{ type: "set_prompt" }, "INVALID_COMMAND", /data\.prompt: is required/],
+      [{ type: "echo", data: [1, 2] }, "INVALID_COMMAND", /data: expected object, got array/],
+      [{ type: "launch_rockets", data: {} }, "UNKNOWN_COMMAND", /Known: set_prompt, echo/],
+    ];
+    for (const [index, [command]] of bad.entries()) signal.send({ type: "command", seq: index + 1, command });
+    for (const [index, [command, code, detail]] of bad.entries()) {
+      await commandStatus(signal, index + 1, "acknowledged");
+      const answer = await messages.next(() => true);
+      expect(answer).toMatchObject({ type: "command_error", command: (command as { type: string }).type, code });
+      expect(answer.message).toMatch(detail);
+    }
+    expect(executed.filter((command) => command.session === sessionId)).toEqual([]); // the model never saw them
+    signal.send({ type: "close" });
+    await client.close();
+    signal.close();
+  });
+
+  it("serves a REST client with a data channel: commands in and answers out on the channel, runtime commands answered by the agent", async () => {
+    const sessionId = await createSession(gateway.url, jwt, "demo");
+    await waitAssigned(gateway.url, jwt, sessionId);
+    const client = new MediaClient({ dataChannel: true });
+    await negotiateRest(gateway.url, jwt, sessionId, client);
+    await until(() => client.channelOpen && client.packets > 30, "the data channel and RTP video");
+    await until(() => served(sessionId)?.dataChannelOpen === true, "the agent to see the channel open");
+
+    client.sendCommand("set_prompt", { prompt: "over the data channel" });
+    client.sendCommand("set_prompt", { prompt: 42 });
+    client.sendCommand("nope", {});
+    client.sendRaw("this is not json");
+    client.sendRaw(JSON.stringify({ scope: "application", data: { data: {} } }));
+    client.sendCommand("requestCapabilities", {}, "runtime");
+    client.sendCommand("ping", {}, "runtime");
+    await until(() => client.channelMessages.length >= 6, "six answers on the data channel");
+    const byScope = (scope: string) => client.channelMessages.filter((message) => message.scope === scope).map((message) => message.data as Record<string, unknown>);
+    expect(byScope("application")).toEqual([
+      expect.objectContaining({ type: "command_error", command: "", code: "MALFORMED_ENVELOPE", message: expect.stringContaining("not JSON") }),
+      expect.objectContaining({ type: "command_error", command: "", code: "MALFORMED_ENVELOPE", message: expect.stringContaining("$.data.type: is required") }),
+      { type: "command_result", command: "set_prompt", ok: true, prompt: "over the data channel" },
+      expect.objectContaining({ type: "command_error", command: "set_prompt", code: "INVALID_COMMAND", message: expect.stringContaining("data.prompt: expected string, got number") }),
+      expect.objectContaining({ type: "command_error", command: "nope", code: "UNKNOWN_COMMAND" }),
+    ]);
+    expect(byScope("runtime")).toEqual([
+      {
+        type: "modelCapabilities",
+        data: {
+          commands: [
+            { name: "set_prompt", description: expect.any(String), schema: { prompt: expect.objectContaining({ type: "string", minLength: 1, maxLength: 200 }) } },
+            { name: "echo", description: expect.any(String), schema: {} },
+          ],
+        },
+      },
+    ]);
+    await until(() => served(sessionId)?.lastClientPingAt !== undefined, "the ping to be seen");
+    // Everything went over the data channel: nothing waits at the gateway.
+    expect(served(sessionId)?.unacknowledgedMessages).toBe(0);
+    await fetch(`${gateway.url}/sessions/${sessionId}`, { method: "DELETE", headers: { Authorization: `Bearer ${jwt}` } });
+    await client.close();
+  });
+
+  it("reports a REST client's dropped peer connection (the grace starts) and answers its reconnect on a new peer connection", async () => {
+    const sessionId = await createSession(gateway.url, jwt, "demo");
+    await waitAssigned(gateway.url, jwt, sessionId);
+    const first = new MediaClient({ dataChannel: true });
+    await negotiateRest(gateway.url, jwt, sessionId, first);
+    await until(() => first.packets > 30, "RTP video");
+    await expect.poll(async () => (await sessionInfo(sessionId)).state, { timeout: 20_000 }).toBe("ACTIVE");
+
+    await first.close(); // the client's peer connection goes away: only the runtime can tell the gateway
+    await expect.poll(async () => (await sessionInfo(sessionId)).state, { timeout: 30_000 }).toBe("RECONNECTING");
+
+    const second = new MediaClient({ dataChannel: true });
+    await negotiateRest(gateway.url, jwt, sessionId, second, "PUT");
+    await until(() => second.packets > 30 && second.keyFrames > 0, "RTP video on the new peer connection");
+    await expect.poll(async () => (await sessionInfo(sessionId)).state, { timeout: 20_000 }).toBe("ACTIVE");
+    expect(served(sessionId)).toMatchObject({ generation: 2, peerState: "connected" });
+    await fetch(`${gateway.url}/sessions/${sessionId}`, { method: "DELETE", headers: { Authorization: `Bearer ${jwt}` } });
+    await second.close();
+  });
+
+  it("answers a new offer generation on a new peer connection; the session's video goes on", async () => {
+    const { sessionId, signal, client } = await nativeSession("demo");
+    const next = new MediaClient();
+    await negotiateNative(signal, next, 2);
+    await until(() => next.packets > 30 && next.keyFrames > 0, "RTP video on generation 2");
+    expect(served(sessionId)).toMatchObject({ generation: 2, peerState: "connected" });
+    const before = client.packets;
+    await new Promise((resolve) => setTimeout(resolve, 500));
+    expect(client.packets - before).toBeLessThan(5); // the old peer connection was closed by the runtime
+    signal.send({ type: "close" });
+    await Promise.all([client.close(), next.close()]);
+    signal.close();
+  });
+
+  it("re-registers with its sessions after its control socket drops; the sessions go on", async () => {
+    const { sessionId, signal, client } = await nativeSession("demo");
+    const messages = messageReader(signal);
+    const registrations = () => log.lines.filter((line) => line.includes("registered as")).length;
+    const before = registrations();
+    agent.dropControlSocket();
+    await until(() => registrations() > before, "the agent to register again");
+    // Registered with `sessions` listing this one, so the pool kept it.
+    await new Promise((resolve) => setTimeout(resolve, 500));
+    expect((await sessionInfo(sessionId)).state).toBe("ACTIVE");
+    signal.send({ type: "command", seq: 1, command: { type: "echo", data: { after: "control drop" } } });
+    expect(await messages.next(() => true)).toMatchObject({ command: "echo", data: { after: "control drop" } });
+    signal.send({ type: "close" });
+    await client.close();
+    signal.close();
+  });
+
+  it("resumes a session after its session socket drops: same session, every command run once, every message delivered once", async () => {
+    const { sessionId, signal, client } = await nativeSession("demo");
+    const messages = messageReader(signal);
+    signal.send({ type: "command", seq: 1, command: { type: "echo", data: { n: 1 } } });
+    await commandStatus(signal, 1, "acknowledged");
+
+    agent.dropSessionSocket(sessionId);
+    for (let n = 2; n <= 6; n++) signal.send({ type: "command", seq: n, command: { type: "echo", data: { n } } });
+    for (let n = 2; n <= 6; n++) await commandStatus(signal, n, "acknowledged");
+    for (let n = 1; n <= 6; n++) expect(await messages.next(() => true)).toMatchObject({ command: "echo", data: { n } });
+
+    const runs = executed.filter((command) => command.session === sessionId).map((command) => (command.data as { n: number }).n);
+    expect(runs).toEqual([1, 2, 3, 4, 5, 6]);
+    expect(served(sessionId)).toMatchObject({ phase: "serving", processedCommandSeq: 6 });
+    await expect.poll(async () => (await sessionInfo(sessionId)).state, { timeout: 20_000 }).toBe("ACTIVE");
+    expect(log.lines.some((line) => line.includes(`session ${sessionId}: connection lost`))).toBe(true);
+    const before = client.packets;
+    await until(() => client.packets > before + 30, "video to keep flowing"); // media never depended on the socket
+    signal.send({ type: "close" });
+    await client.close();
+    signal.close();
+  });
+});
+
+describe("model messages while the session socket is down", () => {
+  it("are kept, numbered, and delivered once and in order after the reconnect", async () => {
+    // Emits `count` messages 100 ms after the command: by then the socket is down (reconnects wait ≥ 1 s here).
+    const model = defineModel({
+      name: "burst",
+      tracks: [{ name: "main_video", kind: "video", direction: "recvonly" }],
+      commands: { burst: { description: "Emits count messages a little later.", schema: object({ count: integer({ min: 1, max: 50 }) }) } },
+      onSession: (session) => ({
+        onCommand: (command) =>
+          void setTimeout(() => {
+            for (let i = 1; i <= command.data.count; i++) session.emit({ i });
+          }, 100),
+        close: () => undefined,
+      }),
+    });
+    const log = recordingLog();
+    const agent = new RuntimeAgent({ gatewayUrl: gateway.url, token: gateway.runtimeToken, model, slots: 1, log, backoff: { initialMs: 2000, maxMs: 2000 } });
+    await agent.start();
+    try {
+      const sessionId = await createSession(gateway.url, jwt, "burst");
+      const signal = await openSignal(gateway.url, jwt, sessionId);
+      const client = new MediaClient();
+      await negotiateNative(signal, client); // no video: the model writes none; the connection is what matters
+      await signal.next((frame) => frame.type === "status" && frame.state === "ACTIVE", 30_000);
+      const messages = messageReader(signal);
+      signal.send({ type: "command", seq: 1, command: { type: "burst", data: { count: 5 } } });
+      await commandStatus(signal, 1, "acknowledged");
+      agent.dropSessionSocket(sessionId);
+      const served = () => agent.sessions.find((session) => session.id === sessionId);
+      await until(() => served()?.unacknowledgedMessages === 5, "five messages kept while the socket is down");
+      expect(served()?.phase).toBe("connecting");
+      for (let i = 1; i <= 5; i++) expect(await messages.next(() => true)).toEqual({ i });
+      expect([...messages.seen.keys()]).toEqual([1, 2, 3, 4, 5]); // numbered from 1, no gaps, no duplicates
+      signal.send({ type: "close" });
+      await client.close();
+      signal.close();
+    } finally {
+      await agent.stop();
+    }
+  });
+});
+
+describe("ending", () => {
+  it("agent.stop() releases its sessions (they end at the gateway) and leaves no ffmpeg running", async () => {
+    const agent = new RuntimeAgent({ gatewayUrl: gateway.url, token: gateway.runtimeToken, model: { ...demoModel(), name: "demo-stop" }, slots: 2, log: recordingLog() });
+    await agent.start();
+    const before = ffmpegs();
+    const sessions = [await nativeSession("demo-stop"), await nativeSession("demo-stop")];
+    const encoders = ffmpegs().filter((info) => !before.some((old) => old.pid === info.pid));
+    expect(encoders).toHaveLength(2);
+
+    await agent.stop();
+    expect(agent.state).toBe("stopped");
+    expect(agent.sessions).toEqual([]);
+    expect(stillRunning(encoders)).toEqual([]);
+    for (const { sessionId, signal, client } of sessions) {
+      expect(await sessionInfo(sessionId)).toMatchObject({ state: "INACTIVE", reason: expect.stringContaining("runtime_shutdown") });
+      await client.close();
+      signal.close();
+    }
+  });
+
+  it("with a spare encoder, a session takes one that already runs, and a new spare replaces it", async () => {
+    const before = ffmpegs();
+    const agent = new RuntimeAgent({
+      gatewayUrl: gateway.url,
+      token: gateway.runtimeToken,
+      model: { ...demoModel({ spareEncoders: 1 }), name: "demo-spare" },
+      slots: 1,
+      log: recordingLog(),
+    });
+    await agent.start();
+    const spare = ffmpegs().filter((info) => !before.some((old) => old.pid === info.pid));
+    expect(spare).toHaveLength(1); // running before any session
+    const { signal, client } = await nativeSession("demo-spare");
+    expect(client.keyFrames).toBeGreaterThan(0); // handed over from its last key frame
+    const started = () => ffmpegs().filter((info) => !before.some((old) => old.pid === info.pid));
+    await until(() => started().length === 2, "a new spare"); // the session's (the old spare) and a new spare
+    const now = started();
+    expect(now.map((info) => info.pid)).toContain(spare[0]!.pid);
+    await agent.stop();
+    expect(stillRunning(now)).toEqual([]);
+    await client.close();
+    signal.close();
+  });
+
+  it("closes a session locally (and its encoder) when it ended at the gateway while the session socket was down", async () => {
+    const log = recordingLog();
+    const agent = new RuntimeAgent({
+      gatewayUrl: gateway.url,
+      token: gateway.runtimeToken,
+      model: { ...demoModel(), name: "demo-gone" },
+      slots: 1,
+      log,
+      backoff: { initialMs: 2000, maxMs: 2000 },
+    });
+    await agent.start();
+    try {
+      const before = ffmpegs();
+      const { sessionId, signal, client } = await nativeSession("demo-gone");
+      const encoders = ffmpegs().filter((info) => !before.some((old) => old.pid === info.pid));
+      agent.dropSessionSocket(sessionId);
+      signal.send({ type: "close" }); // ends while the runtime is away: its reconnect is refused (409)
+      await until(() => agent.sessions.length === 0, "the agent to give the session up");
+      await until(() => stillRunning(encoders).length === 0, "its encoder to stop");
+      expect(log.lines.some((line) => line.includes("no longer has this session for us (upgrade refused with HTTP 409"))).toBe(true);
+      await client.close();
+      signal.close();
+    } finally {
+      await agent.stop();
+    }
+  });
+
+  it("releases a session the model cannot start; the gateway ends it", async () => {
+    const model: AnyModel = { ...demoModel(), name: "failing", onSession: () => Promise.reject(new Error("out of GPU memory")) };
+    const agent = new RuntimeAgent({ gatewayUrl: gateway.url, token: gateway.runtimeToken, model, slots: 1, log: recordingLog() });
+    await agent.start();
+    try {
+      const sessionId = await createSession(gateway.url, jwt, "failing");
+      await expect
+        .poll(async () => sessionInfo(sessionId), { timeout: 20_000 })
+        .toMatchObject({ state: "INACTIVE", reason: expect.stringContaining("model_failed: out of GPU memory") });
+      await until(() => agent.sessions.length === 0, "the agent to forget the session");
+    } finally {
+      await agent.stop();
+    }
+  });
+
+  it("start() fails with the gateway's refusal when the runtime token is wrong", async () => {
+    const agent = new RuntimeAgent({ gatewayUrl: gateway.url, token: "rt_not-the-right-token", model: demoModel(), slots: 1, log: recordingLog(), warmUp: false });
+    await expect(agent.start()).rejects.toThrow(/refused the control socket: upgrade refused with HTTP 401.*RUNTIME_CREDENTIAL_INVALID/);
+    expect(agent.state).toBe("stopped");
+  });
+});
+
+describe("the CLI", () => {
+  /** `node runtime/main.ts` serving the demo model, once it has registered. */
+  async function startCli(runtimeId: string) {
+    const cli = spawn(process.execPath, ["runtime/main.ts", "--gateway", gateway.url, "--model", "demo", "--slots", "1", "--runtime-id", runtimeId], {
+      cwd: PROJECT_ROOT,
+      env: { ...process.env, REACTOR_RUNTIME_TOKEN: gateway.runtimeToken },
+      stdio: ["ignore", "pipe", "pipe"],
+    });
+    const output: string[] = [];
+    for (const stream of [cli.stdout, cli.stderr]) createInterface({ input: stream }).on("line", (line) => output.push(line));
+    await until(() => output.some((line) => line.includes("serving model demo with 1 slot(s)")), `the CLI to register:\n${output.join("\n")}`, 60_000);
+    return { cli, output, exited: once(cli, "exit") as Promise<[number | null, NodeJS.Signals | null]> };
+  }
+
+  it("on SIGTERM releases its sessions, stops its encoders and exits 143", async () => {
+    const { cli, exited } = await startCli("cli-term");
+    try {
+      const { sessionId, signal, client } = await nativeSession("demo");
+      const encoders = descendants(cli.pid!).filter((info) => info.command === "ffmpeg");
+      expect(encoders).toHaveLength(1);
+      cli.kill("SIGTERM");
+      expect(await exited).toEqual([143, null]);
+      expect(stillRunning(encoders)).toEqual([]);
+      expect(await sessionInfo(sessionId)).toMatchObject({ state: "INACTIVE", reason: expect.stringContaining("runtime_shutdown") });
+      await client.close();
+      signal.close();
+    } finally {
+      cli.kill("SIGKILL");
+    }
+  });
+
+  it("serves sessions, and a SIGKILLed agent leaves no ffmpeg behind (each encoder is tethered to it)", async () => {
+    const { cli } = await startCli("cli-kill");
+    try {
+      const { signal, client } = await nativeSession("demo");
+      const encoders = descendants(cli.pid!).filter((info) => info.command === "ffmpeg");
+      expect(encoders).toHaveLength(1);
+
+      cli.kill("SIGKILL");
+      await until(() => stillRunning(encoders).length === 0, "the orphaned ffmpeg to be stopped by its tether");
+      await client.close();
+      signal.close();
+    } finally {
+      cli.kill("SIGKILL");
+    }
+  });
+
+  it("refuses bad arguments with a message", () => {
+    expect(() => parseCli(["--token", "rt_x", "--slots", "two"], {})).toThrow(/--slots must be an integer/);
+    expect(() => parseCli(["--slots", "1"], {})).toThrow(/a runtime token is required/);
+    expect(() => parseCli(["--token", "rt_x", "--model", "gpt"], {})).toThrow(/unknown model "gpt"/);
+    expect(() => parseCli(["--token", "rt_x", "--log-level", "loud"], {})).toThrow(/--log-level/);
+    expect(() => parseCli(["--tokn", "rt_x"], {})).toThrow(/Unknown option/);
+    expect(parseCli([], { REACTOR_RUNTIME_TOKEN: "rt_env", REACTOR_GATEWAY_URL: "http://gw:1" })).toMatchObject({ token: "rt_env", gatewayUrl: "http://gw:1", model: "demo", slots: 1 });
+  });
+});
+
+describe("a managed socket", () => {
+  it("skips frames that fail the protocol (logged with their code), reconnects after a loss, and gives up when told", async () => {
+    let connections = 0;
+    const server = new WebSocketServer({
+      host: "127.0.0.1",
+      port: 0,
+      verifyClient: (_info, accept) => (connections < 2 ? accept(true) : accept(false, 409, "session ended")),
+    });
+    server.on("connection", (ws, request) => {
+      connections++;
+      expect(request.headers.authorization).toBe("Bearer rt_secret");
+      ws.send("not json");
+      ws.send(Buffer.from([1, 2, 3]), { binary: true });
+      ws.send(JSON.stringify({ type: "teleport" }));
+      ws.send(JSON.stringify({ type: "assign" }));
+      ws.send(JSON.stringify({ type: "assign", session_id: `s${connections}` }));
+      setTimeout(() => ws.terminate(), 100);
+    });
+    await new Promise((resolve) => server.once("listening", resolve));
+    const log = recordingLog();
+    const frames: PoolFrame[] = [];
+    const failures: SocketFailure[] = [];
+    let opened = 0;
+    const socket = new ManagedSocket<PoolFrame, never>({
+      url: `ws://127.0.0.1:${(server.address() as AddressInfo).port}/`,
+      token: "rt_secret",
+      schema: PoolFrame,
+      log,
+      backoff: { initialMs: 20, maxMs: 50 },
+      onOpen: () => opened++,
+      onFrame: (frame) => frames.push(frame),
+      onLost: (failure) => {
+        failures.push(failure);
+        return failure.kind !== "refused";
+      },
+    });
+    try {
+      socket.start();
+      await until(() => socket.state === "stopped", "the socket to give up");
+      expect(opened).toBe(2);
+      expect(frames).toEqual([
+        { type: "assign", session_id: "s1" },
+        { type: "assign", session_id: "s2" },
+      ]);
+      const skipped = log.lines.filter((line) => line.includes("bad frame")).map((line) => /\((\w+):/.exec(line)![1]);
+      const perConnection = ["FRAME_MALFORMED", "FRAME_UNSUPPORTED", "UNKNOWN_FRAME_TYPE", "FRAME_INVALID"];
+      expect(skipped).toEqual([...perConnection, ...perConnection]);
+      expect(failures.map((failure) => failure.kind)).toEqual(["closed", "closed", "refused"]);
+      expect(failures.at(-1)).toMatchObject({ kind: "refused", status: 409 });
+    } finally {
+      socket.stop();
+      await new Promise((resolve) => server.close(resolve));
+    }
+  });
+});
+
+describe("building blocks", () => {
+  it("backoff: jittered within [base/2, base], doubling up to the cap, and reset after a success", () => {
+    const low = new Backoff({ initialMs: 100, maxMs: 1000, random: () => 0 });
+    expect([low.next(), low.next(), low.next(), low.next(), low.next(), low.next()]).toEqual([50, 100, 200, 400, 500, 500]);
+    const high = new Backoff({ initialMs: 100, maxMs: 1000, random: () => 0.999999 });
+    expect([high.next(), high.next(), high.next(), high.next(), high.next()]).toEqual([100, 200, 400, 800, 1000]);
+    high.reset();
+    expect(high.next()).toBe(100);
+    expect(() => new Backoff({ initialMs: 0 })).toThrow(RangeError);
+    expect(() => new Backoff({ initialMs: 10, maxMs: 5 })).toThrow(RangeError);
+  });
+
+  it("message outbox: numbers from 1, forgets what is acknowledged, resends on session and resend_messages", () => {
+    const outbox = new MessageOutbox();
+    const frames = [1, 2, 3, 4].map((n) => outbox.add("application", { n }).frame);
+    expect(JSON.parse(frames[0]!)).toEqual({ type: "message", seq: 1, scope: "application", data: { n: 1 } });
+    const sent: string[] = [];
+    outbox.onGatewayFrame({ type: "session", message_seq: 2 }, (frame) => sent.push(frame));
+    expect(sent).toEqual([frames[2], frames[3]]);
+    outbox.onGatewayFrame({ type: "message_ack", seq: 2 }, () => undefined);
+    expect(outbox.size).toBe(2);
+    sent.length = 0;
+    outbox.onGatewayFrame({ type: "resend_messages", from_seq: 1 }, (frame) => sent.push(frame));
+    expect(sent).toEqual([frames[2], frames[3]]); // 1 and 2 are gone: acknowledged
+    outbox.acknowledge(1); // an older acknowledgement changes nothing
+    expect(outbox.size).toBe(2);
+    outbox.acknowledge(4);
+    expect(outbox.size).toBe(0);
+    expect(outbox.add("runtime", null).seq).toBe(5); // numbering goes on without gaps
+  });
+
+  it("command checks: unknown type, schema failure with the field, and the validated data", () => {
+    const { commands } = demoModel();
+    expect(checkCommand(commands, { type: "set_prompt", data: { prompt: "hi", extra: 1 } })).toEqual({ ok: true, command: { type: "set_prompt", data: { prompt: "hi" } } });
+    expect(checkCommand(commands, { type: "echo" })).toEqual({ ok: true, command: { type: "echo", data: {} } });
+    expect(checkCommand(commands, { type: "toString", data: {} })).toMatchObject({ ok: false, error: { code: "UNKNOWN_COMMAND", command: "toString" } });
+    expect(checkCommand(commands, { type: "set_prompt", data: { prompt: 7 } })).toMatchObject({
+      ok: false,
+      error: { type: "command_error", code: "INVALID_COMMAND", message: expect.stringContaining("data.prompt: expected string, got number") },
+    });
+  });
+
+  it("VP8 over RTP: finds the first packet of a key frame, whatever the payload descriptor carries", () => {
+    const rtp = (payload: number[], extension = false) => {
+      const header = Buffer.from([extension ? 0x90 : 0x80, 96, 0, 1, 0, 0, 0, 2, 0, 0, 0, 3]);
+      const ext = extension ? Buffer.from([0xbe, 0xde, 0, 1, 0x10, 0, 0, 0]) : Buffer.alloc(0);
+      return Buffer.concat([header, ext, Buffer.from(payload)]);
+    };
+    const key = (packet: Buffer) => startsVp8KeyFrame(packet, rtpFields(packet)!.payloadOffset);
+    expect(rtpFields(rtp([0x10, 0x00]))).toEqual({ ssrc: 3, sequenceNumber: 1, timestamp: 2, payloadOffset: 12 });
+    expect(key(rtp([0x10, 0x00]))).toBe(true); // S=1 PID=0, no extension, P=0
+    expect(key(rtp([0x90, 0x80, 0x05, 0x00]))).toBe(true); // ffmpeg's: X, I, 7-bit picture id
+    expect(key(rtp([0x90, 0x80, 0x85, 0x05, 0x00]))).toBe(true); // 15-bit picture id (M=1)
+    expect(key(rtp([0x90, 0xe0, 0x05, 0x07, 0x20, 0x00]))).toBe(true); // I, L, T: picture id, TL0PICIDX, TID
+    expect(key(rtp([0x90, 0x80, 0x05, 0x01]))).toBe(false); // P=1: an inter frame
+    expect(key(rtp([0x80, 0x80, 0x05, 0x00]))).toBe(false); // S=0: not the start of a frame
+    expect(key(rtp([0x11, 0x00]))).toBe(false); // PID=1: not partition 0
+    expect(key(rtp([0x10, 0x00], true))).toBe(true); // behind an RTP header extension
+    expect(rtpFields(Buffer.from([0x40, 0, 0]))).toBeUndefined();
+  });
+
+  it("prompt text is wrapped to the frame width, long words split", () => {
+    expect(wrapText("a red fox jumps over the lazy dog and keeps running far away")).toBe("a red fox jumps over the lazy\ndog and keeps running far away");
+    expect(wrapText("x".repeat(70))).toBe(`${"x".repeat(32)}\n${"x".repeat(32)}\n${"x".repeat(6)}`);
+    expect(wrapText("one\ntwo")).toBe("one\ntwo");
+  });
+
+  it("data channel envelopes are checked before anything reads them", () => {
+    expect(decodeEnvelope(Buffer.from("{}"))).toEqual({ ok: false, problem: "binary messages are not accepted" });
+    expect(decodeEnvelope("{")).toEqual({ ok: false, problem: "not JSON" });
+    expect(decodeEnvelope(JSON.stringify({ scope: "admin", data: { type: "x" } }))).toMatchObject({ ok: false, problem: expect.stringContaining("$.scope") });
+    expect(decodeEnvelope(JSON.stringify({ scope: "application", data: { type: "echo", data: { a: 1 } } }))).toEqual({
+      ok: true,
+      envelope: { scope: "application", data: { type: "echo", data: { a: 1 } } },
+    });
+  });
+});
