@@ -80,6 +80,7 @@ export class PeerLink {
     this.#options = options;
     this.#pc = newPeerConnection(options.webrtc);
     this.#subscribe(this.#pc.connectionStateChange, (state) => options.onState(state));
+    this.#subscribe(this.#pc.iceConnectionStateChange, (state) => options.log("debug", `peer connection ${options.generation}: ICE ${state}`));
     this.#subscribe(this.#pc.onIceCandidate, (candidate) => {
       if (this.#answered && candidate) options.onCandidate(toWire(candidate.toJSON()));
     });
@@ -99,13 +100,18 @@ export class PeerLink {
 
   /** Applies the offer, attaches the model's tracks, and returns the answer once gathering is done (or timed out). */
   async answer(): Promise<string> {
+    const started = performance.now();
     this.#remoteApplied = this.#pc.setRemoteDescription({ type: "offer", sdp: this.#options.offer });
     await this.#remoteApplied;
     await this.#attachTracks();
+    const applied = performance.now();
     await this.#pc.setLocalDescription(await this.#pc.createAnswer());
+    const described = performance.now();
     await this.#gathered(this.#options.webrtc.gatherTimeoutMs ?? 3000);
     const sdp = this.#pc.localDescription?.sdp;
     if (!sdp) throw new Error("werift produced no local description");
+    const ms = (from: number, to: number) => Math.round(to - from);
+    this.#options.log("debug", `answer ${this.generation} in ${ms(started, performance.now())} ms (offer applied ${ms(started, applied)}, local description ${ms(applied, described)}, gathering ${ms(described, performance.now())})`);
     this.#answered = true;
     if (this.#pc.iceGatheringState === "complete") queueMicrotask(() => this.#endOfCandidates());
     return sdp;
@@ -162,6 +168,7 @@ export class PeerLink {
       transceiver.setDirection("sendonly");
       const { track, detach } = output.attach(transceiver.sender);
       this.#cleanups.push(detach);
+      this.#subscribe(transceiver.sender.onReady, () => this.#options.log("debug", `peer connection ${this.generation}: DTLS up, ${name} sender ready`));
       await transceiver.sender.replaceTrack(track);
     }
   }

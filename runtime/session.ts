@@ -157,6 +157,7 @@ export class ServedSession {
       return;
     }
     if (!this.#move("greeted")) return;
+    this.#log("debug", "greeted by the gateway");
     if (frame.ice_servers) this.#iceServers = frame.ice_servers;
     // Kept messages the gateway does not have yet, in order, before any new one.
     this.#outbox.onGatewayFrame(frame, (message) => this.#socket.send(message));
@@ -176,6 +177,7 @@ export class ServedSession {
     }
     current?.close();
     this.#answer = undefined;
+    this.#log("debug", `offer ${generation} received`);
     const peer = new PeerLink({
       generation,
       offer: sdp,

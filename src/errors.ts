@@ -73,6 +73,34 @@ export const ERROR_CODES = {
   },
   WEBSOCKET_REQUIRED: { status: 426, recoverable: false, message: "This endpoint expects a WebSocket upgrade." },
 
+  // Uploads (docs/uploads.md). Creating one:
+  UPLOADS_DISABLED: { status: 503, recoverable: false, message: "Uploads are disabled on this gateway: UPLOAD_SIGNING_SECRET is not set." },
+  UPLOAD_NAME_INVALID: {
+    status: 400,
+    recoverable: false,
+    message: "The file name must be 1 to 255 UTF-8 bytes, with no path separators, no control or formatting characters, and not '.' or '..'.",
+  },
+  UPLOAD_EMPTY: { status: 400, recoverable: false, message: "Empty (zero-byte) files cannot be uploaded." },
+  UPLOAD_TOO_LARGE: { status: 413, recoverable: false, message: "The file is larger than this gateway accepts (UPLOAD_MAX_BYTES)." },
+  UPLOAD_TYPE_NOT_ALLOWED: { status: 415, recoverable: false, message: "This MIME type is not accepted for uploads (UPLOAD_ALLOWED_TYPES)." },
+  UPLOAD_LIMIT_REACHED: { status: 429, recoverable: false, message: "This session has created all the uploads it may (UPLOAD_MAX_PER_SESSION)." },
+  // …sending its bytes (PUT /uploads/{id}):
+  UPLOAD_URL_INVALID: { status: 400, recoverable: false, message: "The upload URL is malformed or incomplete." },
+  UPLOAD_SIGNATURE_INVALID: { status: 403, recoverable: false, message: "The upload URL's signature does not verify." },
+  UPLOAD_URL_EXPIRED: { status: 403, recoverable: false, message: "The upload URL has expired; create a new upload." },
+  UPLOAD_ALREADY_USED: { status: 409, recoverable: false, message: "This upload URL has already stored a file; it is single-use." },
+  UPLOAD_IN_PROGRESS: { status: 409, recoverable: false, message: "Another request is uploading to this URL right now." },
+  UPLOAD_LENGTH_REQUIRED: { status: 411, recoverable: false, message: "Send the file with a Content-Length header equal to its size." },
+  UPLOAD_SIZE_MISMATCH: { status: 400, recoverable: false, message: "Content-Length differs from the size the upload was created with." },
+  UPLOAD_TYPE_MISMATCH: { status: 415, recoverable: false, message: "Content-Type differs from the MIME type the upload was created with." },
+  UPLOAD_BODY_TOO_LARGE: { status: 413, recoverable: false, message: "The body is longer than the upload's size; nothing was stored." },
+  UPLOAD_BODY_INCOMPLETE: { status: 400, recoverable: true, message: "The body ended before the upload's size was reached; nothing was stored." },
+  UPLOAD_STORAGE_FAILED: { status: 502, recoverable: true, message: "The file could not be stored; nothing was kept. Try the PUT again." },
+  // …and referring to it (a command's uploads section, a runtime fetching the bytes):
+  UPLOAD_NOT_FOUND: { status: 404, recoverable: false, message: "No upload with that id in this session." },
+  UPLOAD_NOT_COMPLETE: { status: 409, recoverable: false, message: "That upload has not been completed (its PUT has not succeeded)." },
+  UPLOAD_REF_MISMATCH: { status: 409, recoverable: false, message: "The file reference's name, MIME type or size differs from the upload's." },
+
   // Frames and signaling (socket errors carry these codes too)
   FRAME_UNSUPPORTED: { status: 400, recoverable: false, message: "Only text frames carrying JSON are accepted." },
   FRAME_TOO_LARGE: { status: 413, recoverable: false, message: "The frame exceeds 256 KiB." },

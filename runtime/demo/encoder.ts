@@ -71,7 +71,15 @@ export class TestPatternEncoder {
       await rm(dir, { recursive: true, force: true });
       throw error;
     }
-    udp.on("message", (packet) => options.onPacket(packet));
+    const spawned = performance.now();
+    let first = true;
+    udp.on("message", (packet) => {
+      if (first) {
+        first = false;
+        options.log("debug", `encoder: first RTP packet ${Math.round(performance.now() - spawned)} ms after start`);
+      }
+      options.onPacket(packet);
+    });
     udp.on("error", (error) => options.log("warn", `encoder UDP socket: ${errorText(error)}`));
     const encoder = new TestPatternEncoder(options, dir, udp);
     encoder.#spawn();

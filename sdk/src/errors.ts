@@ -54,6 +54,7 @@ export const SDK_ERROR_CODES = {
   TOKEN_SOURCE_FAILED: "The token function threw or returned no token.",
   FRAME_TOO_LARGE: "The command does not fit in one 256 KiB frame.",
   PEER_CONNECTION_FAILED: "The media connection failed; restarting ICE on the same session.",
+  ICE_SERVER_ERROR: "A STUN/TURN server refused or did not answer (for TURN: credentials refused or expired).",
   NOT_IMPLEMENTED: "Not implemented yet.",
   // Why a session ended, when the client did not end it (status reason → code, see `endReasonCode`).
   MODEL_UNAVAILABLE: "No GPU runtime serves this model.",

@@ -142,6 +142,11 @@ export class Media {
       send: this.#options.send,
       onTrack: (name, track, stream) => this.#current === link && this.#options.onTrack(name, track, stream),
       onStateChange: (changed) => this.#onLinkState(changed),
+      onIceServerError: (url, code, text) => {
+        if (link !== this.#current) return;
+        const what = code === 401 ? "refused the credentials (401): wrong or expired TURN credential" : `failed (${code} ${text})`;
+        this.#options.onError(sdkError("ICE_SERVER_ERROR", { recoverable: true, component: "api", message: `ICE server ${url} ${what}.` }));
+      },
     });
     this.#spare = undefined;
     this.#current = link;

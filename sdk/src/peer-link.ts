@@ -27,6 +27,8 @@ export interface PeerLinkOptions {
   onTrack(name: string, track: MediaStreamTrack, stream: MediaStream): void;
   /** The connection or ICE state changed. */
   onStateChange(link: PeerLink): void;
+  /** A STUN/TURN server failed for this link (`icecandidateerror`): once per server URL. */
+  onIceServerError(url: string, code: number, text: string): void;
 }
 
 const configuration = (iceServers: IceServer[], iceTransportPolicy: RTCIceTransportPolicy = "all"): RTCConfiguration => ({
@@ -67,6 +69,7 @@ export class PeerLink {
     this.pc.ontrack = (event) => this.#onTrack(event);
     this.pc.onconnectionstatechange = () => this.#stateChanged();
     this.pc.oniceconnectionstatechange = () => this.#stateChanged();
+    this.pc.onicecandidateerror = (event) => this.#iceServerError(event as RTCPeerConnectionIceErrorEvent);
   }
 
   /** Creates the offer and sends it; candidates follow as they are gathered. */
@@ -117,7 +120,17 @@ export class PeerLink {
     this.pc.ontrack = null;
     this.pc.onconnectionstatechange = null;
     this.pc.oniceconnectionstatechange = null;
+    this.pc.onicecandidateerror = null;
     this.pc.close();
+  }
+
+  readonly #failedServers = new Set<string>();
+
+  #iceServerError({ url, errorCode, errorText }: RTCPeerConnectionIceErrorEvent): void {
+    // 701: no route to that server from one of the host's interfaces, normal on multi-homed hosts; not worth a report.
+    if (this.#closed || !url || errorCode === 701 || this.#failedServers.has(url)) return;
+    this.#failedServers.add(url);
+    this.#options.onIceServerError(url, errorCode, errorText);
   }
 
   async #add(candidate: IceCandidate): Promise<void> {

@@ -7,6 +7,8 @@ export interface ClientStats {
   rttMs: number | undefined;
   /** Local candidate type of the selected pair: "host", "srflx", "prflx" or "relay" (TURN). */
   candidateType: string | undefined;
+  /** For a relay candidate: how it reaches the TURN server, "udp", "tcp" or "tls". */
+  relayProtocol: string | undefined;
   /** Received video frames per second. */
   fps: number | undefined;
   /** Received media bitrate over the last sample period, kbit/s. */
@@ -84,6 +86,7 @@ export class StatsSampler {
     return {
       rttMs: rtt === undefined ? undefined : Math.round(rtt * 1000 * 10) / 10,
       candidateType: local?.["candidateType"] as string | undefined,
+      relayProtocol: local?.["relayProtocol"] as string | undefined,
       fps: video?.["framesPerSecond"] as number | undefined,
       bitrateKbps: previous && now > previous.at ? Math.round(((bytes - previous.bytes) * 8) / (now - previous.at)) : undefined,
       framesDecoded: video?.["framesDecoded"] as number | undefined,

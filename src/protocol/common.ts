@@ -1,5 +1,5 @@
 /** Shapes shared by the client, gateway and runtime protocols. */
-import { array, integer, json, nullable, number, object, oneOf, optional, string, type Infer } from "./schema.ts";
+import { array, integer, json, nullable, number, object, oneOf, optional, record, string, type Infer } from "./schema.ts";
 
 /** Bumped when a frame changes incompatibly; sent in every handshake. Variants are only ever appended. */
 export const PROTOCOL_VERSION = 1;
@@ -33,6 +33,8 @@ export const CommandCapability = object({
   name: string({ min: 1, max: 128 }),
   description: string({ max: 1024 }),
   schema: optional(json("JSON Schema of the command's data.")),
+  /** Parameters that take an uploaded file (a FileRef in the command's `uploads` section). */
+  uploads: optional(array(string({ min: 1, max: 128 }), { max: 16 })),
 });
 
 export const Capabilities = object({
@@ -61,9 +63,26 @@ export const IceServer = object({
 });
 export type IceServer = Infer<typeof IceServer>;
 
+/**
+ * A file uploaded to the session (POST /sessions/{id}/uploads, then PUT), as a command refers to it. The gateway
+ * checks every reference against its record before the model sees it (docs/uploads.md): loose here on purpose, so a
+ * bad reference is refused with a precise upload code rather than as a malformed frame.
+ */
+export const FileRef = object({
+  upload_id: string({ min: 1, max: 256 }),
+  name: string({ max: 1024 }),
+  mime_type: string({ max: 256 }),
+  size: integer({ min: 0, max: Number.MAX_SAFE_INTEGER }),
+});
+export type FileRef = Infer<typeof FileRef>;
+
+export const MAX_UPLOADS_PER_COMMAND = 16;
+
 export const Command = object({
   type: string({ min: 1, max: 128 }),
   data: optional(json()),
+  /** Files the command takes, by parameter name (the official client's wire shape). */
+  uploads: optional(record(FileRef, { maxKeys: MAX_UPLOADS_PER_COMMAND })),
 });
 export type Command = Infer<typeof Command>;
 

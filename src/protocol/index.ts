@@ -4,3 +4,4 @@ export * from "./runtime.ts";
 export * from "./schema.ts";
 export * from "./signaling.ts";
 export * from "./sessions.ts";
+export * from "./uploads.ts";

@@ -42,8 +42,20 @@ export function turnUris({ host, port, tlsPort }: TurnHost): string[] {
   return uris;
 }
 
+/** Imported once per secret and isolate: importing costs as much as signing. */
+const hmacKeys = new Map<string, Promise<CryptoKey>>();
+
+function hmacKey(secret: string): Promise<CryptoKey> {
+  let key = hmacKeys.get(secret);
+  if (!key) {
+    key = crypto.subtle.importKey("raw", encoder.encode(secret), { name: "HMAC", hash: "SHA-1" }, false, ["sign"]);
+    hmacKeys.set(secret, key);
+  }
+  return key;
+}
+
 export async function turnPassword(secret: string, username: string): Promise<string> {
-  const key = await crypto.subtle.importKey("raw", encoder.encode(secret), { name: "HMAC", hash: "SHA-1" }, false, ["sign"]);
+  const key = await hmacKey(secret);
   const mac = new Uint8Array(await crypto.subtle.sign("HMAC", key, encoder.encode(username)));
   let binary = "";
   for (const byte of mac) binary += String.fromCharCode(byte);

@@ -47,7 +47,7 @@ export interface SdkState {
   messages: { data: unknown; seq: number }[];
   tracks: string[];
   commands: RecordedCommand[];
-  stats: { rttMs?: number; candidateType?: string; fps?: number; bitrateKbps?: number; framesDecoded?: number; generation: number }[];
+  stats: { rttMs?: number; candidateType?: string; relayProtocol?: string; fps?: number; bitrateKbps?: number; framesDecoded?: number; generation: number }[];
   /** Video frames presented (requestVideoFrameCallback), the last media time, ms from connect() to the first. */
   frames: number;
   mediaTime: number;
