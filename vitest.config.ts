@@ -23,11 +23,16 @@ export default defineConfig({
                   ADMIN_TOKEN: "test-admin-token",
                   RUNTIME_TOKENS: "rt_test_runtime_token_0123456789abcdef",
                   TEST_CLOCK: "1",
+                  UPLOAD_SIGNING_SECRET: "worker-test-upload-signing-secret-0123456789",
+                  UPLOAD_MAX_PER_SESSION: "10",
                   LONG_POLL_MS: "2000",
                   // coturn-style TURN (nothing listens there): every session issues real credentials.
                   TURN_SECRET: "worker-test-turn-secret",
                   TURN_HOSTS: "turn.worker.test",
                   TEST_MIGRATIONS: migrations,
+                  // Protocol fuzzing (test/worker/fuzz-*.test.ts): frames per run and the seed (`npm run fuzz`); empty = defaults.
+                  FUZZ_FRAMES: process.env.FUZZ_FRAMES ?? "",
+                  FUZZ_SEED: process.env.FUZZ_SEED ?? "",
                 },
               },
             }),

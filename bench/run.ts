@@ -3,12 +3,14 @@
  * BENCHMARKS.md (plus the raw figures as JSON in bench/results/, which git ignores).
  */
 import { mkdir, readdir, readFile, writeFile } from "node:fs/promises";
+import os from "node:os";
 import path from "node:path";
 import { pathToFileURL } from "node:url";
 import { parseArgs } from "node:util";
 import { PROJECT_ROOT } from "../scripts/lib/paths.ts";
 import { describeMachine } from "./harness/machine.ts";
 import { parseSections, renderReport, renderSection } from "./harness/report.ts";
+import type { Chart } from "./harness/charts.ts";
 import { isSuite, type Suite, type SuiteResult } from "./harness/suite.ts";
 
 const HELP = `Run the benchmarks and write BENCHMARKS.md.
@@ -33,7 +35,8 @@ async function loadSuites(): Promise<Suite[]> {
     if (isSuite(module)) suites.push(module);
     else console.warn(`bench/suites/${file} exports no suite (name + run); skipped.`);
   }
-  return suites;
+  // Stable sort: by `order`, then by file name (the order they were read in).
+  return suites.sort((a, b) => (a.order ?? 50) - (b.order ?? 50));
 }
 
 async function readIfExists(file: string): Promise<string> {
@@ -74,12 +77,14 @@ async function main(): Promise<number> {
   console.log(`Benchmarks (${quick ? "quick" : "full"}) on ${machine.cpu}, ${machine.cores} cores, Node ${machine.node}, workerd ${machine.workerd}`);
 
   const sections = new Map<string, string>();
+  const charts: Chart[] = [];
   const figures: Record<string, unknown> = {};
   let failed = 0;
   let missed = 0;
   for (const suite of selected) {
     const title = suite.title ?? suite.name;
     const started = performance.now();
+    const loadAverage = os.loadavg()[0]!;
     const elapsed = () => `${((performance.now() - started) / 1000).toFixed(1)} s`;
     console.log(`\n▶ ${title}`);
     let result: SuiteResult;
@@ -91,6 +96,7 @@ async function main(): Promise<number> {
       continue;
     }
     if (result.passed === false) missed++;
+    charts.push(...(result.charts ?? []));
     const verdict = result.passed === undefined ? "" : result.passed ? " — targets met" : " — targets MISSED";
     console.log(`✔ ${title} in ${elapsed()}${verdict}`);
     figures[suite.name] = result.figures;
@@ -104,6 +110,7 @@ async function main(): Promise<number> {
         quick,
         date,
         seconds: (performance.now() - started) / 1000,
+        loadAverage,
       }),
     );
   }
@@ -116,10 +123,17 @@ async function main(): Promise<number> {
     previous: parseSections(await readIfExists(out)),
   });
   await writeFile(out, report);
+  // Charts go next to the report (docs/ beside BENCHMARKS.md, or beside the --out file), where its links point.
+  for (const chart of charts) {
+    const file = path.join(path.dirname(out), "docs", chart.file);
+    await mkdir(path.dirname(file), { recursive: true });
+    await writeFile(file, chart.svg);
+  }
   await mkdir(RESULTS_DIR, { recursive: true });
   const resultsFile = path.join(RESULTS_DIR, `${date.toISOString().replaceAll(":", "-")}.json`);
   await writeFile(resultsFile, JSON.stringify({ date: date.toISOString(), quick, machine, figures }, null, 2) + "\n");
-  console.log(`\nWrote ${path.relative(process.cwd(), out) || out} and ${path.relative(process.cwd(), resultsFile)}`);
+  const chartNote = charts.length > 0 ? `, ${charts.length} chart(s) in ${path.relative(process.cwd(), path.join(path.dirname(out), "docs")) || "docs"}` : "";
+  console.log(`\nWrote ${path.relative(process.cwd(), out) || out}${chartNote} and ${path.relative(process.cwd(), resultsFile)}`);
 
   if (failed > 0) return 1;
   return values.strict && missed > 0 ? 1 : 0;

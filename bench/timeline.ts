@@ -1,8 +1,10 @@
 /**
- * `node bench/timeline.ts [--client native|official] [--runs n] [--long-poll-ms n] [--spare-encoders n]`: connects
+ * `node bench/timeline.ts [--client native|official] [--runs n] [--long-poll-ms n] [--spare-encoders n] [--untuned]
+ * [--floor]`: connects
  * a client in headless Chromium to a real gateway and runtime agent (demo model), `runs` times after one warm-up,
  * and prints for each connect one merged timeline of the page, the gateway and the agent (bench/lib/timeline.ts),
- * in ms from the connect() call. A diagnostic, not a suite: it measures nothing into BENCHMARKS.md.
+ * in ms from the connect() call. `--untuned`: the agent with werift's own timings (`tuneWerift: false`). `--floor`:
+ * against the instant in-process gateway (bench/lib/instant-gateway.ts) instead of wrangler dev and an agent. A diagnostic, not a suite: it measures nothing into BENCHMARKS.md.
  */
 import { parseArgs } from "node:util";
 import { RuntimeAgent } from "../runtime/agent.ts";
@@ -11,6 +13,7 @@ import { launchBrowser, servePage } from "../test/node/support/browser.ts";
 import { reactorClientPage } from "../test/node/support/browser.test-page.ts";
 import { sdkPage } from "../test/node/support/sdk-page.ts";
 import { clientToken, startGateway } from "./lib/gateway.ts";
+import { startInstantGateway } from "./lib/instant-gateway.ts";
 import { agentLog, formatTimeline, gatewayLog, merge, pageEvents, probePage } from "./lib/timeline.ts";
 
 const { values } = parseArgs({
@@ -19,6 +22,8 @@ const { values } = parseArgs({
     runs: { type: "string", default: "3" },
     "long-poll-ms": { type: "string" },
     "spare-encoders": { type: "string", default: "0" },
+    floor: { type: "boolean", default: false },
+    untuned: { type: "boolean", default: false },
   },
 });
 const client = values.client === "official" ? "official" : "native";
@@ -28,21 +33,23 @@ const gatewayLines = gatewayLog();
 const agentLines = agentLog();
 const vars: Record<string, string> = { STUN_URLS: "" };
 if (values["long-poll-ms"] !== undefined) vars.LONG_POLL_MS = values["long-poll-ms"];
+const floor = values.floor ? await startInstantGateway({ model: demoModel(), log: agentLines.log }) : undefined;
 const [gateway, browser, site] = await Promise.all([
-  startGateway({ vars, onLine: gatewayLines.onLine }),
+  floor ? { url: floor.url, runtimeToken: "", stop: () => floor.close() } : startGateway({ vars, onLine: gatewayLines.onLine }),
   launchBrowser(),
   (client === "native" ? sdkPage() : reactorClientPage()).then((files) => servePage(files)),
 ]);
 const agent = new RuntimeAgent({
   gatewayUrl: gateway.url,
-  token: gateway.runtimeToken,
+  token: gateway.runtimeToken || "rt_unused",
   model: demoModel({ spareEncoders: Number(values["spare-encoders"]) }),
   slots: 1,
   log: agentLines.log,
+  webrtc: { tuneWerift: !values.untuned },
 });
 try {
-  await agent.start();
-  const jwt = await clientToken(gateway);
+  if (!floor) await agent.start();
+  const jwt = floor ? "floor" : await clientToken(gateway as Awaited<ReturnType<typeof startGateway>>);
   for (let run = 0; run <= runs; run++) {
     gatewayLines.clear();
     agentLines.clear();

@@ -6,25 +6,22 @@
  *   model → client: `{ scope: "application" | "runtime", data: <anything> }` (the client's `message` /
  *                   `runtimeMessage` events)
  */
-import { LIMITS, MessageScope } from "../src/protocol/common.ts";
-import { integer, json, object, optional, parse, record, string, type Infer } from "../src/protocol/schema.ts";
+import { FileRef, LIMITS, MAX_UPLOADS_PER_COMMAND, MessageScope } from "../src/protocol/common.ts";
+import { json, object, optional, parse, record, string, type Infer } from "../src/protocol/schema.ts";
 
 export const ClientEnvelope = object({
   scope: MessageScope,
   data: object({
     type: string({ min: 1, max: 128 }),
     data: optional(json()),
-    uploads: optional(record(json(), { maxKeys: 64 })),
+    /** File references by parameter (the official client's FileRefs), checked with the gateway before use. */
+    uploads: optional(record(FileRef, { maxKeys: MAX_UPLOADS_PER_COMMAND })),
   }),
 });
 export type ClientEnvelope = Infer<typeof ClientEnvelope>;
 
-export const FileUploaded = object({
-  upload_id: string({ min: 1, max: 256 }),
-  name: string({ max: 1024 }),
-  mime_type: string({ max: 256 }),
-  size: integer({ min: 0 }),
-});
+/** The data of the `fileUploaded` runtime command: a file reference. */
+export const FileUploaded = FileRef;
 
 export type Decoded = { ok: true; envelope: ClientEnvelope } | { ok: false; problem: string };
 

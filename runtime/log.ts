@@ -4,10 +4,14 @@ export type Log = (level: LogLevel, message: string) => void;
 
 const ORDER: Record<LogLevel, number> = { debug: 0, info: 1, warn: 2, error: 3 };
 
-/** Lines at `minLevel` or above to stderr, as `[runtime] level message`. */
+/**
+ * Lines at `minLevel` or above to stderr, as `[runtime] level message`; without the `[runtime]` when `prefix` is
+ * empty (a supervisor such as `npm start` adds its own).
+ */
 export function consoleLog(minLevel: LogLevel = "info", prefix = "runtime"): Log {
+  const label = prefix ? `[${prefix}] ` : "";
   return (level, message) => {
-    if (ORDER[level] >= ORDER[minLevel]) process.stderr.write(`[${prefix}] ${level.padEnd(5)} ${message}\n`);
+    if (ORDER[level] >= ORDER[minLevel]) process.stderr.write(`${label}${level.padEnd(5)} ${message}\n`);
   };
 }
 

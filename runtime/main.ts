@@ -6,6 +6,9 @@ import { parseArgs } from "node:util";
 import { RuntimeAgent } from "./agent.ts";
 import { demoModel } from "./demo/model.ts";
 import { consoleLog, errorText, type LogLevel } from "./log.ts";
+
+/** `REACTOR_LOG_PREFIX=` (empty) when a supervisor labels the agent's lines itself. */
+const LOG_PREFIX = process.env.REACTOR_LOG_PREFIX ?? "runtime";
 import type { AnyModel } from "./model.ts";
 
 const MODELS: Record<string, (options: { spareEncoders: number }) => AnyModel> = { demo: (options) => demoModel(options) };
@@ -92,7 +95,7 @@ async function main(): Promise<number> {
     model: MODELS[options.model]!({ spareEncoders: options.spareEncoders }),
     slots: options.slots,
     runtimeId: options.runtimeId,
-    log: consoleLog(options.logLevel),
+    log: consoleLog(options.logLevel, LOG_PREFIX),
     webrtc: options.stun.length > 0 ? { iceServers: [{ urls: options.stun }] } : {},
   });
   let stopping: Promise<void> | undefined;
@@ -109,7 +112,7 @@ async function main(): Promise<number> {
     console.error(`[runtime] error: ${errorText(error)}`);
     return 1;
   }
-  console.log(`[runtime] serving model ${options.model} with ${options.slots} slot(s) at ${options.gatewayUrl} as ${agent.runtimeId}`);
+  console.log(`${LOG_PREFIX ? `[${LOG_PREFIX}] ` : ""}serving model ${options.model} with ${options.slots} slot(s) at ${options.gatewayUrl} as ${agent.runtimeId}`);
   await new Promise(() => undefined); // until a signal
   return 0;
 }

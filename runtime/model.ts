@@ -28,13 +28,23 @@ export interface CommandSpec<T = unknown> {
   description: string;
   /** Validates the command's data (absent data is checked as `{}`); its JSON Schema is published as a capability. */
   schema: Schema<T>;
+  /**
+   * Parameters that take an uploaded file, each required: the client sends a FileRef for it (in the command's
+   * `uploads` section), the agent checks it with the gateway and hands the model an `UploadedFile`.
+   */
+  uploads?: readonly string[];
 }
 
 // `any` lets each entry keep its own data type; `CommandOf` recovers them.
 export type CommandSpecs = Record<string, CommandSpec<any>>;
 
-/** A command that passed its schema: `type` names it, `data` is what the schema returned. */
-export type CommandOf<C extends CommandSpecs> = { [K in keyof C & string]: { type: K; data: Infer<C[K]["schema"]> } }[keyof C & string];
+/**
+ * A command that passed its schema: `type` names it, `data` is what the schema returned, `uploads` holds the files of
+ * its declared upload parameters (empty for commands that take none).
+ */
+export type CommandOf<C extends CommandSpecs> = {
+  [K in keyof C & string]: { type: K; data: Infer<C[K]["schema"]>; uploads: Readonly<Record<string, UploadedFile>> };
+}[keyof C & string];
 
 /** A track's output: the model writes its encoded video here. */
 export interface VideoSink {
@@ -45,12 +55,19 @@ export interface VideoSink {
   writeRtp(packet: Buffer): void;
 }
 
-/** A file the client uploaded (`fileUploaded`, runtime scope). */
+/**
+ * A file the client uploaded to this session (docs/uploads.md), checked with the gateway before the model sees it:
+ * it exists, is complete, belongs to this session, and these facts are the gateway's record.
+ */
 export interface UploadedFile {
   upload_id: string;
   name: string;
   mime_type: string;
   size: number;
+  /** The bytes, streamed from the gateway (the first call reuses the checking request; later ones fetch again). */
+  stream(): Promise<ReadableStream<Uint8Array>>;
+  /** All the bytes in memory (up to the gateway's UPLOAD_MAX_BYTES). */
+  bytes(): Promise<Uint8Array>;
 }
 
 /** What the agent gives the model for one session. */
@@ -112,7 +129,12 @@ export function capabilitiesOf(model: AnyModel): Capabilities {
   return {
     protocol_version: PROTOCOL_VERSION,
     tracks: model.tracks,
-    commands: Object.entries(model.commands as CommandSpecs).map(([name, spec]) => ({ name, description: spec.description, schema: spec.schema.json })),
+    commands: Object.entries(model.commands as CommandSpecs).map(([name, spec]) => ({
+      name,
+      description: spec.description,
+      schema: spec.schema.json,
+      ...(spec.uploads && { uploads: [...spec.uploads] }),
+    })),
     ...(model.emissionFps !== undefined && { emission_fps: model.emissionFps }),
   };
 }

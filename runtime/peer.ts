@@ -1,13 +1,15 @@
 /**
  * One peer connection with the client (one offer generation), answered with werift as docs/media-recipe.md
- * measured it: loopback host candidate, VP8 only, the answer sent once ICE gathering is complete (the official
- * client does not trickle, so the answer must carry the candidates). Candidates gathered after the answer are
- * trickled, then end-of-candidates, for clients that do trickle (the native SDK).
+ * measured it: loopback host candidate, VP8 only. A client that takes trickled candidates (the native SDK, `trickle`)
+ * gets the answer at once and every candidate after it as it is gathered; any other (the official client does not
+ * trickle) gets the answer once ICE gathering is complete, carrying the candidates, and only those gathered later
+ * are trickled. End-of-candidates follows either way. Candidates go out only after the caller has sent the answer
+ * (`answerSent()`).
  *
  * The model's declared tracks are matched to the offer's transceivers by the client's `track_mapping` (mid →
  * name) when it sends one, else by kind in declaration order.
  */
-import { RTCPeerConnection, RTCRtpCodecParameters, type RTCDataChannel, type RTCRtpTransceiver } from "werift";
+import { RTCPeerConnection, RTCRtpCodecParameters, type RTCDataChannel, type RTCDtlsTransport, type RTCRtpTransceiver } from "werift";
 import type { IceCandidate, PeerState } from "../src/protocol/common.ts";
 import { array, parse } from "../src/protocol/schema.ts";
 import { TrackMappingEntry } from "../src/protocol/sessions.ts";
@@ -20,14 +22,21 @@ export interface WebRtcOptions {
   iceServers?: { urls: string | string[]; username?: string; credential?: string }[];
   /** Extra host addresses to offer; default ["127.0.0.1"] so a client on the same machine connects. */
   additionalHostAddresses?: string[];
-  /** How long the answer waits for ICE gathering (default 3 s); later candidates are trickled. */
+  /** How long an answer for a client that does not trickle waits for ICE gathering (default 3 s); later candidates are trickled. */
   gatherTimeoutMs?: number;
+  /**
+   * Adjust werift's connection timings (`tuneTransports`, default true). false leaves werift as it is: for
+   * comparison, or should a werift upgrade change the internals the adjustments rely on.
+   */
+  tuneWerift?: boolean;
 }
 
 export interface PeerLinkOptions {
   generation: number;
   offer: string;
   trackMapping: unknown;
+  /** The client takes candidates trickled after the answer: answer at once, without waiting for gathering. */
+  trickle?: boolean;
   tracks: readonly TrackCapability[];
   output(name: string): VideoOutput | undefined;
   webrtc: WebRtcOptions;
@@ -71,7 +80,10 @@ export class PeerLink {
   #channel: RTCDataChannel | undefined;
   /** Settles once the offer is applied: remote candidates wait for it. */
   #remoteApplied: Promise<void> | undefined;
-  #answered = false;
+  /** The answer is out (`answerSent()`): local candidates are passed on from then on, those before it kept. */
+  #answerSent = false;
+  /** Local candidates to pass on once the answer is out (null: end of candidates). */
+  #candidates: (IceCandidate | null)[] = [];
   #endOfCandidatesSent = false;
   #closed = false;
 
@@ -82,10 +94,10 @@ export class PeerLink {
     this.#subscribe(this.#pc.connectionStateChange, (state) => options.onState(state));
     this.#subscribe(this.#pc.iceConnectionStateChange, (state) => options.log("debug", `peer connection ${options.generation}: ICE ${state}`));
     this.#subscribe(this.#pc.onIceCandidate, (candidate) => {
-      if (this.#answered && candidate) options.onCandidate(toWire(candidate.toJSON()));
+      if (candidate) this.#localCandidate(toWire(candidate.toJSON()));
     });
     this.#subscribe(this.#pc.iceGatheringStateChange, (state) => {
-      if (state === "complete" && this.#answered) this.#endOfCandidates();
+      if (state === "complete") this.#localCandidate(null);
     });
     this.#subscribe(this.#pc.onDataChannel, (channel) => this.#adoptChannel(channel));
   }
@@ -98,23 +110,43 @@ export class PeerLink {
     return this.#channel?.readyState === "open";
   }
 
-  /** Applies the offer, attaches the model's tracks, and returns the answer once gathering is done (or timed out). */
+  /**
+   * Applies the offer, attaches the model's tracks, and returns the answer: at once for a trickling client, else
+   * once gathering is done (or timed out). Call `answerSent()` once it is sent.
+   */
   async answer(): Promise<string> {
     const started = performance.now();
     this.#remoteApplied = this.#pc.setRemoteDescription({ type: "offer", sdp: this.#options.offer });
     await this.#remoteApplied;
     await this.#attachTracks();
     const applied = performance.now();
-    await this.#pc.setLocalDescription(await this.#pc.createAnswer());
+    tuneTransports(this.#pc, this.#options.webrtc);
+    const answer = await this.#pc.createAnswer();
+    const ms = (from: number, to = performance.now()) => Math.round(to - from);
+    if (this.#options.trickle) {
+      // Everything in the answer but the candidates is final now; they follow as werift gathers them.
+      this.#pc.setLocalDescription(answer).catch((error: unknown) => {
+        this.#options.log("warn", `answer ${this.generation}: local description failed: ${errorText(error)}`);
+        if (!this.#closed) this.#options.onState("failed");
+      });
+      this.#options.log("debug", `answer ${this.generation} in ${ms(started)} ms (offer applied ${ms(started, applied)}; candidates trickled)`);
+      return answer.sdp;
+    }
+    await this.#pc.setLocalDescription(answer);
     const described = performance.now();
     await this.#gathered(this.#options.webrtc.gatherTimeoutMs ?? 3000);
     const sdp = this.#pc.localDescription?.sdp;
     if (!sdp) throw new Error("werift produced no local description");
-    const ms = (from: number, to: number) => Math.round(to - from);
-    this.#options.log("debug", `answer ${this.generation} in ${ms(started, performance.now())} ms (offer applied ${ms(started, applied)}, local description ${ms(applied, described)}, gathering ${ms(described, performance.now())})`);
-    this.#answered = true;
-    if (this.#pc.iceGatheringState === "complete") queueMicrotask(() => this.#endOfCandidates());
+    this.#options.log("debug", `answer ${this.generation} in ${ms(started)} ms (offer applied ${ms(started, applied)}, local description ${ms(applied, described)}, gathering ${ms(described)})`);
+    this.#candidates = this.#candidates.filter((candidate) => candidate === null); // the others are in `sdp`
     return sdp;
+  }
+
+  /** The answer has been sent: local candidates go out from now on, in order, those kept so far first. */
+  answerSent(): void {
+    if (this.#answerSent) return;
+    this.#answerSent = true;
+    for (const candidate of this.#candidates.splice(0)) this.#localCandidate(candidate);
   }
 
   async addRemoteCandidate(candidate: IceCandidate | null): Promise<void> {
@@ -207,10 +239,14 @@ export class PeerLink {
     if (channel.readyState === "open") queueMicrotask(() => this.#options.onDataChannelOpen());
   }
 
-  #endOfCandidates(): void {
-    if (this.#endOfCandidatesSent || this.#closed) return;
-    this.#endOfCandidatesSent = true;
-    this.#options.onCandidate(null);
+  #localCandidate(candidate: IceCandidate | null): void {
+    if (this.#closed || this.#endOfCandidatesSent) return;
+    if (!this.#answerSent) {
+      this.#candidates.push(candidate);
+      return;
+    }
+    if (candidate === null) this.#endOfCandidatesSent = true;
+    this.#options.onCandidate(candidate);
   }
 
   #gathered(timeoutMs: number): Promise<void> {
@@ -241,4 +277,106 @@ function toWire(candidate: { candidate: string; sdpMid?: string; sdpMLineIndex?:
     ...(candidate.sdpMid !== undefined && { sdp_mid: candidate.sdpMid }),
     ...(candidate.sdpMLineIndex !== undefined && { sdp_mline_index: candidate.sdpMLineIndex }),
   };
+}
+
+/**
+ * Three werift (0.25) defaults that cost every connection time, adjusted on a peer connection's transports once they
+ * exist (after the remote offer is applied, before gathering starts):
+ *
+ * - With no STUN server configured, werift still asks stun.l.google.com for a server-reflexive candidate and its
+ *   gathering (so the answer) waits for the reply, up to 5 s when UDP to it is blocked. No STUN configured means
+ *   host candidates only: that query is dropped.
+ * - Its ICE agent runs its check list in a loop that sleeps 20 ms between rounds, and reports ICE connected (which
+ *   starts DTLS) only when the loop next wakes and finds nothing left to check — 20 ms after the pair is nominated,
+ *   plus 20 ms for each remote candidate that was trickled in meanwhile (measured up to 60 ms). It is reported the
+ *   moment a pair is nominated instead, with consent-to-send started as the loop would start it.
+ * - As the DTLS client (the answerer's role) werift sleeps 100 ms after ICE connects before it sends its
+ *   ClientHello, in case the other side's DTLS is not listening yet (a ClientHello lost then is only resent after
+ *   500 ms). The ClientHello goes out at once instead, and is sent again when werift's own 100 ms are up if nothing
+ *   came back: never later than werift alone, and ~100 ms earlier whenever the peer is ready (browsers are: they
+ *   keep a ClientHello that arrives early).
+ *
+ * Each adjustment checks that werift still has the internals it relies on, and does nothing otherwise.
+ */
+export function tuneTransports(pc: RTCPeerConnection, webrtc: WebRtcOptions): void {
+  if (webrtc.tuneWerift === false) return;
+  const stun = (webrtc.iceServers ?? []).some((server) => [server.urls].flat().some((url) => /^stuns?:/i.test(url)));
+  for (const transport of pc.dtlsTransports) {
+    const connection = transport.iceTransport.connection as unknown as { stunServer?: unknown };
+    if (!stun && "stunServer" in connection) connection.stunServer = undefined;
+    connectedOnNomination(connection);
+    helloAtOnce(transport);
+  }
+}
+
+interface WeriftIceConnection {
+  connect(): Promise<void>;
+  checkComplete(pair: unknown): void;
+  queryConsent(): void;
+  setState(state: string): void;
+  nominated: unknown;
+  checkListDone: boolean;
+  state: string;
+}
+
+function connectedOnNomination(target: object): void {
+  const connection = target as Partial<WeriftIceConnection>;
+  if (typeof connection.connect !== "function" || typeof connection.checkComplete !== "function" || typeof connection.queryConsent !== "function" || typeof connection.setState !== "function") return;
+  const ice = connection as WeriftIceConnection;
+  const connect = ice.connect.bind(ice);
+  const checkComplete = ice.checkComplete;
+  ice.connect = () =>
+    new Promise<void>((resolve, reject) => {
+      let settled = false;
+      const settle = () => {
+        ice.checkComplete = checkComplete;
+        settled = true;
+      };
+      ice.checkComplete = function (pair) {
+        checkComplete.call(this, pair);
+        if (settled || !ice.nominated || !ice.checkListDone || ice.state === "closed" || ice.state === "failed") return;
+        settle();
+        ice.queryConsent(); // what connect() does once its loop ends (sending needs consent); it does it again then
+        ice.setState("connected");
+        resolve();
+      };
+      connect().then(
+        () => {
+          if (!settled) settle(), resolve();
+        },
+        (error: unknown) => {
+          if (!settled) settle(), reject(error);
+        },
+      );
+    });
+}
+
+interface WeriftDtlsClient {
+  connect(): Promise<void>;
+  transport: { send(data: Buffer, address?: unknown): unknown };
+  dtls: { flight: number };
+}
+
+function helloAtOnce(transport: RTCDtlsTransport): void {
+  const { unSubscribe } = transport.onStateChange.subscribe((state) => {
+    if (state !== "connecting") return;
+    unSubscribe();
+    // start() creates its DtlsClient synchronously right after this event, then sleeps: take over before it wakes.
+    queueMicrotask(() => {
+      const client = transport.dtls as unknown as Partial<WeriftDtlsClient> | undefined;
+      if (transport.role !== "client" || typeof client?.connect !== "function" || typeof client.transport?.send !== "function" || !client.dtls) return;
+      const { transport: socket, dtls } = client as WeriftDtlsClient;
+      const connect = client.connect.bind(client);
+      const send = socket.send;
+      const hello: [Buffer, unknown][] = [];
+      socket.send = (data, address) => (hello.push([data, address]), send(data, address)); // the first flight goes out synchronously
+      const started = connect();
+      socket.send = send;
+      started.catch(() => undefined); // werift's own connect() call below reports failures
+      client.connect = () => {
+        if (dtls.flight === 1) for (const [data, address] of hello) void Promise.resolve(send(data, address)).catch(() => undefined);
+        return started;
+      };
+    });
+  });
 }

@@ -19,6 +19,7 @@ import { errorText, scoped, type Log } from "./log.ts";
 import { VideoOutput } from "./media/video-output.ts";
 import type { AnyModel, CommandSpecs, MessageScope, ModelSession, SessionHandler } from "./model.ts";
 import { MessageOutbox } from "./outbox.ts";
+import { UploadReader } from "./uploads.ts";
 import { PeerLink, type WebRtcOptions } from "./peer.ts";
 import { describeFailure, ManagedSocket, socketUrl, type SocketFailure } from "./socket.ts";
 
@@ -75,11 +76,14 @@ export class ServedSession {
   #closing: Promise<void> | undefined;
   /** ICE servers for this session's peer connections, as the gateway last said (TURN credentials are per session). */
   #iceServers: IceServer[] = [];
+  /** Checks the client's file references with the gateway and streams their bytes (docs/uploads.md). */
+  readonly #uploads: UploadReader;
 
   constructor(options: ServedSessionOptions) {
     this.id = options.sessionId;
     this.#options = options;
     this.#log = scoped(options.log, `session ${options.sessionId}`);
+    this.#uploads = new UploadReader(options);
     for (const track of options.model.tracks) if (track.kind === "video" && track.direction === "recvonly") this.#outputs.set(track.name, new VideoOutput(track.name));
     this.#socket = new ManagedSocket<GatewayFrame, RuntimeSessionFrame>({
       url: socketUrl(options.gatewayUrl, `/v1/runtime/sessions/${encodeURIComponent(options.sessionId)}?runtime_id=${encodeURIComponent(options.runtimeId)}`),
@@ -131,7 +135,7 @@ export class ServedSession {
       case "session":
         return this.#onGreeted(frame);
       case "offer":
-        return this.#onOffer(frame.generation, frame.sdp, frame.track_mapping);
+        return this.#onOffer(frame.generation, frame.sdp, frame.track_mapping, frame.trickle === true);
       case "ice":
         if (frame.generation === this.#peer?.generation) void this.#peer.addRemoteCandidate(frame.candidate);
         return;
@@ -167,7 +171,7 @@ export class ServedSession {
     if (peer && this.#answer?.generation === peer.generation) this.#send({ type: "peer_state", generation: peer.generation, state: peer.connectionState });
   }
 
-  #onOffer(generation: number, sdp: string, trackMapping: unknown): void {
+  #onOffer(generation: number, sdp: string, trackMapping: unknown, trickle: boolean): void {
     const current = this.#peer;
     if (current && generation < current.generation) return; // the gateway drops stale generations too
     if (current && generation === current.generation) {
@@ -182,6 +186,7 @@ export class ServedSession {
       generation,
       offer: sdp,
       trackMapping,
+      trickle,
       tracks: this.#options.model.tracks,
       output: (name) => this.#outputs.get(name),
       // The gateway's servers for this session, and any the agent was configured with.
@@ -194,11 +199,15 @@ export class ServedSession {
       onDataChannelClosed: () => this.#onDataChannelClosed(peer),
     });
     this.#peer = peer;
+    // Before the answer: the gateway learns that the current generation is not connected yet, so a client that
+    // connects quickly never sees the previous generation's state (ACTIVE) reported as this one's.
+    this.#send({ type: "peer_state", generation, state: peer.connectionState });
     peer.answer().then(
       (answer) => {
         if (this.#peer !== peer) return;
         this.#answer = { generation, sdp: answer, candidates: [] };
         this.#send({ type: "answer", generation, sdp: answer });
+        peer.answerSent(); // its candidates follow the answer, never precede it
       },
       (error: unknown) => {
         if (this.#peer !== peer) return;
@@ -275,7 +284,16 @@ export class ServedSession {
       case "fileUploaded": {
         const file = parse(FileUploaded, command.data);
         if (!file.ok) return this.#emit(commandError("fileUploaded", "INVALID_COMMAND", file.error.message), "runtime");
-        this.#enqueue(async (handler) => handler.onFileUploaded?.(file.value));
+        this.#enqueue(async (handler) => {
+          if (!handler.onFileUploaded) return;
+          const checked = await this.#uploads.resolve("fileUploaded", { file: file.value });
+          if (!checked.ok) return this.#emit(checked.error, "runtime");
+          try {
+            await handler.onFileUploaded(checked.files["file"]!);
+          } finally {
+            checked.release();
+          }
+        });
         return;
       }
       default:
@@ -314,13 +332,15 @@ export class ServedSession {
   #runCommand(command: Command, seq?: number): void {
     this.#enqueue(async (handler) => {
       const checked = checkCommand(this.#options.model.commands, command);
-      if (!checked.ok) this.#emit(checked.error, "application");
-      else {
-        try {
-          await handler.onCommand(checked.command as never);
-        } catch (error) {
-          this.#emit(commandError(command.type, "COMMAND_FAILED", errorText(error)), "application");
-        }
+      if (!checked.ok) return this.#emit(checked.error, "application");
+      const files = await this.#uploads.resolve(command.type, checked.command.uploads);
+      if (!files.ok) return this.#emit(files.error, "application");
+      try {
+        await handler.onCommand({ ...checked.command, uploads: files.files } as never);
+      } catch (error) {
+        this.#emit(commandError(command.type, "COMMAND_FAILED", errorText(error)), "application");
+      } finally {
+        files.release();
       }
     }, () => {
       if (seq === undefined) return;

@@ -1,9 +1,11 @@
 /**
  * The first peer connection in a process is 300–600 ms slower than the next ones (DTLS certificate, JIT; see
  * docs/media-recipe.md). Connecting two local peers once at start moves that cost off the first client's path.
+ * werift keeps one DTLS certificate per process, so this also makes the one every session's peer connection uses.
+ * The answering side is tuned as the agent's are (`tuneTransports`), so the warm-up runs their code paths too.
  */
 import { errorText, type Log } from "./log.ts";
-import { newPeerConnection, type WebRtcOptions } from "./peer.ts";
+import { newPeerConnection, tuneTransports, type WebRtcOptions } from "./peer.ts";
 
 export async function warmUpWebRtc(webrtc: WebRtcOptions, log: Log, timeoutMs = 10_000): Promise<void> {
   const started = performance.now();
@@ -17,6 +19,7 @@ export async function warmUpWebRtc(webrtc: WebRtcOptions, log: Log, timeoutMs = 
     await offerer.setLocalDescription(await offerer.createOffer());
     await gatheringComplete(offerer);
     await answerer.setRemoteDescription(offerer.localDescription!);
+    tuneTransports(answerer, local);
     await answerer.setLocalDescription(await answerer.createAnswer());
     await gatheringComplete(answerer);
     await offerer.setRemoteDescription(answerer.localDescription!);

@@ -222,7 +222,7 @@ async function startRuntime(supervisor: Supervisor, url: string, devVars: DevVar
     command: process.execPath,
     args: [RUNTIME_MAIN, "--gateway", url, "--model", DEMO_MODEL, "--slots", String(slots), ...(stunUrls ? ["--stun", stunUrls] : [])],
     cwd: PROJECT_ROOT,
-    env: { ...process.env, REACTOR_RUNTIME_TOKEN: token },
+    env: { ...process.env, REACTOR_RUNTIME_TOKEN: token, REACTOR_LOG_PREFIX: "" }, // the supervisor labels its lines
   });
   supervisor.log(`starting the runtime agent (model ${DEMO_MODEL}, ${slots} slots) …`);
   await waitForModel(url, DEMO_MODEL, { gaveUp: agent.exited });

@@ -13,6 +13,7 @@ import { sessionRoutes } from "./routes/sessions.ts";
 import { socketRoutes } from "./routes/sockets.ts";
 import { tokenRoutes } from "./routes/tokens.ts";
 import { turnRoutes } from "./routes/turn.ts";
+import { uploadRoutes } from "./routes/uploads.ts";
 import { usageRoutes } from "./routes/usage.ts";
 
 export function createApp(): Hono<AppEnv> {
@@ -26,6 +27,7 @@ export function createApp(): Hono<AppEnv> {
   modelRoutes(app);
   turnRoutes(app);
   sessionRoutes(app);
+  uploadRoutes(app);
   usageRoutes(app);
   limitRoutes(app);
   socketRoutes(app);

@@ -89,3 +89,27 @@ export function meterIdleMs(env: SettingsEnv): number {
 }
 
 export const DEFAULT_STUN_URLS = "stun:stun.cloudflare.com:3478";
+
+/** File uploads (docs/uploads.md); each value can be overridden by the var of the same name. */
+export interface UploadSettings {
+  /** Largest file, in bytes (UPLOAD_MAX_BYTES). Keep it under the plan's request body limit (100 MB on most). */
+  maxBytes: number;
+  /** Accepted MIME types: `type/subtype`, `type/*` or `*` (UPLOAD_ALLOWED_TYPES, comma-separated). */
+  allowedTypes: readonly string[];
+  /** How long a presigned URL is valid (UPLOAD_URL_TTL_SECONDS). */
+  urlTtlMs: number;
+  /** Uploads one session may create (UPLOAD_MAX_PER_SESSION). */
+  maxPerSession: number;
+}
+
+export const DEFAULT_UPLOAD_TYPES = "image/*,video/*,audio/*,application/octet-stream";
+
+export function uploadSettings(env: SettingsEnv): UploadSettings {
+  const types = typeof env.UPLOAD_ALLOWED_TYPES === "string" && env.UPLOAD_ALLOWED_TYPES.trim() !== "" ? env.UPLOAD_ALLOWED_TYPES : DEFAULT_UPLOAD_TYPES;
+  return {
+    maxBytes: numberVar(env, "UPLOAD_MAX_BYTES", 50 * 1024 * 1024),
+    allowedTypes: types.split(",").map((type) => type.trim().toLowerCase()).filter(Boolean),
+    urlTtlMs: numberVar(env, "UPLOAD_URL_TTL_SECONDS", 600) * 1000,
+    maxPerSession: numberVar(env, "UPLOAD_MAX_PER_SESSION", 100),
+  };
+}

@@ -8,6 +8,10 @@ declare namespace Cloudflare {
     ADMIN_TOKEN?: string;
     /** Credentials GPU runtimes present on their sockets (comma-separated, for rotation). Never valid for clients. */
     RUNTIME_TOKENS?: string;
+    /** HMAC secret(s) that sign presigned upload URLs (≥ 32 characters; comma-separated: first signs, any verifies). Unset → uploads disabled. */
+    UPLOAD_SIGNING_SECRET?: string;
+    /** Optional (default 100): uploads one session may create. */
+    UPLOAD_MAX_PER_SESSION?: string;
     /** "1" only in tests: lets tests move Durable Objects' clocks forward. */
     TEST_CLOCK?: string;
     /** Set only in local development: enables the dev token route for the demo page. */

@@ -117,6 +117,13 @@ export const ERROR_CODES = {
   MESSAGE_SEQ_GAP: { status: 409, recoverable: true, message: "Messages must be numbered without gaps; the gateway asks for a resend from the expected seq." },
   MESSAGE_BUFFER_FULL: { status: 429, recoverable: true, message: "The client's message buffer is full (it is away, or not acknowledging); the message is asked for again once there is room." },
 
+  // Browsers
+  ORIGIN_NOT_ALLOWED: {
+    status: 403,
+    recoverable: false,
+    message: "Browsers on this origin may not call this gateway (it is not in CORS_ALLOWED_ORIGINS).",
+  },
+
   // Generic
   NOT_FOUND: { status: 404, recoverable: false, message: "Not found." },
   METHOD_NOT_ALLOWED: { status: 405, recoverable: false, message: "Method not allowed." },

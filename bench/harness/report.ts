@@ -12,6 +12,8 @@ export interface SectionInput {
   quick: boolean;
   date: Date;
   seconds: number;
+  /** 1-minute load average when the suite started: other work on the machine skews its figures. */
+  loadAverage?: number;
 }
 
 const stamp = (date: Date) => date.toISOString().replace("T", " ").replace(/:\d\d\.\d+Z$/, " UTC");
@@ -23,11 +25,23 @@ export function renderSection(section: SectionInput): string {
     `<!-- suite:${section.name} -->`,
     `## ${section.title}`,
     "",
-    `_${stamp(section.date)}, ${mode}, ${section.seconds.toFixed(0)} s${verdict}_`,
+    `_${stamp(section.date)}, ${mode}, ${section.seconds.toFixed(0)} s${section.loadAverage === undefined ? "" : `, load ${section.loadAverage.toFixed(1)} at start`}${verdict}_`,
     "",
     section.markdown.trim(),
     `<!-- /suite:${section.name} -->`,
   ].join("\n");
+}
+
+/** One summary line from a rendered section: its title (linked), when and how it ran, its verdict. */
+function summaryRow(section: string): string | undefined {
+  const title = /^## (.+)$/m.exec(section)?.[1];
+  const stamp = /^_(.+?), (quick run \(`--quick`\)|full run), (\d+) s(?:, load ([\d.]+) at start)?(?: · targets: \*\*(PASS|FAIL)\*\*)?_$/m.exec(section);
+  if (!title || !stamp) return undefined;
+  const anchor = title.toLowerCase().replace(/[^\p{L}\p{N}\s-]/gu, "").trim().replace(/\s/g, "-");
+  const mode = stamp[2]!.startsWith("quick") ? "quick" : "full";
+  const verdict = stamp[5] === undefined ? "no targets" : stamp[5] === "PASS" ? "pass" : "**FAIL**";
+  const load = stamp[4] === undefined ? "" : `, load ${stamp[4]}`;
+  return `| [${title}](#${anchor}) | ${stamp[1]}, ${mode}, ${stamp[3]} s${load} | ${verdict} |`;
 }
 
 /** Sections of a previous BENCHMARKS.md, by suite name. */
@@ -61,6 +75,7 @@ export function renderReport(options: {
   const sections = options.suites
     .map(({ name, section }) => section ?? options.previous.get(name))
     .filter((section): section is string => section !== undefined);
+  const summary = sections.map(summaryRow).filter((row): row is string => row !== undefined);
   return [
     "# Benchmarks",
     "",
@@ -73,6 +88,9 @@ export function renderReport(options: {
     "|---|---|",
     ...rows.map(([key, value]) => `| ${key} | ${value.replaceAll("|", "\\|")} |`),
     "",
+    ...(summary.length > 0
+      ? ["## Summary", "", "| suite | run | targets |", "|---|---|---|", ...summary, "", "Each section below gives its targets, the measured path and the figures; sections from earlier runs keep their own date.", ""]
+      : []),
     ...sections.flatMap((section) => [section, ""]),
   ].join("\n");
 }

@@ -5,6 +5,7 @@
 import WebSocket from "ws";
 import { MessageOutbox } from "../../runtime/outbox.ts";
 import type { Capabilities } from "../../src/protocol/common.ts";
+import { HEARTBEAT_REQUEST } from "../../src/protocol/runtime.ts";
 
 /** A runtime's model messages for one session, kept until acknowledged: the runtime agent's own outbox. */
 export { MessageOutbox };
@@ -119,7 +120,11 @@ export class BenchRuntime {
       headers: { Authorization: `Bearer ${this.gateway.runtimeToken}` },
     });
     this.control.send({ type: "register", runtime_id: this.id, model: { name: this.model, version: "bench" }, capabilities: BENCH_CAPABILITIES, slots: this.slots });
-    await this.control.next("registered");
+    const registered = await this.control.next("registered");
+    // The pool closes a control socket that misses 3 heartbeats (4008): runs longer than that need them.
+    const heartbeat = setInterval(() => this.control.send(HEARTBEAT_REQUEST), Math.max(500, Number(registered.heartbeat_interval_ms) * 0.6 || 3000));
+    heartbeat.unref();
+    this.control.ws.once("close", () => clearInterval(heartbeat));
     return this;
   }
 
@@ -153,6 +158,7 @@ export function openSignal(gatewayUrl: string, jwt: string, sessionId: string): 
 /** Creates a session and takes it to ACTIVE: assignment, runtime socket, offer/answer, peer connected. */
 export async function activeSession(gatewayUrl: string, jwt: string, runtime: BenchRuntime) {
   const assigned = runtime.control.next("assign", 30_000);
+  assigned.catch(() => {}); // awaited below; if creating fails first, its rejection must not go unhandled
   const sessionId = await createSession(gatewayUrl, jwt, runtime.model);
   const assignment = await assigned;
   if (assignment.session_id !== sessionId) throw new Error("assignments arrived out of order; create sessions one at a time");

@@ -12,6 +12,7 @@ import { tmpdir } from "node:os";
 import path from "node:path";
 import { startDevServer } from "../../scripts/lib/dev-server.ts";
 import { PROJECT_ROOT } from "../../scripts/lib/paths.ts";
+import { microsecondsPerOp, timeRequest } from "../harness/request-timing.ts";
 import type { SuiteContext, SuiteResult } from "../harness/suite.ts";
 import { fixed, grouped, median, quantile } from "../harness/stats.ts";
 
@@ -50,22 +51,9 @@ export interface AlgorithmFigures {
   meetsRatio: boolean;
 }
 
-async function timeRequest(url: string): Promise<number> {
-  const started = performance.now();
-  const response = await fetch(url);
-  const body = await response.text();
-  const elapsed = performance.now() - started;
-  if (response.status !== 200) throw new Error(`${url}: HTTP ${response.status} ${body}`);
-  return elapsed;
-}
-
-/** µs per verification, from one N-request minus the N=0 baseline around it. */
-async function microsecondsPerOp(base: string, alg: Algorithm, mode: Mode, n: number): Promise<number> {
-  const url = (count: number) => `${base}/verify?alg=${alg}&mode=${mode}&n=${count}`;
-  const before = await timeRequest(url(0));
-  const full = await timeRequest(url(n));
-  const after = await timeRequest(url(0));
-  return ((full - (before + after) / 2) * 1000) / n;
+/** µs per verification (see request-timing.ts). */
+function microsecondsPerVerify(base: string, alg: Algorithm, mode: Mode, n: number): Promise<number> {
+  return microsecondsPerOp((count) => `${base}/verify?alg=${alg}&mode=${mode}&n=${count}`, n);
 }
 
 async function measure(base: string, alg: Algorithm, settings: Settings, ctx: SuiteContext): Promise<AlgorithmFigures> {
@@ -76,7 +64,7 @@ async function measure(base: string, alg: Algorithm, settings: Settings, ctx: Su
     const order = rep % 2 === 0 ? MODES : ([...MODES].reverse() as Mode[]);
     const sample = {} as Record<Mode, number>;
     for (const mode of order) {
-      sample[mode] = await microsecondsPerOp(base, alg, mode, settings.n);
+      sample[mode] = await microsecondsPerVerify(base, alg, mode, settings.n);
       samples[mode].push(sample[mode]);
     }
     ratios.push(sample.ours / sample.floor);

@@ -1,14 +1,14 @@
 /**
  * Cost of issuing one TURN credential in workerd: iceServersFor() with the coturn provider (what `ice_servers`,
  * `POST /v1/turn-credentials` and the session sockets run) next to the floor, one bare HMAC-SHA1 with an imported
- * key. Timed from outside like jwt-verify (workerd's clocks stand still while a request computes): a request that
- * issues N times minus the mean of two N=0 requests around it, divided by N; the two modes alternate.
+ * key. Timed from outside (bench/harness/request-timing.ts); the two modes alternate.
  */
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { startDevServer } from "../../scripts/lib/dev-server.ts";
 import { PROJECT_ROOT } from "../../scripts/lib/paths.ts";
+import { microsecondsPerOp, timeRequest } from "../harness/request-timing.ts";
 import type { SuiteContext, SuiteResult } from "../harness/suite.ts";
 import { fixed, grouped, median, quantile } from "../harness/stats.ts";
 
@@ -19,21 +19,8 @@ const BENCH_CONFIG = path.join(PROJECT_ROOT, "bench", "workers", "turn-issue", "
 const MODES = ["ours", "floor"] as const;
 type Mode = (typeof MODES)[number];
 
-async function timeRequest(url: string): Promise<number> {
-  const started = performance.now();
-  const response = await fetch(url);
-  const body = await response.text();
-  const elapsed = performance.now() - started;
-  if (response.status !== 200) throw new Error(`${url}: HTTP ${response.status} ${body}`);
-  return elapsed;
-}
-
-async function microsecondsPerIssue(base: string, mode: Mode, n: number): Promise<number> {
-  const url = (count: number) => `${base}/issue?mode=${mode}&n=${count}`;
-  const before = await timeRequest(url(0));
-  const full = await timeRequest(url(n));
-  const after = await timeRequest(url(0));
-  return ((full - (before + after) / 2) * 1000) / n;
+function microsecondsPerIssue(base: string, mode: Mode, n: number): Promise<number> {
+  return microsecondsPerOp((count) => `${base}/issue?mode=${mode}&n=${count}`, n);
 }
 
 export async function run(ctx: SuiteContext): Promise<SuiteResult> {

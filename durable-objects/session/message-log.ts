@@ -106,11 +106,15 @@ export class MessageLog {
 
   /**
    * The client acknowledged every message up to `seq` (cumulative). Returns the seq now known to be with the
-   * client (at most `last` while this object knows everything it sent; after a wake-up it takes the client's word),
-   * and whether anything was freed. Deletes rows only when something is stored.
+   * client, and whether anything was freed. Deletes rows only when something is stored.
+   *
+   * The seq is at most `last`, except after a wake-up on a socket that was sent messages from memory
+   * (`sentFromMemory`, noted on the socket): an earlier instance may have sent it more than this one remembers, so
+   * the client's word is taken. Anywhere else a higher seq can only be a client's mistake (or lie); believed, it
+   * would make this object drop the runtime's next messages as duplicates and tell the runtime to forget them.
    */
-  acknowledge(seq: number): { upTo: number; freed: boolean; deletedRows: boolean } {
-    const upTo = this.complete ? Math.min(seq, this.#last) : seq;
+  acknowledge(seq: number, sentFromMemory: boolean): { upTo: number; freed: boolean; deletedRows: boolean } {
+    const upTo = this.complete || !sentFromMemory ? Math.min(seq, this.#last) : seq;
     let freed = false;
     while (this.#unacked.length > 0 && this.#unacked[0]!.seq <= upTo) {
       this.#unackedBytes -= this.#unacked.shift()!.frame.length;

@@ -9,6 +9,7 @@
  * keeps each of them until this object acknowledges it, which it does only once the message is safe.
  */
 import { DurableObject } from "cloudflare:workers";
+import { randomId } from "../../src/auth/encoding.ts";
 import { GATEWAY_VERSION, meterIdleMs, sessionSettings, type SessionSettings } from "../../src/config.ts";
 import type { ErrorCode } from "../../src/errors.ts";
 import { ApiError, ERROR_CODES } from "../../src/errors.ts";
@@ -23,6 +24,7 @@ import {
   type Capabilities,
   type Command,
   type CommandPolicy,
+  type FileRef,
   type CommandState,
   type IceCandidate,
   type IceServer,
@@ -34,6 +36,7 @@ import { GatewaySessionFrame, RuntimeSessionFrame } from "../../src/protocol/run
 import type { SessionResponse } from "../../src/protocol/sessions.ts";
 import { ClientFrame, KEEPALIVE_PING, KEEPALIVE_PONG, type ServerFrame } from "../../src/protocol/signaling.ts";
 import type { Infer } from "../../src/protocol/schema.ts";
+import { deleteSessionUploads, uploadKey } from "../../src/uploads/store.ts";
 import { Clock } from "../clock.ts";
 import { closeReason, completeClose, sendIfOpen } from "../sockets.ts";
 import type { Assignment } from "../pool/model-pool.ts";
@@ -42,6 +45,7 @@ import { EventLog, type SessionEvent } from "./event-log.ts";
 import { isEnded, nextState, type LifecycleEvent } from "./lifecycle.ts";
 import { MessageLog } from "./message-log.ts";
 import { meterCommand, meterTransition, newMeter, openSegmentAt, PendingSegments, type MeterState, type Segment } from "./meter.ts";
+import { UploadLog, type UploadClaim, type UploadRecord } from "./upload-log.ts";
 
 export type Result<T> = { ok: true; value: T } | { ok: false; code: ErrorCode; message?: string; retryAfter?: number };
 const ok = <T>(value: T): Result<T> => ({ ok: true, value });
@@ -92,6 +96,8 @@ interface Deadlines {
   ledger?: number;
   /** Fresh TURN credentials for the native client before the ones it has expire. */
   iceRefresh?: number;
+  /** Retry of an unconfirmed deletion of the session's uploaded files (R2), after its end. */
+  uploads?: number;
 }
 
 /** Everything about a session except its logs. Stored as one value; small enough to rewrite on every change. */
@@ -138,7 +144,8 @@ interface SessionRecord {
  * can be 64 KiB) and changes only while a peer connection is negotiated, so frames on the hot path never rewrite it.
  */
 interface Negotiation {
-  offer: { sdp: string; trackMapping?: unknown } | null;
+  /** `trickle`: offered on the native socket, whose client takes the runtime's candidates trickled after the answer. */
+  offer: { sdp: string; trackMapping?: unknown; trickle?: boolean } | null;
   answer: string | null;
   clientCandidates: (IceCandidate | null)[];
   runtimeCandidates: (IceCandidate | null)[];
@@ -155,6 +162,25 @@ export interface CreateSessionInput {
   extraArgs?: Record<string, unknown>;
   /** The account's maximum session length; default SESSION_MAX_SECONDS. */
   maxDurationMs?: number;
+}
+
+export interface NewUpload {
+  name: string;
+  mimeType: string;
+  size: number;
+  urlTtlMs: number;
+  maxPerSession: number;
+}
+
+/** An upload as the routes need it: to sign its URL, to store or serve its bytes. */
+export interface UploadFacts {
+  uploadId: string;
+  sessionId: string;
+  key: string;
+  name: string;
+  mimeType: string;
+  size: number;
+  expiresAt: number;
 }
 
 /** A session's billing as this object knows it: closed segments not yet in the D1 ledger, and the open one. */
@@ -180,6 +206,7 @@ export class SessionRelay extends DurableObject<Env> {
   readonly #messages: MessageLog;
   readonly #events: EventLog;
   readonly #pendingSegments: PendingSegments;
+  readonly #uploads: UploadLog;
   readonly #idleSpanMs: number;
   #session: SessionRecord | undefined;
   #negotiation: Negotiation;
@@ -215,6 +242,7 @@ export class SessionRelay extends DurableObject<Env> {
     );
     this.#events = new EventLog(sql);
     this.#pendingSegments = new PendingSegments(sql);
+    this.#uploads = new UploadLog(sql);
     this.#idleSpanMs = meterIdleMs(env as unknown as Record<string, unknown>);
     this.#negotiation = ctx.storage.kv.get<Negotiation>(NEGOTIATION_KEY) ?? noNegotiation();
     // Keep-alive pings cost nothing: answered by the runtime without waking (or un-hibernating) this object.
@@ -441,6 +469,100 @@ export class SessionRelay extends DurableObject<Env> {
     this.#scheduleAlarm();
   }
 
+  // ── Uploads (docs/uploads.md): records here, bytes in R2, moved by the Worker's routes ───────────────────────
+
+  /** A new upload of this session, pending until its PUT stores the bytes. */
+  async createUpload(accountId: string, upload: NewUpload): Promise<Result<UploadFacts>> {
+    const live = this.#ownedAndLive(accountId);
+    if (!live.ok) return live;
+    if (this.#uploads.count >= upload.maxPerSession) return fail("UPLOAD_LIMIT_REACHED");
+    const now = this.#clock.now();
+    const record = this.#uploads.create({ id: `upl_${randomId(16)}`, ...upload, createdAt: now, expiresAt: now + upload.urlTtlMs });
+    this.#events.record(now, "upload_created", { upload_id: record.id, size: record.size, mime_type: record.mimeType });
+    return ok(this.#uploadFacts(record));
+  }
+
+  /** A PUT takes the upload (one at a time, and only until one has succeeded). */
+  async claimUpload(claim: UploadClaim): Promise<Result<UploadFacts>> {
+    const live = this.#liveForUploads();
+    if (!live.ok) return live;
+    const refused = this.#uploads.claim(claim, this.#clock.now());
+    if (refused) return fail(refused);
+    return ok(this.#uploadFacts(this.#uploads.get(claim.uploadId)!));
+  }
+
+  /** The claiming PUT stored the bytes. Refused once the session has ended: the caller then deletes them. */
+  async completeUpload(uploadId: string, attempt: string): Promise<Result<true>> {
+    const live = this.#liveForUploads();
+    if (!live.ok) return live;
+    const now = this.#clock.now();
+    const refused = this.#uploads.complete(uploadId, attempt, now);
+    if (refused) return fail(refused);
+    this.#events.record(now, "upload_complete", { upload_id: uploadId });
+    return ok(true);
+  }
+
+  /** The claiming PUT failed and stored nothing. */
+  async releaseUpload(uploadId: string, attempt: string): Promise<void> {
+    this.#uploads.release(uploadId, attempt);
+  }
+
+  /** The bytes of a complete upload, for the runtime assigned to this session only. */
+  async uploadForRuntime(runtimeId: string, uploadId: string): Promise<Result<UploadFacts>> {
+    const live = this.#liveForUploads();
+    if (!live.ok) return live;
+    if (live.value.runtime?.runtimeId !== runtimeId) return fail("RUNTIME_NOT_ASSIGNED");
+    const record = this.#uploads.get(uploadId);
+    if (!record) return fail("UPLOAD_NOT_FOUND");
+    if (record.state !== "complete") return fail("UPLOAD_NOT_COMPLETE");
+    return ok(this.#uploadFacts(record));
+  }
+
+  /** The session while it lives; none (a guessed id: nothing is kept) or an ended one takes no upload traffic. */
+  #liveForUploads(): Result<SessionRecord> {
+    const session = this.#session;
+    if (!session) {
+      this.#keepNothing();
+      return fail("SESSION_NOT_FOUND");
+    }
+    if (isEnded(session.state)) return fail("SESSION_ENDED", `The session is ${session.state}; its uploads are deleted.`);
+    return ok(session);
+  }
+
+  #uploadFacts(record: UploadRecord): UploadFacts {
+    const sessionId = this.#session!.id;
+    const { id: uploadId, name, mimeType, size, expiresAt } = record;
+    return { uploadId, sessionId, key: uploadKey(sessionId, uploadId), name, mimeType, size, expiresAt };
+  }
+
+  /** The first file reference of a command that does not check out, with why. */
+  #refusedRef(uploads: Record<string, FileRef> | undefined): { param: string; code: ErrorCode } | undefined {
+    for (const [param, ref] of Object.entries(uploads ?? {})) {
+      const code = this.#uploads.checkRef(ref);
+      if (code) return { param, code };
+    }
+    return undefined;
+  }
+
+  /** Deletes the session's files from R2 (after its end); retried by alarm until it succeeds. */
+  async #deleteUploads(): Promise<void> {
+    const session = this.#session!;
+    try {
+      if (this.#uploads.count > 0) {
+        const deleted = await deleteSessionUploads(this.env.UPLOADS, session.id);
+        this.#uploads.clear();
+        this.#events.record(this.#clock.now(), "uploads_deleted", { objects: deleted });
+      }
+      session.deadlines.uploads = undefined;
+    } catch (error) {
+      console.error("upload deletion failed; retrying by alarm", session.id, String(error));
+      session.deadlines.uploads = this.#clock.now() + RETRY_MS;
+    } finally {
+      this.#scheduleAlarm();
+      this.#save();
+    }
+  }
+
   // ── From the model's pool ───────────────────────────────────────────────────────────────────────────────────
 
   /** The pool gives this session a GPU. Returns false if the session no longer wants one (the pool frees it). */
@@ -508,7 +630,8 @@ export class SessionRelay extends DurableObject<Env> {
 
     // Billing segments reach the ledger before anything else, and before the session's storage may be purged.
     if (due(deadlines.ledger) || due(deadlines.purge)) await this.#flushLedger();
-    if (due(deadlines.purge) && this.#pendingSegments.count === 0) {
+    if (due(deadlines.uploads) || due(deadlines.purge)) await this.#deleteUploads();
+    if (due(deadlines.purge) && this.#pendingSegments.count === 0 && deadlines.uploads === undefined) {
       await this.ctx.storage.deleteAlarm();
       await this.ctx.storage.deleteAll();
       this.#session = undefined;
@@ -542,6 +665,7 @@ export class SessionRelay extends DurableObject<Env> {
 
   #acceptClient(accountId: string, protocols: string | null, tokenExpiresAt: number | undefined, iceServers: IssuedIceServers | undefined): Response {
     const session = this.#session;
+    if (!session) this.#keepNothing();
     if (!session || session.accountId !== accountId) return new ApiError("SESSION_NOT_FOUND").toResponse();
     const [client, server] = Object.values(new WebSocketPair()) as [WebSocket, WebSocket];
     const replaced = this.#currentSocket("client");
@@ -599,7 +723,7 @@ export class SessionRelay extends DurableObject<Env> {
     switch (frame.type) {
       case "offer":
         if (frame.generation <= session.generation) return sendError(ws, "STALE_GENERATION", undefined, { generation: frame.generation });
-        this.#startGeneration(frame.generation, frame.sdp);
+        this.#startGeneration(frame.generation, frame.sdp, undefined, true);
         break;
       case "ice": {
         if (frame.generation !== session.generation) return sendError(ws, "STALE_GENERATION", undefined, { generation: frame.generation });
@@ -611,7 +735,8 @@ export class SessionRelay extends DurableObject<Env> {
         this.#acceptCommand(ws, frame.seq, frame.command, frame.policy ?? "buffer");
         break;
       case "ack": {
-        const { upTo, freed, deletedRows } = this.#messages.acknowledge(frame.message_seq);
+        const sentFromMemory = (ws.deserializeAttachment() as SocketAttachment).sentFromMemory === true;
+        const { upTo, freed, deletedRows } = this.#messages.acknowledge(frame.message_seq, sentFromMemory);
         if (upTo > session.messageSeq) session.messageSeq = upTo;
         if (freed && this.#refused) this.#requestResend();
         // The new safe point goes out as `message_ack` with the next record write (a command, say); at once only
@@ -631,6 +756,10 @@ export class SessionRelay extends DurableObject<Env> {
 
   #acceptCommand(ws: WebSocket, seq: number, command: Command, policy: CommandPolicy): void {
     const session = this.#session!;
+    if (seq === session.nextCommandSeq && command.uploads) {
+      const refused = this.#refusedRef(command.uploads);
+      if (refused) return this.#refuseCommand(ws, seq, refused.code, `uploads.${refused.param}: ${ERROR_CODES[refused.code].message}`);
+    }
     const deliverable = this.#deliverable();
     const result = this.#commands.accept(seq, session.nextCommandSeq, command, policy, deliverable);
     if (result.kind === "stored" || result.kind === "dropped") meterCommand((session.meter ??= newMeter()), this.#clock.now(), this.#idleSpanMs);
@@ -656,6 +785,17 @@ export class SessionRelay extends DurableObject<Env> {
     }
   }
 
+  /** A command that will never reach the model (a file reference that does not check out): its seq is used up. */
+  #refuseCommand(ws: WebSocket, seq: number, code: ErrorCode, message: string): void {
+    const session = this.#session!;
+    session.nextCommandSeq = seq + 1;
+    session.counters.commands++;
+    session.counters.dropped++;
+    this.#events.record(this.#clock.now(), "command_refused", { seq, code });
+    this.#commandStatus(seq, "dropped", code);
+    sendError(ws, code, message, { seq });
+  }
+
   #commandStatus(seq: number, state: CommandState, error?: ErrorCode): void {
     this.#sendToClient({ type: "command_status", seq, state, ...(error && { error }) });
   }
@@ -664,6 +804,7 @@ export class SessionRelay extends DurableObject<Env> {
 
   #acceptRuntime(runtimeId: string): Response {
     const session = this.#session;
+    if (!session) this.#keepNothing();
     if (!session) return new ApiError("SESSION_NOT_FOUND").toResponse();
     if (isEnded(session.state)) return new ApiError("SESSION_ENDED").toResponse();
     if (session.runtime?.runtimeId !== runtimeId) return new ApiError("RUNTIME_NOT_ASSIGNED").toResponse();
@@ -758,7 +899,7 @@ export class SessionRelay extends DurableObject<Env> {
     });
     const { offer, answer, clientCandidates } = this.#negotiation;
     if (offer && answer === null) {
-      this.#sendToRuntime({ type: "offer", generation: session.generation, sdp: offer.sdp, track_mapping: offer.trackMapping });
+      this.#sendToRuntime({ type: "offer", generation: session.generation, sdp: offer.sdp, track_mapping: offer.trackMapping, ...(offer.trickle && { trickle: true }) });
       for (const candidate of clientCandidates) this.#sendToRuntime({ type: "ice", generation: session.generation, candidate });
     }
     this.#resendToRuntime();
@@ -885,7 +1026,9 @@ export class SessionRelay extends DurableObject<Env> {
 
   #clientConnected(): boolean {
     const session = this.#session!;
-    return session.peerConnected && (session.clientKind !== "native" || session.clientSocket !== null);
+    // The live socket, not the record: after the object was aborted with its sockets (a redeploy), the record still
+    // names a client socket that is gone, and no close event will ever come for it.
+    return session.peerConnected && (session.clientKind !== "native" || this.#socket("client") !== undefined);
   }
 
   /**
@@ -1013,10 +1156,11 @@ export class SessionRelay extends DurableObject<Env> {
       release: now + RETRY_MS,
       accountRelease: now + RETRY_MS,
       ledger: session.deadlines.ledger,
+      uploads: this.#uploads.count > 0 ? now + RETRY_MS : undefined,
     };
     session.releasePending = true;
     this.#save();
-    await Promise.all([this.#releaseSlot(), this.#releaseAccountSlot(), this.#flushLedger()]);
+    await Promise.all([this.#releaseSlot(), this.#releaseAccountSlot(), this.#flushLedger(), this.#deleteUploads()]);
   }
 
   /** Frees the account's session slot (AccountLimits) held by run `epoch` of this session. */
@@ -1084,13 +1228,13 @@ export class SessionRelay extends DurableObject<Env> {
     }
   }
 
-  #startGeneration(generation: number, sdp: string, trackMapping?: unknown): void {
+  #startGeneration(generation: number, sdp: string, trackMapping?: unknown, trickle = false): void {
     const session = this.#session!;
     const isReconnect = session.generation > 0;
     this.#resetGeneration(generation);
-    this.#negotiation.offer = { sdp, trackMapping };
+    this.#negotiation.offer = { sdp, trackMapping, ...(trickle && { trickle }) };
     this.#events.record(this.#clock.now(), "offer", { generation, reconnect: isReconnect });
-    this.#sendToRuntime({ type: "offer", generation, sdp, track_mapping: trackMapping });
+    this.#sendToRuntime({ type: "offer", generation, sdp, track_mapping: trackMapping, ...(trickle && { trickle: true }) });
   }
 
   #resetGeneration(generation: number): void {
@@ -1120,8 +1264,17 @@ export class SessionRelay extends DurableObject<Env> {
   #owned(accountId: string): Result<true> {
     const session = this.#session;
     // Another account's session and a session that does not exist look the same from outside.
+    if (!session) this.#keepNothing();
     if (!session || session.accountId !== accountId) return fail("SESSION_NOT_FOUND");
     return ok(true);
+  }
+
+  /**
+   * No session lives here (a guessed id, or one purged): the object keeps no storage, not even the tables its
+   * constructor made, so guessing ids leaves nothing behind.
+   */
+  #keepNothing(): void {
+    void this.ctx.storage.deleteAll();
   }
 
   /** The generation of connection id `id` if it is the current one: older ids are superseded, others unknown. */

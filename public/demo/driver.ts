@@ -34,6 +34,8 @@ export interface DriverEvents {
   stats(stats: LinkStats): void;
   /** Application-scope data from the model. */
   message(data: unknown): void;
+  /** Bytes of a file upload sent so far (the native SDK reports them; the official client does not). */
+  uploadProgress(loaded: number, total: number): void;
   log(kind: LogKind, text: string): void;
 }
 
@@ -46,6 +48,8 @@ export interface Driver {
   /** Loses the connection as a network failure would, then lets the client recover. */
   dropConnection(): Promise<void>;
   sendPrompt(prompt: string): void;
+  /** Uploads the file, then sends `set_image` with its FileRef; the model's reply arrives as a message. */
+  sendImage(file: File): Promise<void>;
   /** Stops reporting events; the client is left as it is (disconnect first). */
   dispose(): void;
 }

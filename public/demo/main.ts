@@ -29,6 +29,7 @@ import {
   renderSessionId,
   renderStats,
   renderStatus,
+  renderUpload,
   selectedMode,
   showNotice,
   type Mode,
@@ -78,6 +79,7 @@ const events: DriverEvents = {
   },
   stats: (next) => (link = next),
   message: (data) => note(...describeMessage(data)),
+  uploadProgress: (loaded, total) => renderUpload(view, `uploading… ${Math.floor((100 * loaded) / total)} %`),
   log: note,
 };
 
@@ -91,11 +93,13 @@ function describeFacts({ state, reason, queuePosition, graceDeadline }: SessionF
 
 /** A model message as a log line: `command_result` replies stand out, anything else is shown as JSON. */
 function describeMessage(data: unknown): [LogKind, string] {
-  const reply = data as { type?: unknown; command?: unknown; ok?: unknown; prompt?: unknown; error?: unknown } | null;
+  const reply = data as { type?: unknown; command?: unknown; ok?: unknown; prompt?: unknown; error?: unknown; bytes?: unknown; sha256?: unknown } | null;
+  if (reply?.type === "command_error") return ["error", `command_error ${JSON.stringify(data)}`.slice(0, 300)];
   if (reply?.type !== "command_result") return ["info", `message ${JSON.stringify(data)}`.slice(0, 300)];
   const outcome = reply.ok === true ? "ok" : `failed${reply.error === undefined ? "" : `: ${JSON.stringify(reply.error)}`}`;
   const prompt = typeof reply.prompt === "string" ? ` — prompt "${reply.prompt}"` : "";
-  return [reply.ok === true ? "reply" : "error", `command_result ${String(reply.command)} ${outcome}${prompt}`];
+  const file = typeof reply.sha256 === "string" ? ` — ${String(reply.bytes)} bytes, sha256 ${reply.sha256}` : "";
+  return [reply.ok === true ? "reply" : "error", `command_result ${String(reply.command)} ${outcome}${prompt}${file}`];
 }
 
 async function connect(): Promise<void> {
@@ -133,6 +137,22 @@ function sendPrompt(event: SubmitEvent): void {
   if (prompt.length === 0 || prompt.length > PROMPT_MAX_CHARS || !driver) return;
   driver.sendPrompt(prompt);
   note("sent", `set_prompt "${prompt}"`);
+}
+
+/** Uploads the picked file and sends it to the model as `set_image`; the model answers with its size and SHA-256. */
+async function sendImage(): Promise<void> {
+  const file = view.upload.files?.[0];
+  view.upload.value = ""; // the same file can be picked again
+  if (!file || !driver) return;
+  note("sent", `set_image "${file.name}" (${file.size} bytes)`);
+  renderUpload(view, "uploading…");
+  try {
+    await driver.sendImage(file);
+    renderUpload(view, `sent ${file.name}; the model answers with its size and SHA-256`);
+  } catch (error) {
+    renderUpload(view, "upload failed");
+    note("error", `upload failed: ${describeError(error)}`);
+  }
 }
 
 async function setUpToken(): Promise<void> {
@@ -181,6 +201,7 @@ view.drop.addEventListener("click", () => {
   void run("drop connection", (d) => d.dropConnection());
 });
 view.promptForm.addEventListener("submit", sendPrompt);
+view.upload.addEventListener("change", () => void sendImage());
 view.tokenForm.addEventListener("submit", usePastedToken);
 setInterval(() => {
   renderStats(view, link, meter.figures());

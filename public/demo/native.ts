@@ -57,6 +57,12 @@ export async function nativeDriver({ apiUrl, model, events }: DriverOptions): Pr
         else events.log("info", state === "replaced" ? "set_prompt replaced by a newer prompt" : `set_prompt ${state}`);
       });
     },
+    async sendImage(file) {
+      const image = await client.uploadFile(file, { onProgress: ({ loaded, total }) => events.uploadProgress(loaded, total) });
+      events.log("info", `uploaded ${image.name} (${image.size} bytes)`);
+      const handle = client.sendCommand("set_image", { image });
+      void handle.done.then((state) => state === "dropped" && events.log("error", `set_image dropped${handle.error ? `: ${handle.error}` : ""}`));
+    },
     dispose() {
       for (const off of unsubscribe) off();
     },

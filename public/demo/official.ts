@@ -70,6 +70,11 @@ export async function officialDriver({ apiUrl, model, events }: DriverOptions): 
     sendPrompt(prompt) {
       void client.sendCommand("set_prompt", { prompt }, "application").catch((error: unknown) => events.log("error", describeError(error)));
     },
+    async sendImage(file) {
+      const image = await client.uploadFile(file);
+      events.log("info", `uploaded ${image.name} (${image.size} bytes)`);
+      await client.sendCommand("set_image", { image }, "application");
+    },
     dispose() {
       for (const [event, handler] of handlers) client.off(event, handler);
     },

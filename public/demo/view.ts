@@ -32,6 +32,8 @@ export function bindView() {
     videoPlaceholder: element("video-placeholder", HTMLParagraphElement),
     promptForm: element("prompt-form", HTMLFormElement),
     prompt: element("prompt", HTMLInputElement),
+    upload: element("upload", HTMLInputElement),
+    uploadNote: element("upload-note", HTMLElement),
     rtt: element("stat-rtt", HTMLElement),
     candidate: element("stat-candidate", HTMLElement),
     fps: element("stat-fps", HTMLElement),
@@ -85,6 +87,12 @@ export function renderControls(view: View, status: ClientStatus, options: { have
   const canPrompt = status === "ready" || (options.promptWhileWaiting && status !== "disconnected");
   view.prompt.disabled = !canPrompt;
   for (const button of view.promptForm.querySelectorAll("button")) button.disabled = !canPrompt;
+  view.upload.disabled = status !== "ready";
+}
+
+/** The upload's state next to the file picker: progress while it goes out, then what became of it. */
+export function renderUpload(view: View, text: string): void {
+  view.uploadNote.textContent = text;
 }
 
 export function renderStatus(view: View, status: ClientStatus): void {

@@ -3,18 +3,22 @@
  * `set_prompt` text drawn into it, so a prompt visibly changes the stream. One ffmpeg per session, started when
  * the session is assigned (before the client's offer arrives) and stopped when it ends.
  *
- * `spareEncoders: n` keeps n encoders running ahead of sessions: a new session takes one that is already producing
- * video (with its latest key frame kept), so its first frame does not wait for ffmpeg to start (~150–300 ms
- * here), at the price of each spare's CPU while the runtime is idle (docs/media-recipe.md has the figures).
+ * `spareEncoders: n` keeps n encoders running while idle (encoder-pool.ts): a new session takes one that is already
+ * producing video (with its latest key frame kept), so its first frame does not wait for ffmpeg to start (~150–400
+ * ms here, and a burst of CPU while the client connects), and gives it back when it ends. As many as slots: no
+ * encoder ever starts on a session's path, at the price of each idle encoder's CPU (docs/media-recipe.md).
  *
- * Commands: `set_prompt { prompt: 1..200 chars }` and `echo { …anything }`. Every command is answered with an
- * application message `{ type: "command_result", command, ok: true, … }` (`prompt` for set_prompt, `data` for echo).
+ * Commands: `set_prompt { prompt: 1..200 chars }`, `echo { …anything }` and `set_image` (an uploaded file in
+ * `uploads.image`). Every command is answered with an application message `{ type: "command_result", command,
+ * ok: true, … }` (`prompt` for set_prompt, `data` for echo, `bytes` and `sha256` of the file read for set_image).
+ * The official client's `fileUploaded` notice is answered `{ type: "file_uploaded", upload_id, name, mime_type, size }`.
  */
+import { createHash } from "node:crypto";
 import { json, object, record, string } from "../../src/protocol/schema.ts";
 import type { Log } from "../log.ts";
-import { rtpFields, startsVp8KeyFrame } from "../media/rtp.ts";
 import { defineModel } from "../model.ts";
 import { TestPatternEncoder } from "./encoder.ts";
+import { EncoderPool } from "./encoder-pool.ts";
 
 export interface DemoModelOptions {
   width?: number;
@@ -23,7 +27,7 @@ export interface DemoModelOptions {
   bitrateKbps?: number;
   /** Text drawn until the first set_prompt. */
   initialPrompt?: string;
-  /** Encoders kept running ahead of sessions (default 0). */
+  /** Encoders kept running while idle, taken by new sessions and given back when they end (default 0). */
   spareEncoders?: number;
   ffmpegPath?: string;
 }
@@ -34,30 +38,24 @@ const INITIAL_PROMPT = "Send set_prompt to change this text";
 export function demoModel(options: DemoModelOptions = {}) {
   const { width = 640, height = 360, fps = 30, bitrateKbps = 1000, spareEncoders = 0 } = options;
   let log: Log = () => undefined; // the agent's, from start()
-  const spares: Promise<Feed | undefined>[] = [];
-
-  const startFeed = async (): Promise<Feed> => {
-    const relay = new PacketRelay();
-    const encoder = await TestPatternEncoder.start({
-      width,
-      height,
-      fps,
-      bitrateKbps,
-      text: options.initialPrompt ?? INITIAL_PROMPT,
-      ffmpegPath: options.ffmpegPath,
-      log: (level, message) => relay.log(level, message),
-      onPacket: (packet) => relay.write(packet),
-      onFailure: (error) => relay.fail(error),
-    });
-    return { encoder, relay };
-  };
-  const addSpare = () => {
-    const spare = startFeed().catch((error: unknown) => {
-      log("warn", `could not start a spare encoder: ${String(error)}`);
-      return undefined;
-    });
-    spares.push(spare);
-  };
+  const text = options.initialPrompt ?? INITIAL_PROMPT;
+  const encoders = new EncoderPool({
+    warm: spareEncoders,
+    start: (relay) =>
+      TestPatternEncoder.start({
+        width,
+        height,
+        fps,
+        bitrateKbps,
+        text,
+        ffmpegPath: options.ffmpegPath,
+        log: (level, message) => relay.log(level, message),
+        onPacket: (packet) => relay.write(packet),
+        onFailure: (error) => relay.fail(error),
+      }),
+    reset: (encoder) => encoder.setText(text),
+    log: () => log,
+  });
 
   return defineModel({
     name: DEMO_MODEL_NAME,
@@ -69,32 +67,26 @@ export function demoModel(options: DemoModelOptions = {}) {
         schema: object({ prompt: string({ min: 1, max: 200, description: "The text to draw." }) }),
       },
       echo: { description: "Answers with the same data.", schema: record(json()) },
+      set_image: {
+        description: "Reads an uploaded image and answers its byte count and SHA-256.",
+        schema: object({}),
+        uploads: ["image"],
+      },
     },
     emissionFps: fps,
     async start(context) {
       log = context.log;
-      for (let i = 0; i < spareEncoders; i++) addSpare();
-      await Promise.all(spares);
+      await encoders.start();
     },
-    async stop() {
-      const feeds = await Promise.all(spares.splice(0));
-      await Promise.all(feeds.map((feed) => feed?.encoder.stop()));
-    },
+    stop: () => encoders.stop(),
     async onSession(session) {
-      let feed: Feed | undefined;
-      for (let tries = spares.length; !feed && tries > 0; tries--) {
-        const spare = await spares.shift();
-        addSpare(); // replace the one taken
-        if (spare && !spare.relay.failed) feed = spare;
-        else await spare?.encoder.stop();
-      }
-      const { encoder, relay } = feed ?? (await startFeed());
       const video = session.video("main_video");
-      relay.attach({
+      const feed = await encoders.take({
         write: (packet) => video.writeRtp(packet),
         fail: (error) => session.release(`video encoder failed: ${error.message}`),
         log: session.log,
       });
+      const { encoder } = feed;
       return {
         async onCommand(command) {
           switch (command.type) {
@@ -105,57 +97,28 @@ export function demoModel(options: DemoModelOptions = {}) {
             case "echo":
               session.emit({ type: "command_result", command: command.type, ok: true, data: command.data });
               return;
+            case "set_image":
+              session.emit({ type: "command_result", command: command.type, ok: true, ...(await digest(await command.uploads["image"]!.stream())) });
+              return;
           }
         },
-        close: () => encoder.stop(),
+        onFileUploaded({ upload_id, name, mime_type, size }) {
+          session.emit({ type: "file_uploaded", upload_id, name, mime_type, size });
+        },
+        close: () => encoders.give(feed),
       };
     },
   });
 }
 
-interface Feed {
-  encoder: TestPatternEncoder;
-  relay: PacketRelay;
-}
-
-interface FeedTarget {
-  write(packet: Buffer): void;
-  fail(error: Error): void;
-  log: Log;
-}
-
-/**
- * Where an encoder's packets go. Until a session takes the encoder, the packets since its last key frame are
- * kept, and handed over first: the session's video starts with a decodable picture, not mid-GOP.
- */
-class PacketRelay {
-  #target: FeedTarget | undefined;
-  #sinceKeyFrame: Buffer[] = [];
-  #failure: Error | undefined;
-
-  write(packet: Buffer): void {
-    if (this.#target) return this.#target.write(packet);
-    const fields = rtpFields(packet);
-    if (fields && startsVp8KeyFrame(packet, fields.payloadOffset)) this.#sinceKeyFrame = [];
-    if (this.#sinceKeyFrame.length < 1000) this.#sinceKeyFrame.push(packet);
+/** Byte count and SHA-256 (hex) of a stream, read chunk by chunk. */
+async function digest(stream: ReadableStream<Uint8Array>): Promise<{ bytes: number; sha256: string }> {
+  const hash = createHash("sha256");
+  let bytes = 0;
+  const reader = stream.getReader();
+  for (let next = await reader.read(); !next.done; next = await reader.read()) {
+    hash.update(next.value);
+    bytes += next.value.byteLength;
   }
-
-  attach(target: FeedTarget): void {
-    this.#target = target;
-    for (const packet of this.#sinceKeyFrame.splice(0)) target.write(packet);
-    if (this.#failure) target.fail(this.#failure);
-  }
-
-  get failed(): boolean {
-    return this.#failure !== undefined;
-  }
-
-  fail(error: Error): void {
-    this.#failure = error;
-    this.#target?.fail(error);
-  }
-
-  log(level: Parameters<Log>[0], message: string): void {
-    this.#target?.log(level, message);
-  }
+  return { bytes, sha256: hash.digest("hex") };
 }

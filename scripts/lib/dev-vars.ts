@@ -14,7 +14,7 @@ import { generateSigningKey } from "../../src/auth/generate-signing-key.ts";
  */
 export const DEFAULT_DEV_API_KEY = "rk_dev_local-development-key-not-for-production-use";
 
-export const REQUIRED_DEV_VARS = ["JWT_SIGNING_KEYS", "ADMIN_TOKEN", "RUNTIME_TOKENS", "DEV_API_KEY"] as const;
+export const REQUIRED_DEV_VARS = ["JWT_SIGNING_KEYS", "ADMIN_TOKEN", "RUNTIME_TOKENS", "UPLOAD_SIGNING_SECRET", "DEV_API_KEY"] as const;
 type DevVarName = (typeof REQUIRED_DEV_VARS)[number];
 
 export interface DevVars {
@@ -34,6 +34,8 @@ async function freshValue(name: DevVarName, devApiKey: string): Promise<string> 
       return randomId(32);
     case "RUNTIME_TOKENS":
       return `rt_${randomId(32)}`; // what GPU runtimes present on their sockets (src/http/middleware/authenticate.ts)
+    case "UPLOAD_SIGNING_SECRET":
+      return randomId(32); // signs presigned upload URLs (src/uploads/signing.ts)
     case "DEV_API_KEY":
       return devApiKey;
   }
@@ -42,7 +44,8 @@ async function freshValue(name: DevVarName, devApiKey: string): Promise<string> 
 const HEADER = [
   "# Local secrets for `wrangler dev`, written by `npm start`. Never commit this file.",
   "# JWT_SIGNING_KEYS: private JWK set, newest first. ADMIN_TOKEN: guards /admin/*.",
-  "# RUNTIME_TOKENS: credentials of GPU runtimes (comma-separated). DEV_API_KEY: API key seeded for account dev.",
+  "# RUNTIME_TOKENS: credentials of GPU runtimes (comma-separated). UPLOAD_SIGNING_SECRET: signs upload URLs.",
+  "# DEV_API_KEY: API key seeded for account dev.",
   "",
 ];
 

@@ -19,6 +19,7 @@ import { resolveOptions, type ClientOptions, type ResolvedOptions, type TokenSou
 import { SessionApi } from "./rest.ts";
 import { SignalingSocket } from "./signaling-socket.ts";
 import { StatsSampler, type ClientStats } from "./stats-sampler.ts";
+import { describeFile, putFile, splitFileRefs, FileRef, type UploadFileOptions } from "./uploads.ts";
 
 /** A network change restarts ICE at most this often. */
 const RESTART_INTERVAL_MS = 2000;
@@ -122,15 +123,17 @@ export class Client {
 
   /**
    * Sends a command to the model. It is numbered and delivered exactly once, in order, across reconnects; while
-   * the session is not ready it follows `whileWaiting`. The handle's state follows the gateway's reports.
+   * the session is not ready it follows `whileWaiting`. The handle's state follows the gateway's reports. FileRef
+   * values of `data` (from uploadFile) go in the command's `uploads` section; the gateway checks each of them.
    */
   sendCommand(type: string, data?: unknown, options: SendCommandOptions = {}): CommandHandle {
     const policy = options.whileWaiting ?? "buffer";
     if (typeof type !== "string" || type.length === 0 || type.length > 128) throw new TypeError("sendCommand: type must be 1 to 128 characters");
     if (!COMMAND_POLICIES.includes(policy)) throw new TypeError(`sendCommand: whileWaiting must be one of ${COMMAND_POLICIES.join(", ")}`);
     if (this.#phase === "idle" || this.#phase === "closing") return this.#commands.refuse(type, policy, "NOT_CONNECTED");
-    if (!fitsInFrame(data)) return this.#commands.refuse(type, policy, "FRAME_TOO_LARGE");
-    return this.#commands.submit(type, data, policy);
+    const split = splitFileRefs(data);
+    if (!fitsInFrame(split)) return this.#commands.refuse(type, policy, "FRAME_TOO_LARGE");
+    return this.#commands.submit(type, split.data, policy, split.uploads);
   }
 
   /**
@@ -157,8 +160,18 @@ export class Client {
     if (this.#media.restart()) this.#lastRestart = Date.now();
   }
 
-  async uploadFile(): Promise<never> {
-    throw sdkError("NOT_IMPLEMENTED", { message: "uploadFile() is not implemented yet." });
+  /**
+   * Uploads a file to the session (docs/uploads.md) and returns its FileRef, to pass as a command parameter:
+   * `sendCommand("set_image", { image: ref })`. Works once the session exists (waiting or ready). Rejects with the
+   * gateway's code (UPLOAD_TOO_LARGE, UPLOAD_TYPE_NOT_ALLOWED…) or NETWORK_ERROR; `onProgress` reports the bytes sent.
+   */
+  async uploadFile(file: Blob, options: UploadFileOptions = {}): Promise<FileRef> {
+    const { name, mimeType, size } = describeFile(file, options);
+    const sessionId = this.#sessionId;
+    if (!sessionId || this.#phase === "closing") throw sdkError("NOT_CONNECTED");
+    const slot = await this.#api.createUpload(await this.#nextToken(), sessionId, { name, size, mime_type: mimeType });
+    await putFile(slot, file, mimeType, { fetch: this.#options.fetch, onProgress: options.onProgress });
+    return new FileRef(slot.presigned_id, name, mimeType, size);
   }
 
   getStatus(): ClientStatus {

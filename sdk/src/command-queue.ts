@@ -7,7 +7,7 @@
  * policy (it knows whether the session is ready). After a reconnect, everything from `welcome.next_command_seq` on
  * is sent again, in order. Each command's handle follows the gateway's `command_status`.
  */
-import { COMMAND_POLICIES, LIMITS, type CommandPolicy, type CommandState } from "../../src/protocol/common.ts";
+import { COMMAND_POLICIES, LIMITS, type Command, type CommandPolicy, type CommandState, type FileRef } from "../../src/protocol/common.ts";
 import type { ClientFrame } from "../../src/protocol/signaling.ts";
 import { Emitter } from "./emitter.ts";
 
@@ -76,7 +76,7 @@ interface Entry {
   update: Update;
   number: (seq: number) => void;
   seq?: number;
-  frame: { type: string; data?: unknown };
+  frame: Command;
 }
 
 export type SendFrame = (frame: ClientFrame) => boolean;
@@ -87,8 +87,8 @@ export class CommandQueue {
   #nextSeq = 1;
   #send: SendFrame | undefined;
 
-  submit(type: string, data: unknown, policy: CommandPolicy): CommandHandle {
-    const entry = this.#entry(type, data, policy);
+  submit(type: string, data: unknown, policy: CommandPolicy, uploads?: Record<string, FileRef>): CommandHandle {
+    const entry = this.#entry(type, data, policy, uploads);
     if (this.#send) {
       this.#entries.push(entry);
       this.#transmit(entry);
@@ -144,11 +144,11 @@ export class CommandQueue {
     return this.#entries.length;
   }
 
-  #entry(type: string, data: unknown, policy: CommandPolicy): Entry {
+  #entry(type: string, data: unknown, policy: CommandPolicy, uploads?: Record<string, FileRef>): Entry {
     let update!: Update;
     let number!: (seq: number) => void;
     const handle = new CommandHandle(type, policy, (u, n) => ((update = u), (number = n)));
-    return { handle, update, number, frame: data === undefined ? { type } : { type, data } };
+    return { handle, update, number, frame: { type, ...(data !== undefined && { data }), ...(uploads && { uploads }) } };
   }
 
   #holdWhileAway(entry: Entry): void {

@@ -55,7 +55,6 @@ export const SDK_ERROR_CODES = {
   FRAME_TOO_LARGE: "The command does not fit in one 256 KiB frame.",
   PEER_CONNECTION_FAILED: "The media connection failed; restarting ICE on the same session.",
   ICE_SERVER_ERROR: "A STUN/TURN server refused or did not answer (for TURN: credentials refused or expired).",
-  NOT_IMPLEMENTED: "Not implemented yet.",
   // Why a session ended, when the client did not end it (status reason → code, see `endReasonCode`).
   MODEL_UNAVAILABLE: "No GPU runtime serves this model.",
   NO_CAPACITY: "No GPU became free in time.",

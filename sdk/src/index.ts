@@ -12,3 +12,4 @@ export type { RTCPeerConnectionConstructor } from "./peer-link.ts";
 export { jitteredBackoff, type BackoffOptions, type ReconnectContext, type ReconnectPolicy } from "./reconnect-policy.ts";
 export type { WebSocketConstructor } from "./signaling-socket.ts";
 export type { ClientStats } from "./stats-sampler.ts";
+export { FileRef, type UploadFileOptions, type UploadProgress } from "./uploads.ts";

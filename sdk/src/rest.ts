@@ -1,10 +1,12 @@
 /**
- * The few REST calls the native SDK makes: create a session (the official client's `POST /sessions`), end it, and
- * look at it when a socket cannot be opened (a browser hides why an upgrade failed; REST tells the precise code).
+ * The few REST calls the native SDK makes: create a session (the official client's `POST /sessions`), end it,
+ * look at it when a socket cannot be opened (a browser hides why an upgrade failed; REST tells the precise code),
+ * and create uploads.
  */
 import { ErrorResponse } from "../../src/protocol/http.ts";
 import { parse, type Infer, type Schema } from "../../src/protocol/schema.ts";
 import { SessionInfo, SessionResponse } from "../../src/protocol/sessions.ts";
+import { CreateUploadResponse, type CreateUploadRequest } from "../../src/protocol/uploads.ts";
 import { ReactorError, sdkError } from "./errors.ts";
 
 export const SDK_VERSION = "0.1.0";
@@ -43,6 +45,11 @@ export class SessionApi {
     return this.#call("GET", `/sessions/${encodeURIComponent(sessionId)}/info`, token, SessionInfo);
   }
 
+  /** A presigned URL for one file (docs/uploads.md). */
+  createUpload(token: string, sessionId: string, file: CreateUploadRequest): Promise<CreateUploadResponse> {
+    return this.#call("POST", `/sessions/${encodeURIComponent(sessionId)}/uploads`, token, CreateUploadResponse, file);
+  }
+
   async #call<T>(method: string, path: string, token: string, schema: Schema<T>, body?: unknown): Promise<T> {
     let response: Response;
     try {
@@ -59,7 +66,7 @@ export class SessionApi {
       throw sdkError("NETWORK_ERROR", { recoverable: true, component: "api", message: `${method} ${path}: ${String(error)}` });
     }
     const json = await response.json().catch(() => undefined);
-    if (!response.ok) throw httpError(method, path, response, json);
+    if (!response.ok) throw httpError(method, path, { status: response.status, retryAfter: response.headers.get("Retry-After") }, json);
     const parsed = parse(schema, json);
     if (!parsed.ok) throw sdkError("INVALID_RESPONSE", { component: "api", message: `${method} ${path}: ${parsed.error.message}` });
     return parsed.value;
@@ -67,8 +74,8 @@ export class SessionApi {
 }
 
 /** The gateway's error body as a ReactorError; a body that is not one still gets a code from the HTTP status. */
-function httpError(method: string, path: string, response: Response, json: unknown): ReactorError {
-  const header = Number(response.headers.get("Retry-After"));
+export function httpError(method: string, path: string, response: { status: number; retryAfter: string | null }, json: unknown): ReactorError {
+  const header = Number(response.retryAfter);
   const parsed = parse(ErrorResponse, json);
   if (parsed.ok) {
     const { code, message, recoverable, retry_after } = parsed.value.error;

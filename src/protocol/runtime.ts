@@ -17,7 +17,7 @@ import {
   Sequence,
   SessionState,
 } from "./common.ts";
-import { array, integer, json, nullable, object, oneOf, optional, string, union, type Infer } from "./schema.ts";
+import { array, boolean, integer, json, nullable, object, oneOf, optional, string, union, type Infer } from "./schema.ts";
 
 /** Sent as-is by runtimes; answered by the pool without waking it (WebSocket auto-response). */
 export const HEARTBEAT_REQUEST = '{"type":"heartbeat"}';
@@ -75,7 +75,11 @@ export const GatewaySessionFrame = union("type", {
     /** ICE servers for the runtime's peer connections of this session (TURN credentials tied to it, or STUN). */
     ice_servers: optional(array(IceServer)),
   }),
-  offer: object({ generation: Generation, sdp: Sdp, track_mapping: optional(json()) }),
+  /**
+   * `trickle`: the client takes candidates trickled after the answer (the native socket), so the answer need not wait
+   * for ICE gathering. Without it (REST clients) the answer must carry the runtime's candidates.
+   */
+  offer: object({ generation: Generation, sdp: Sdp, track_mapping: optional(json()), trickle: optional(boolean()) }),
   ice: object({ generation: Generation, candidate: nullable(IceCandidate) }),
   command: object({ seq: Sequence, command: Command }),
   /**

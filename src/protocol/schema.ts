@@ -137,15 +137,39 @@ export function oneOf<const T extends readonly string[]>(values: T): Schema<T[nu
   };
 }
 
-/** Any JSON value, passed through untouched (command payloads are validated by the model's own schemas). */
+/**
+ * Deepest nesting of arrays and objects accepted in a pass-through JSON value. JSON.parse takes any depth, but the
+ * serializers downstream (structured clone into storage and RPC, JSON.stringify onto sockets) recurse and overflow
+ * the stack a few thousand levels down; refused here, such a value is a FRAME_INVALID or INVALID_REQUEST.
+ */
+export const MAX_JSON_DEPTH = 64;
+
+/**
+ * Any JSON value, passed through untouched (command payloads are validated by the model's own schemas), nested at
+ * most MAX_JSON_DEPTH levels.
+ */
 export function json(description?: string): Schema<unknown> {
   return {
     check(value, path = "$") {
       if (value === undefined) fail(path, "is required");
+      if (nestsDeeperThan(value, MAX_JSON_DEPTH)) fail(path, `must not nest deeper than ${MAX_JSON_DEPTH} levels`);
       return value;
     },
     json: description ? { description } : {},
   };
+}
+
+/** Whether arrays and objects in `value` nest more than `limit` levels (iterative: any depth is safe to check). */
+function nestsDeeperThan(value: unknown, limit: number): boolean {
+  if (typeof value !== "object" || value === null) return false;
+  const pending: { node: object; depth: number }[] = [{ node: value, depth: 1 }];
+  for (let next = pending.pop(); next !== undefined; next = pending.pop()) {
+    if (next.depth > limit) return true;
+    for (const child of Object.values(next.node)) {
+      if (typeof child === "object" && child !== null) pending.push({ node: child, depth: next.depth + 1 });
+    }
+  }
+  return false;
 }
 
 export interface OptionalSchema<T> extends Schema<T | undefined> {

@@ -5,6 +5,12 @@
 import { integer, literal, object, string, type Infer } from "./schema.ts";
 
 export const UPLOAD_ID_PATTERN = /^upl_[A-Za-z0-9_-]{22}$/;
+
+/**
+ * Headers of `GET /v1/runtime/sessions/{id}/uploads/{upload_id}` (the runtime reading a file) carrying the gateway's
+ * record of it; the name percent-encoded, as headers are ASCII.
+ */
+export const UPLOAD_FACT_HEADERS = { name: "Reactor-Upload-Name", type: "Reactor-Upload-Type", size: "Reactor-Upload-Size" } as const;
 export const UploadId = string({ pattern: UPLOAD_ID_PATTERN });
 
 /** Checked loosely here; the name, size and type rules (each with its own error code) are in src/uploads/rules.ts. */

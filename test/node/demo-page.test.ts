@@ -19,6 +19,7 @@ import { PROJECT_ROOT } from "../../scripts/lib/paths.ts";
 import { ensureApiKey } from "../../src/auth/api-keys.ts";
 import { launchBrowser, type TestBrowser } from "./support/browser.ts";
 import { startGateway, type TestGateway } from "./support/gateway.ts";
+import { pngImage, sha256 } from "./support/images.ts";
 
 const SCREENSHOT = path.join(PROJECT_ROOT, "test-results", "demo-page.png");
 const PHONE_SCREENSHOT = path.join(PROJECT_ROOT, "test-results", "demo-page-phone.png");
@@ -38,6 +39,14 @@ afterAll(async () => {
 
 /** The page's own read-outs, by their element ids (public/index.html). */
 const text = (page: Page, id: string) => page.locator(`#${id}`).innerText();
+
+/** Picks a PNG in the Upload control: it is uploaded, sent as set_image, and the model's reply carries its digest. */
+async function sendImage(page: Page): Promise<void> {
+  const image = pngImage(96, 64);
+  await page.getByLabel("Upload").setInputFiles({ name: "pixels.png", mimeType: "image/png", buffer: Buffer.from(image) });
+  const reply = `command_result set_image ok — ${image.length} bytes, sha256 ${sha256(image)}`;
+  await page.locator("#log li", { hasText: reply }).waitFor({ timeout: UI_TIMEOUT_MS });
+}
 const chosenModel = (page: Page) => page.locator("#model option:checked").innerText();
 const framesShown = async (page: Page) => Number(await text(page, "stat-frames"));
 const button = (page: Page, name: string) => page.getByRole("button", { name, exact: true });
@@ -157,8 +166,7 @@ describe("under npm start (dev token route, runtime agent with the demo model)",
       expect(await text(page, "session-state")).toBe("ACTIVE");
       await expectFramesAdvance(page);
 
-      expect(await page.getByLabel("Upload").isDisabled()).toBe(true);
-      expect(await page.locator('[title="available with file uploads"]').count()).toBe(1);
+      await sendImage(page);
 
       await sendPrompt(page, "hello from the demo page test");
       await page.locator("#log li", { hasText: "set_prompt acknowledged" }).waitFor({ timeout: UI_TIMEOUT_MS });
@@ -215,6 +223,7 @@ describe("under npm start (dev token route, runtime agent with the demo model)",
       await expectFramesAdvance(page);
       expect(await videoColours(page)).toBeGreaterThan(16);
       await sendPrompt(page, "hello from the official client");
+      await sendImage(page);
 
       // 2.9.0 cannot lose its connection on purpose: the button is disconnect(true) then reconnect(), same session.
       const sessionId = await text(page, "session-id");

@@ -437,7 +437,8 @@ describe("in Node", () => {
     expect(early.state).toBe("dropped");
     expect(early.error).toBe("NOT_CONNECTED");
     await expect(client.reconnect()).rejects.toMatchObject({ code: "NOT_CONNECTED" });
-    await expect(client.uploadFile()).rejects.toMatchObject({ code: "NOT_IMPLEMENTED" });
+    await expect(client.uploadFile(new Blob(["x"]))).rejects.toMatchObject({ code: "NOT_CONNECTED" });
+    await expect(client.uploadFile("not a blob" as never)).rejects.toThrow(TypeError);
     await expect(client.connect(() => "")).rejects.toMatchObject({ code: "TOKEN_SOURCE_FAILED" });
 
     await client.connect(jwt);

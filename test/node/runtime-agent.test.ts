@@ -219,6 +219,7 @@ describe("with one agent serving the demo model", () => {
           commands: [
             { name: "set_prompt", description: expect.any(String), schema: { prompt: expect.objectContaining({ type: "string", minLength: 1, maxLength: 200 }) } },
             { name: "echo", description: expect.any(String), schema: {} },
+            { name: "set_image", description: expect.any(String), schema: {} },
           ],
         },
       },
@@ -367,7 +368,7 @@ describe("ending", () => {
     }
   });
 
-  it("with a spare encoder, a session takes one that already runs, and a new spare replaces it", async () => {
+  it("with a spare encoder, each session takes the one already running and gives it back: none starts on a session's path", async () => {
     const before = ffmpegs();
     const agent = new RuntimeAgent({
       gatewayUrl: gateway.url,
@@ -377,18 +378,22 @@ describe("ending", () => {
       log: recordingLog(),
     });
     await agent.start();
-    const spare = ffmpegs().filter((info) => !before.some((old) => old.pid === info.pid));
-    expect(spare).toHaveLength(1); // running before any session
-    const { signal, client } = await nativeSession("demo-spare");
-    expect(client.keyFrames).toBeGreaterThan(0); // handed over from its last key frame
     const started = () => ffmpegs().filter((info) => !before.some((old) => old.pid === info.pid));
-    await until(() => started().length === 2, "a new spare"); // the session's (the old spare) and a new spare
-    const now = started();
-    expect(now.map((info) => info.pid)).toContain(spare[0]!.pid);
+    const spare = started();
+    expect(spare).toHaveLength(1); // running before any session
+    for (let round = 1; round <= 2; round++) {
+      const { sessionId, signal, client } = await nativeSession("demo-spare");
+      expect(client.keyFrames).toBeGreaterThan(0); // handed over from its last key frame
+      expect(started().map((info) => info.pid)).toEqual([spare[0]!.pid]); // the spare itself; no other encoder
+      signal.send({ type: "close" });
+      await until(() => agent.sessions.every((session) => session.id !== sessionId), "the agent to drop the session");
+      await client.close();
+      signal.close();
+      expect(stillRunning(spare)).toHaveLength(1); // given back, still running for the next session
+    }
     await agent.stop();
-    expect(stillRunning(now)).toEqual([]);
-    await client.close();
-    signal.close();
+    expect(stillRunning(spare)).toEqual([]);
+    expect(started()).toEqual([]);
   });
 
   it("closes a session locally (and its encoder) when it ended at the gateway while the session socket was down", async () => {
@@ -586,8 +591,14 @@ describe("building blocks", () => {
 
   it("command checks: unknown type, schema failure with the field, and the validated data", () => {
     const { commands } = demoModel();
-    expect(checkCommand(commands, { type: "set_prompt", data: { prompt: "hi", extra: 1 } })).toEqual({ ok: true, command: { type: "set_prompt", data: { prompt: "hi" } } });
-    expect(checkCommand(commands, { type: "echo" })).toEqual({ ok: true, command: { type: "echo", data: {} } });
+    expect(checkCommand(commands, { type: "set_prompt", data: { prompt: "hi", extra: 1 } })).toEqual({ ok: true, command: { type: "set_prompt", data: { prompt: "hi" }, uploads: {} } });
+    expect(checkCommand(commands, { type: "echo" })).toEqual({ ok: true, command: { type: "echo", data: {}, uploads: {} } });
+    // Declared file parameters: each required, no others.
+    const image = { upload_id: "upl_AAAAAAAAAAAAAAAAAAAAAA", name: "a.png", mime_type: "image/png", size: 3 };
+    expect(checkCommand(commands, { type: "set_image", data: {}, uploads: { image } })).toEqual({ ok: true, command: { type: "set_image", data: {}, uploads: { image } } });
+    expect(checkCommand(commands, { type: "set_image", data: {} })).toMatchObject({ ok: false, error: { code: "INVALID_COMMAND", message: expect.stringContaining("uploads.image: is required") } });
+    expect(checkCommand(commands, { type: "set_image", uploads: { image, mask: image } })).toMatchObject({ ok: false, error: { code: "INVALID_COMMAND", message: expect.stringContaining("uploads.mask") } });
+    expect(checkCommand(commands, { type: "echo", uploads: { image } })).toMatchObject({ ok: false, error: { code: "INVALID_COMMAND", message: expect.stringContaining("takes no files") } });
     expect(checkCommand(commands, { type: "toString", data: {} })).toMatchObject({ ok: false, error: { code: "UNKNOWN_COMMAND", command: "toString" } });
     expect(checkCommand(commands, { type: "set_prompt", data: { prompt: 7 } })).toMatchObject({
       ok: false,

@@ -1,5 +1,8 @@
 declare namespace Cloudflare {
   interface Env {
     TEST_MIGRATIONS: import("cloudflare:test").D1Migration[];
+    /** Protocol fuzzing: frames per run and the seed (vitest.config.ts passes them from the environment). */
+    FUZZ_FRAMES: string;
+    FUZZ_SEED: string;
   }
 }

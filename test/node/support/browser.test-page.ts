@@ -34,6 +34,12 @@ export interface Harness {
   /** Resolves when connect() settles (it does not wait for "ready"); errors land in state().connectError. */
   connect(options: { apiUrl: string; modelName: string; jwt: string; options?: object }): Promise<void>;
   sendCommand(command: string, data: unknown, scope?: "application" | "runtime"): void;
+  /** `reactor.uploadFile()` of the page's file at `url`, as a File `name` of `type`: the FileRef's index, or the error. */
+  uploadFile(url: string, name: string, type: string): Promise<{ index: number; ref: FileRefFields } | { error: string }>;
+  /** A FileRef of the client's own class with made-up fields (another session's id, a wrong size…): its index. */
+  forgeFileRef(fields: FileRefFields): number;
+  /** `sendCommand(command, { [param]: <FileRef index> })`: the client moves it into the command's `uploads`. */
+  sendWithFile(command: string, param: string, index: number): void;
   disconnect(recoverable?: boolean): Promise<void>;
   reconnect(options?: object): Promise<void>;
   state(): HarnessState;
@@ -44,6 +50,13 @@ export interface Harness {
 }
 
 export type HarnessWindow = { harness: Harness };
+
+export interface FileRefFields {
+  uploadId: string;
+  name: string;
+  mimeType: string;
+  size: number;
+}
 
 /** The files for servePage(): `/` (harness) and `/reactor.js` (the bundled client). */
 export async function reactorClientPage(): Promise<Record<string, PageFile>> {
@@ -62,6 +75,8 @@ const HARNESS_HTML = `<!doctype html>
 (() => {
   const video = document.getElementById("video");
   let reactor = null;
+  const fileRefs = [];
+  const fields = (ref) => ({ uploadId: ref.uploadId, name: ref.name, mimeType: ref.mimeType, size: ref.size });
   let t0 = 0;
   const s = { status: "disconnected", statuses: [], errors: [], messages: [], runtimeMessages: [], tracks: [],
     frames: 0, firstFrameMs: null, mediaTime: 0, connectError: null };
@@ -89,6 +104,20 @@ const HARNESS_HTML = `<!doctype html>
       try { await reactor.connect(jwt, options); } catch (e) { s.connectError = String(e); }
     },
     sendCommand(command, data, scope) { reactor.sendCommand(command, data, scope); },
+    async uploadFile(url, name, type) {
+      const file = new File([await (await fetch(url)).blob()], name, { type });
+      try {
+        const ref = await reactor.uploadFile(file);
+        fileRefs.push(ref);
+        return { index: fileRefs.length - 1, ref: fields(ref) };
+      } catch (e) { return { error: String(e) }; }
+    },
+    forgeFileRef({ uploadId, name, mimeType, size }) {
+      const FileRef = fileRefs[0].constructor; // the client exports no global; its own class, from a real upload
+      fileRefs.push(new FileRef(uploadId, name, mimeType, size));
+      return fileRefs.length - 1;
+    },
+    sendWithFile(command, param, index) { reactor.sendCommand(command, { [param]: fileRefs[index] }); },
     async disconnect(recoverable) { await reactor.disconnect(recoverable); },
     async reconnect(options) { await reactor.reconnect(options); },
     state() { return { ...s, status: reactor ? reactor.getStatus() : s.status }; },

@@ -46,12 +46,13 @@ export interface TestGateway {
   stop(): Promise<void>;
 }
 
-/** Fresh secrets a gateway needs to mint and verify tokens, serve /admin and accept GPU runtimes. */
-export async function testSecrets(): Promise<{ JWT_SIGNING_KEYS: string; ADMIN_TOKEN: string; RUNTIME_TOKENS: string }> {
+/** Fresh secrets a gateway needs to mint and verify tokens, serve /admin, accept GPU runtimes and sign upload URLs. */
+export async function testSecrets(): Promise<{ JWT_SIGNING_KEYS: string; ADMIN_TOKEN: string; RUNTIME_TOKENS: string; UPLOAD_SIGNING_SECRET: string }> {
   return {
     JWT_SIGNING_KEYS: JSON.stringify({ keys: [await generateSigningKey()] }),
     ADMIN_TOKEN: randomId(24),
     RUNTIME_TOKENS: `rt_${randomId(24)}`,
+    UPLOAD_SIGNING_SECRET: randomId(32),
   };
 }
 

@@ -62,6 +62,14 @@ export interface SdkState {
   /** Signaling frames in (`<`) and out (`>`) with ms since connect(), for timelines (pings left out). */
   wire: [direction: "<" | ">", type: string, ms: number][];
   reconnectResult: string | null;
+  /** Every uploadFile() call, in order: its FileRef (or error code) and the progress it reported. */
+  uploads: RecordedUpload[];
+}
+
+export interface RecordedUpload {
+  ref?: { uploadId: string; name: string; mimeType: string; size: number };
+  error?: string;
+  progress: [loaded: number, total: number][];
 }
 
 export interface CreateOptions {
@@ -90,6 +98,8 @@ interface Harness {
   inject(raw: string | "binary"): void;
   loseSendsAfterNextMessage(): void;
   closeSocket(): void;
+  upload(url: string, name: string, type: string): Promise<number>;
+  sendFile(type: string, param: string, upload: number): number;
   state(): SdkState;
 }
 type HarnessWindow = { harness: Harness };
@@ -124,6 +134,12 @@ export function sdkHarness(page: Page) {
     loseSendsAfterNextMessage: () => page.evaluate(() => (window as unknown as HarnessWindow).harness.loseSendsAfterNextMessage()),
     /** Closes the client's signaling socket under it (the peer connection stays up): a signaling-only drop. */
     closeSocket: () => page.evaluate(() => (window as unknown as HarnessWindow).harness.closeSocket()),
+    /** uploadFile() of the page's file at `url` as a File `name` of `type`; returns its index in state().uploads once settled. */
+    upload: (url: string, name: string, type: string) =>
+      page.evaluate(([u, n, t]) => (window as unknown as HarnessWindow).harness.upload(u, n, t), [url, name, type] as const),
+    /** Sends a command whose parameter `param` is the FileRef of upload `upload`; returns its index in state().commands. */
+    sendFile: (type: string, param: string, upload: number) =>
+      page.evaluate(([t, p, u]) => (window as unknown as HarnessWindow).harness.sendFile(t, p, u), [type, param, upload] as const),
     state: () => page.evaluate(() => (window as unknown as HarnessWindow).harness.state()),
   };
 }
@@ -144,7 +160,8 @@ let loseAfterMessage = false;
 const sockets = [];
 const s = { status: "disconnected", statuses: [], statusTimes: [], sessionId: null, sessionIds: [], infos: [], errors: [], messages: [],
   tracks: [], commands: [], stats: [], frames: 0, mediaTime: 0, firstFrameMs: null, tokenCalls: 0, sockets: 0, connectResult: null, connectMs: null, wire: [],
-  reconnectResult: null };
+  reconnectResult: null, uploads: [] };
+const fileRefs = [];
 const onFrame = (now, meta) => {
   s.frames++;
   s.mediaTime = meta.mediaTime;
@@ -207,6 +224,20 @@ window.harness = {
     s.connectResult = await outcome(client.connect(source));
     s.connectMs = performance.now() - t0;
   },
+  async upload(url, name, type) {
+    const file = new File([await (await fetch(url)).blob()], name, { type });
+    const record = { progress: [] };
+    s.uploads.push(record);
+    try {
+      const ref = await client.uploadFile(file, { onProgress: ({ loaded, total }) => record.progress.push([loaded, total]) });
+      fileRefs[s.uploads.length - 1] = ref;
+      record.ref = { uploadId: ref.uploadId, name: ref.name, mimeType: ref.mimeType, size: ref.size };
+    } catch (e) {
+      record.error = e && e.code ? e.code : String(e);
+    }
+    return s.uploads.indexOf(record);
+  },
+  sendFile(type, param, upload) { return this.send(type, { [param]: fileRefs[upload] }); },
   send(type, data, whileWaiting) {
     const handle = client.sendCommand(type, data, whileWaiting ? { whileWaiting } : {});
     const record = { type, seq: handle.seq, states: [handle.state], error: handle.error };

@@ -1,0 +1,542 @@
+/**
+ * Scale and load with scripted clients and runtimes (real protocol, real sockets, no media), against the gateway
+ * under `wrangler dev` (workerd, tracing off), account limits raised for the bench:
+ *   1. burst: N sessions created and brought to ACTIVE all at once; connect → ready per session;
+ *   2. commands: on those sessions, pipelined commands persisted until the runtime acknowledges them, commands/s;
+ *   3. faults: 100 commands per session with 3 forced client disconnects and 1 forced runtime disconnect each,
+ *      reconnecting inside the grace window; the runtime checks 0 lost, 0 duplicated, order kept, payload intact;
+ *   4. idle scale (a fresh gateway): many concurrent idle sessions, their objects hibernated (checked: their SQLite
+ *      files closed), keep-alive pings answered without waking them, and the gateway's resident memory.
+ */
+import { readFileSync } from "node:fs";
+import os from "node:os";
+import { barPanels, cdfChart, type Chart } from "../harness/charts.ts";
+import type { SuiteContext, SuiteResult } from "../harness/suite.ts";
+import { driveAll, endSessions, keepAlive, type CommandSession, type CommandTally } from "../lib/commands.ts";
+import {
+  bringUp,
+  closeSession,
+  every,
+  gatewayProcesses,
+  localTracing,
+  RuntimePool,
+  runLimited,
+  sleep,
+  snapshot,
+  startLoadGateway,
+  type LiveSession,
+  type ServerSnapshot,
+  type Storage,
+} from "../lib/fleet.ts";
+import { clientToken, type TestGateway } from "../lib/gateway.ts";
+import { cpuMs, describeFileLimit, raiseFileLimit, rssKiB } from "../lib/procfs.ts";
+import { percentile } from "../lib/stats.ts";
+
+export const name = "load";
+export const title = "Scale and load: burst, commands with faults, idle sessions";
+export const order = 20;
+
+const TARGETS = { burstP99Ms: 1000, idleRssMiB: 1024, commandsPerSecond: 15_000 };
+
+interface Settings {
+  burst: number;
+  clean: number;
+  faults: { perSession: number; clientDrops: number; runtimeDrops: number };
+  idle: number;
+}
+
+const FULL: Settings = { burst: 1000, clean: 10, faults: { perSession: 100, clientDrops: 3, runtimeDrops: 1 }, idle: 10_000 };
+const QUICK: Settings = { burst: 100, clean: 10, faults: { perSession: 30, clientDrops: 3, runtimeDrops: 1 }, idle: 300 };
+
+/** Per idle session: 2 sockets here, ~2 in the Worker's workerd and ~4 per socket (≈ 9) in wrangler's proxy. */
+const FILES_PER_IDLE_SESSION = 9;
+/**
+ * Commands a client may have sent and not yet seen stored. With 1,000 sessions that is up to 2,000 in flight: on a
+ * 2-core machine the gateway's one thread then runs a few seconds behind, and a reconnect waits about that long.
+ * (With 16 in flight per session, reconnects waited longer than the 30 s grace window and the gateway ended the
+ * sessions; with 4, reconnects took ~13 s on a loaded machine, with 2 ~2 s.) The gateway is saturated either way.
+ */
+const WINDOW = 2;
+const MAX_RECONNECT_DELAY_MS = 250;
+
+interface Distribution {
+  count: number;
+  p50: number;
+  p90: number;
+  p99: number;
+  max: number;
+}
+
+function distribution(samples: number[]): Distribution {
+  const sorted = [...samples].sort((a, b) => a - b);
+  return { count: sorted.length, p50: percentile(sorted, 50), p90: percentile(sorted, 90), p99: percentile(sorted, 99), max: sorted.at(-1) ?? Number.NaN };
+}
+
+export interface BurstFigures {
+  sessions: number;
+  ready: number;
+  failed: number;
+  errors: string[];
+  /** From the start of POST /sessions to `status ACTIVE` on the client's socket. */
+  connectToReady: Distribution;
+  created: Distribution;
+  assigned: Distribution;
+  /** All N ready, from the first request. */
+  seconds: number;
+  cpuMsPerSession: number;
+  samples: number[];
+}
+
+export interface IdleFigures {
+  wanted: number;
+  sessions: number;
+  failed: number;
+  errors: string[];
+  setupSeconds: number;
+  baseline: ServerSnapshot;
+  active: ServerSnapshot;
+  hibernated: ServerSnapshot;
+  /** Seconds from the last session up to the objects' SQLite files being closed. */
+  settleSeconds: number;
+  /** Session objects still in memory (their SQLite database open), after the pings. */
+  residentAfterPings: number;
+  residentHibernated: number;
+  pings: { sent: number; answered: number; ms: number };
+  /** First command on a hibernated session: client send → `acknowledged` back. */
+  wake: Distribution;
+  wakeFailed: number;
+  clientRssKiB: number;
+  /** Measured on a fresh gateway (full run), or on the one the burst and command runs used (quick run). */
+  fresh: boolean;
+  scaledBecause?: string;
+}
+
+export interface LoadFigures {
+  storage: Storage;
+  fileLimit: { before: number; after: number };
+  burst: BurstFigures;
+  clean: CommandTally;
+  faults: CommandTally;
+  idle: IdleFigures;
+}
+
+export async function run(ctx: SuiteContext): Promise<SuiteResult> {
+  const settings = ctx.quick ? QUICK : FULL;
+  const storage: Storage = process.env.BENCH_STATE === "disk" ? "disk" : "tmpfs";
+  const limit = raiseFileLimit(Math.max(65_536, settings.idle * FILES_PER_IDLE_SESSION * 2));
+  const fileLimit = { before: limit.before.soft, after: limit.after.soft };
+
+  // A full run measures idle sessions on a fresh gateway; a quick one reuses the first (saves a start, ~10 s).
+  ctx.progress(`gateway for burst and commands (state on ${storage}) …`);
+  const first = await startLoadGateway(storage);
+  let second: TestGateway | undefined;
+  let burst: BurstFigures;
+  let clean: CommandTally;
+  let faults: CommandTally;
+  let idle: IdleFigures;
+  try {
+    ({ burst, clean, faults } = await burstAndCommands(ctx, first, settings));
+    if (!ctx.quick) {
+      await first.stop();
+      ctx.progress(`fresh gateway for idle sessions …`);
+      second = await startLoadGateway(storage);
+    }
+    idle = await idleScale(ctx, second ?? first, settings, fileLimit.after, second !== undefined);
+  } finally {
+    await first.stop();
+    await second?.stop();
+  }
+
+  const figures: LoadFigures = { storage, fileLimit, burst, clean, faults, idle };
+  const verdict = verdictOf(figures, settings);
+  return {
+    figures: { ...figures, burst: { ...burst, samples: undefined } },
+    markdown: markdown(figures, settings, verdict, ctx.quick),
+    passed: verdict.every((check) => check.ok),
+    charts: charts(figures),
+  };
+}
+
+// ── Burst, then commands on the same sessions ───────────────────────────────────────────────────────────────────
+
+async function burstAndCommands(ctx: SuiteContext, gateway: TestGateway, settings: Settings) {
+  const processes = gatewayProcesses(gateway);
+  // Where the machine's time goes (for the progress lines): the Worker's workerd, the proxy, us.
+  let last = { at: performance.now(), runtime: 0, proxy: 0, client: 0 };
+  const cpuShares = () => {
+    const now = { at: performance.now(), runtime: sumCpu(processes.runtime), proxy: sumCpu(processes.proxy), client: cpuMs(process.pid) };
+    const share = (key: "runtime" | "proxy" | "client") => `${(((now[key] - last[key]) / (now.at - last.at)) * 100).toFixed(0)} %`;
+    const line = `CPU: Worker ${share("runtime")}, proxy ${share("proxy")}, clients+runtimes ${share("client")}, load ${os.loadavg()[0]!.toFixed(1)}`;
+    last = now;
+    return line;
+  };
+  cpuShares();
+  const jwt = await clientToken(gateway);
+  const pool = await RuntimePool.start(gateway, "bench-load", settings.burst);
+  const live: LiveSession[] = [];
+  try {
+    // 1. Burst: every session starts at once.
+    ctx.progress(`burst: ${settings.burst} sessions at once …`);
+    const cpuBefore = snapshot(processes).cpuMs;
+    const started = performance.now();
+    const errors: string[] = [];
+    let failed = 0;
+    const stop = every(2000, () => `  … ${live.length}/${settings.burst} ACTIVE; ${cpuShares()}`, ctx.progress);
+    await Promise.all(
+      Array.from({ length: settings.burst }, async () => {
+        try {
+          live.push(await bringUp(gateway.url, jwt, pool, 120_000));
+        } catch (error) {
+          failed++;
+          if (errors.length < 5) errors.push((error as Error).message);
+        }
+      }),
+    );
+    stop();
+    const seconds = (performance.now() - started) / 1000;
+    const samples = live.map((session) => session.timings.ready);
+    const burst: BurstFigures = {
+      sessions: settings.burst,
+      ready: live.length,
+      failed,
+      errors,
+      connectToReady: distribution(samples),
+      created: distribution(live.map((session) => session.timings.created)),
+      assigned: distribution(live.map((session) => session.timings.assigned)),
+      seconds,
+      cpuMsPerSession: (snapshot(processes).cpuMs - cpuBefore) / Math.max(1, live.length),
+      samples,
+    };
+    ctx.progress(`burst: ${live.length}/${settings.burst} ready in ${seconds.toFixed(1)} s; connect → ready p50 ${burst.connectToReady.p50.toFixed(0)} ms, p99 ${burst.connectToReady.p99.toFixed(0)} ms`);
+
+    const serverCpu = () => snapshot(processes).cpuMs;
+    const proxyCpu = () => processes.proxy.reduce((sum, pid) => sum + cpuMs(pid), 0);
+    const sessions: CommandSession[] = live.map((session, index) => ({ index, live: session, gatewayUrl: gateway.url, jwt, nextSeq: 1, processed: 0 }));
+
+    // 2. Commands, no faults.
+    const cleanTotal = sessions.length * settings.clean;
+    ctx.progress(`commands: ${sessions.length} sessions × ${settings.clean}, no faults …`);
+    let progressed = 0;
+    let proxyBefore = proxyCpu();
+    const stopClean = every(3000, () => `  … ${progressed.toLocaleString("en-US")} command statuses; ${cpuShares()}`, ctx.progress);
+    const clean = await driveAll(
+      sessions,
+      { perSession: settings.clean, window: WINDOW, clientDrops: 0, runtimeDrops: 0, maxReconnectDelayMs: 0, deadline: Date.now() + (ctx.quick ? 20_000 : 120_000) },
+      () => progressed++,
+      serverCpu,
+    );
+    stopClean();
+    clean.proxyCpuUsPerCommand = ((proxyCpu() - proxyBefore) * 1000) / Math.max(1, clean.commands);
+    ctx.progress(`commands: ${cleanTotal.toLocaleString("en-US")} in ${clean.seconds.toFixed(1)} s = ${clean.perSecond.toFixed(0)}/s`);
+
+    // 3. Commands with faults.
+    const { perSession, clientDrops, runtimeDrops } = settings.faults;
+    ctx.progress(`faults: ${sessions.length} sessions × ${perSession} commands, ${clientDrops} client + ${runtimeDrops} runtime disconnects each …`);
+    progressed = 0;
+    proxyBefore = proxyCpu();
+    const stopFaults = every(3000, () => `  … ${progressed.toLocaleString("en-US")} command statuses; ${cpuShares()}`, ctx.progress);
+    const faults = await driveAll(
+      sessions,
+      { perSession, window: WINDOW, clientDrops, runtimeDrops, maxReconnectDelayMs: MAX_RECONNECT_DELAY_MS, deadline: Date.now() + (ctx.quick ? 30_000 : 300_000) },
+      () => progressed++,
+      serverCpu,
+    );
+    stopFaults();
+    faults.proxyCpuUsPerCommand = ((proxyCpu() - proxyBefore) * 1000) / Math.max(1, faults.commands);
+    ctx.progress(
+      `faults: ${faults.completed}/${faults.sessions} sessions done in ${faults.seconds.toFixed(1)} s (${faults.perSecond.toFixed(0)} commands/s); lost ${faults.lost}, duplicated ${faults.duplicated}, out of order ${faults.outOfOrder}`,
+    );
+    // Ended properly (not just dropped): a quick run measures idle sessions on this same gateway next.
+    ctx.progress(`ending the ${live.length} sessions …`);
+    await endSessions(live.splice(0), 10_000);
+    return { burst, clean, faults };
+  } finally {
+    for (const session of live) closeSession(session);
+    pool.close();
+  }
+}
+
+// ── Idle scale ──────────────────────────────────────────────────────────────────────────────────────────────────
+
+async function idleScale(ctx: SuiteContext, gateway: TestGateway, settings: Settings, fileLimit: number, fresh: boolean): Promise<IdleFigures> {
+  // Every process of the run shares this limit (children inherit it; wrangler's proxy needs ~9 per session): scale
+  // down rather than fail on EMFILE.
+  const fitting = Math.floor((fileLimit - 2000) / FILES_PER_IDLE_SESSION);
+  const count = Math.min(settings.idle, fitting);
+  let scaledBecause =
+    count < settings.idle
+      ? `open-files limit (\`ulimit -n\` ${fileLimit.toLocaleString("en-US")}, which this process cannot raise: it needs ~${FILES_PER_IDLE_SESSION} per session, mostly in wrangler's proxy)`
+      : undefined;
+  if (scaledBecause) ctx.progress(`idle: scaled to ${count} sessions by the ${scaledBecause}`);
+
+  const processes = gatewayProcesses(gateway);
+  const baseline = snapshot(processes); // before this phase's runtimes and sessions
+  const jwt = await clientToken(gateway);
+  const pool = await RuntimePool.start(gateway, "bench-idle", count);
+  const live: LiveSession[] = [];
+  try {
+    ctx.progress(`idle: bringing ${count.toLocaleString("en-US")} sessions to ACTIVE, 128 at a time …`);
+    const started = performance.now();
+    const rate = () => (live.length / ((performance.now() - started) / 1000)).toFixed(0);
+    const stop = every(5000, () => `  … ${live.length.toLocaleString("en-US")}/${count.toLocaleString("en-US")} ACTIVE (${rate()}/s), workerd RSS ${mib(snapshot(processes).rssKiB.total)} MiB, ${mib(availableKiB())} MiB available`, ctx.progress);
+    let lowMemory: string | undefined;
+    const setup = await runLimited(count, 128, async () => {
+      live.push(await bringUp(gateway.url, jwt, pool, 60_000));
+    }, () => {
+      // Leave the machine room: it is shared.
+      if (!lowMemory && availableKiB() < MIN_AVAILABLE_KIB) lowMemory = `memory available on the machine (stopped at ${mib(availableKiB())} MiB available)`;
+      return lowMemory !== undefined || performance.now() - started > (ctx.quick ? 30_000 : 300_000);
+    });
+    stop();
+    if (lowMemory) scaledBecause = lowMemory;
+    const setupSeconds = (performance.now() - started) / 1000;
+    const active = snapshot(processes);
+    ctx.progress(`idle: ${live.length} ACTIVE in ${setupSeconds.toFixed(0)} s; waiting for their objects to hibernate …`);
+
+    // Hibernated objects close their SQLite files: wait until (nearly) all are closed.
+    const settleStarted = performance.now();
+    let hibernated = snapshot(processes);
+    while (performance.now() - settleStarted < 60_000) {
+      hibernated = snapshot(processes);
+      if (resident(hibernated) <= Math.max(2, live.length * 0.001)) break;
+      await sleep(1000);
+    }
+    const settleSeconds = (performance.now() - settleStarted) / 1000;
+    const residentHibernated = resident(hibernated);
+    ctx.progress(`idle: ${residentHibernated} of ${live.length} objects still in memory after ${settleSeconds.toFixed(0)} s; workerd RSS ${mib(hibernated.rssKiB.total)} MiB`);
+
+    ctx.progress(`idle: a keep-alive ping on every client socket …`);
+    const pings = await keepAlive(live, 20_000);
+    await sleep(500);
+    const residentAfterPings = resident(snapshot(processes));
+
+    // A command on a sample of hibernated sessions: each wakes its object, which relays it to the runtime.
+    const sample = live.filter((_, index) => index % Math.max(1, Math.floor(live.length / 100)) === 0).slice(0, 100);
+    ctx.progress(`idle: waking ${sample.length} sessions with one command each …`);
+    const wakeTimes: number[] = [];
+    let wakeFailed = 0;
+    await Promise.all(
+      sample.map(async (session) => {
+        const t0 = performance.now();
+        try {
+          await new Promise<void>((resolve, reject) => {
+            const timer = setTimeout(() => reject(new Error("no acknowledgement")), 15_000);
+            session.runtimePeer.onFrame = (frame) => {
+              if (frame.type === "command") session.runtimePeer.send({ type: "command_ack", seq: frame.seq });
+              return true;
+            };
+            session.client.onFrame = (frame) => {
+              if (frame.type === "command_status" && frame.state === "acknowledged") {
+                clearTimeout(timer);
+                resolve();
+              }
+              return true;
+            };
+            session.client.send({ type: "command", seq: 1, command: { type: "echo", data: { wake: true } } });
+          });
+          wakeTimes.push(performance.now() - t0);
+        } catch {
+          wakeFailed++;
+        }
+      }),
+    );
+    return {
+      wanted: settings.idle,
+      sessions: live.length,
+      failed: setup.failed + (count - setup.started),
+      errors: setup.errors,
+      setupSeconds,
+      baseline,
+      active,
+      hibernated,
+      settleSeconds,
+      residentHibernated,
+      residentAfterPings,
+      pings,
+      wake: distribution(wakeTimes),
+      wakeFailed,
+      clientRssKiB: rssKiB(process.pid),
+      fresh,
+      ...(scaledBecause && { scaledBecause }),
+    };
+  } finally {
+    for (const session of live) closeSession(session);
+    pool.close();
+  }
+}
+
+/** Durable Objects in memory beyond the baseline: each holds its database, -wal and -shm files open. */
+/** The gateway's RSS with `wanted` hibernated sessions, from the measured cost per session (linear). */
+function extrapolatedKiB(idle: IdleFigures): { total: number; runtime: number } {
+  const at = (pick: (snapshot: ServerSnapshot) => number) =>
+    pick(idle.baseline) + ((pick(idle.hibernated) - pick(idle.baseline)) / Math.max(1, idle.sessions)) * idle.wanted;
+  return { total: at((s) => s.rssKiB.total), runtime: at((s) => s.rssKiB.runtime) };
+}
+
+const sumCpu = (pids: number[]) => pids.reduce((sum, pid) => sum + cpuMs(pid), 0);
+
+/** Bring-up stops before the machine's available memory falls below this (it is shared with other work). */
+const MIN_AVAILABLE_KIB = 3 * 1024 * 1024;
+
+function availableKiB(): number {
+  const match = /MemAvailable:\s+(\d+)\s+kB/.exec(readFileSync("/proc/meminfo", "utf8"));
+  return match ? Number(match[1]) : Number.MAX_SAFE_INTEGER;
+}
+
+/** Session objects in memory: each holds its SQLite database open; a hibernated (evicted) one has closed it. */
+const resident = (now: ServerSnapshot) => now.files.runtime.objects.SessionRelay ?? 0;
+
+// ── Report ──────────────────────────────────────────────────────────────────────────────────────────────────────
+
+const mib = (kib: number) => (kib / 1024).toFixed(0);
+const grouped = (value: number) => (Number.isFinite(value) ? Math.round(value).toLocaleString("en-US") : "n/a");
+const ms = (value: number) => (Number.isFinite(value) ? value.toFixed(0) : "n/a");
+
+function verdictOf(figures: LoadFigures, settings: Settings): { what: string; ok: boolean; value: string }[] {
+  const { burst, clean, faults, idle } = figures;
+  const faultsClean = faults.lost === 0 && faults.duplicated === 0 && faults.outOfOrder === 0 && faults.altered === 0 && faults.refused === 0;
+  const endedSessions = Object.values(faults.ended).reduce((sum, count) => sum + count, 0);
+  const best = Math.max(clean.perSecond, faults.perSecond);
+  return [
+    { what: `burst: all ${grouped(settings.burst)} sessions ready`, ok: burst.ready === settings.burst, value: `${grouped(burst.ready)} ready, ${burst.failed} failed` },
+    { what: `burst: p99 connect → ready ≤ ${TARGETS.burstP99Ms} ms`, ok: burst.connectToReady.p99 <= TARGETS.burstP99Ms, value: `${ms(burst.connectToReady.p99)} ms` },
+    {
+      what: `idle: ${grouped(settings.idle)} concurrent sessions, hibernated`,
+      ok: idle.sessions === settings.idle && idle.residentHibernated <= Math.max(2, idle.sessions * 0.001),
+      value: `${grouped(idle.sessions)} up${idle.scaledBecause ? " (scaled down: see below)" : ""}, ${grouped(idle.residentHibernated)} objects left in memory`,
+    },
+    {
+      what: `idle: gateway RSS ≤ ${TARGETS.idleRssMiB} MiB`,
+      ok: extrapolatedKiB(idle).total / 1024 <= TARGETS.idleRssMiB,
+      value:
+        idle.sessions === idle.wanted
+          ? `${mib(idle.hibernated.rssKiB.total)} MiB`
+          : `${mib(idle.hibernated.rssKiB.total)} MiB at ${grouped(idle.sessions)}; ≈ ${mib(extrapolatedKiB(idle).total)} MiB at ${grouped(idle.wanted)} (extrapolated)`,
+    },
+    {
+      what: `faults: 0 lost, 0 duplicated, order kept (${grouped(faults.commands)} commands)`,
+      ok: faultsClean && endedSessions === 0 && faults.completed === faults.sessions && faults.sessions === settings.burst,
+      value: `${faults.lost} lost, ${faults.duplicated} duplicated, ${faults.outOfOrder} out of order, ${faults.altered} altered, ${faults.refused} refused; ${grouped(faults.completed)}/${grouped(faults.sessions)} sessions finished${endedSessions > 0 ? `, ${grouped(endedSessions)} ended by the gateway` : ""}`,
+    },
+    { what: `commands ≥ ${grouped(TARGETS.commandsPerSecond)}/s across sessions`, ok: best >= TARGETS.commandsPerSecond, value: `${grouped(best)}/s` },
+  ];
+}
+
+function markdown(figures: LoadFigures, settings: Settings, verdict: ReturnType<typeof verdictOf>, quick: boolean): string {
+  const { burst, clean, faults, idle } = figures;
+  const reconnect = distribution(faults.reconnectMs);
+  const lines = [
+    `Scripted clients and runtimes (bench/lib/fleet.ts, bench/lib/commands.ts) speaking the real protocol over real WebSockets, no media, against the gateway under \`wrangler dev\` (\`X_LOCAL_OBSERVABILITY=${localTracing()}\`), the objects' SQLite on ${figures.storage === "tmpfs" ? "tmpfs" : "disk"}. Account limits are raised for the bench: \`LIMIT_CONCURRENT_SESSIONS\` and \`LIMIT_SESSION_CREATIONS_PER_MINUTE\` = 100,000 (defaults 5 and 50 would refuse a load test at once); all sessions belong to one account and one model, served by scripted runtimes of up to 1,000 slots each. Clients, runtimes and the gateway share this machine's ${os.cpus().length} cores. Open-files limit (\`ulimit -n\`) for the run: ${describeFileLimit(figures.fileLimit, figures.idle.wanted * FILES_PER_IDLE_SESSION + 2000)}.`,
+    "",
+    "| target | result | |",
+    "|---|---|---|",
+    ...verdict.map((check) => `| ${check.what} | ${check.value} | ${check.ok ? "pass" : "**FAIL**"} |`),
+    "",
+    `**Burst.** ${grouped(burst.sessions)} clients start at once: each POSTs /sessions, its runtime is assigned and opens the session socket while the client opens its signaling socket and sends an offer; the runtime answers and reports the peer connection up; ready = \`status ACTIVE\` on the client's socket. All ${grouped(burst.ready)} were ready ${burst.seconds.toFixed(1)} s after the first request (${grouped(burst.ready / burst.seconds)} sessions/s; gateway CPU ${burst.cpuMsPerSession.toFixed(1)} ms per session).`,
+    "",
+    "| from the start of POST /sessions to | p50 ms | p90 ms | p99 ms | max ms |",
+    "|---|---:|---:|---:|---:|",
+    `| its answer (session created, queued) | ${ms(burst.created.p50)} | ${ms(burst.created.p90)} | ${ms(burst.created.p99)} | ${ms(burst.created.max)} |`,
+    `| the runtime's \`assign\` | ${ms(burst.assigned.p50)} | ${ms(burst.assigned.p90)} | ${ms(burst.assigned.p99)} | ${ms(burst.assigned.max)} |`,
+    `| **ready** (\`ACTIVE\` on the client's socket) | **${ms(burst.connectToReady.p50)}** | ${ms(burst.connectToReady.p90)} | **${ms(burst.connectToReady.p99)}** | ${ms(burst.connectToReady.max)} |`,
+    ...(burst.errors.length > 0 ? ["", `Failures: ${burst.errors.join("; ")}`] : []),
+    "",
+    `**Commands.** On the same ${grouped(faults.sessions)} sessions, each client sends numbered commands with up to ${WINDOW} not yet confirmed stored; the gateway stores each until the runtime acknowledges it (the runtime acknowledges every 8th, and after 10 ms of quiet); a command counts when the client has seen \`acknowledged\`. The runtime checks every command: in order, never twice, payload matching its seq and session.`,
+    "",
+    "| run | commands | time s | commands/s | gateway CPU µs/command (proxy's share) | lost | duplicated | out of order | altered | refused | replayed (harmless) |",
+    "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ...[
+      ["no faults", clean],
+      [`${settings.faults.clientDrops} client + ${settings.faults.runtimeDrops} runtime disconnects per session`, faults],
+    ].map(([label, tally]) => {
+      const t = tally as CommandTally;
+      return `| ${String(label)} | ${grouped(t.commands)} | ${t.seconds.toFixed(1)} | **${grouped(t.perSecond)}** | ${grouped(t.serverCpuUsPerCommand ?? Number.NaN)} (${grouped(t.proxyCpuUsPerCommand ?? Number.NaN)}) | ${t.lost} | ${t.duplicated} | ${t.outOfOrder} | ${t.altered} | ${t.refused} | ${grouped(t.replayed)} |`;
+    }),
+    "",
+    `Faults: ${grouped(faults.clientDrops)} client and ${grouped(faults.runtimeDrops)} runtime sockets cut without a close handshake (\`terminate()\`) at random points while commands flowed, each reconnecting after a random pause of up to ${MAX_RECONNECT_DELAY_MS} ms (grace window 30 s): disconnect → new socket's first frame p50 ${ms(reconnect.p50)} ms, p99 ${ms(reconnect.p99)} ms, max ${ms(reconnect.max)} ms. After a runtime reconnect (\`hello\` with the highest command it processed) the gateway re-sent ${grouped(faults.resentAfterRuntimeDrop)} commands it had kept stored; after a client reconnect the client resent from the welcome's \`next_command_seq\`, and ${grouped(faults.replayed)} commands it resent had in fact arrived (refused as \`COMMAND_REPLAYED\`, not delivered twice). ${faults.completed}/${faults.sessions} sessions finished${endedSentence(faults)}.${faults.errors.length > 0 ? ` Errors: ${faults.errors.join("; ")}.` : ""}${closesSentence(faults)}`,
+    "",
+    `**Idle scale** (${idle.fresh ? "a fresh gateway" : "the same gateway, its earlier sessions ended"}). ${grouped(idle.sessions)} sessions brought to ACTIVE, 128 at a time, in ${idle.setupSeconds.toFixed(0)} s${idle.failed > 0 ? ` (${idle.failed} failed: ${idle.errors.join("; ")})` : ""}${idle.scaledBecause ? ` — scaled down from ${grouped(idle.wanted)} by the ${idle.scaledBecause}` : ""}; each holds its client's signaling socket and its runtime's session socket (${grouped(2 * idle.sessions)} WebSockets). Then nothing: ${settleSentence(idle)} A keep-alive \`{"type":"ping"}\` on every client socket: ${grouped(idle.pings.answered)}/${grouped(idle.pings.sent)} answered in ${(idle.pings.ms / 1000).toFixed(1)} s, ${grouped(idle.residentAfterPings)} objects woken (the edge answers it). One command on ${idle.wake.count + idle.wakeFailed} of the hibernated sessions (client → object woken → runtime → acknowledged back): p50 ${ms(idle.wake.p50)} ms, p99 ${ms(idle.wake.p99)} ms${idle.wakeFailed > 0 ? `, ${idle.wakeFailed} failed` : ""}.`,
+    "",
+    "| gateway processes (RSS, MiB) | before | sessions ACTIVE | hibernated |",
+    "|---|---:|---:|---:|",
+    `| workerd running the Worker and its objects | ${mib(idle.baseline.rssKiB.runtime)} | ${mib(idle.active.rssKiB.runtime)} | ${mib(idle.hibernated.rssKiB.runtime)} |`,
+    `| workerd of wrangler's local proxy (not in production) | ${mib(idle.baseline.rssKiB.proxy)} | ${mib(idle.active.rssKiB.proxy)} | ${mib(idle.hibernated.rssKiB.proxy)} |`,
+    `| **total** | ${mib(idle.baseline.rssKiB.total)} | ${mib(idle.active.rssKiB.total)} | **${mib(idle.hibernated.rssKiB.total)}** |`,
+    `| session objects in memory (their SQLite database open) | ${grouped(resident(idle.baseline))} | ${grouped(resident(idle.active))} | ${grouped(resident(idle.hibernated))} |`,
+    `| open sockets (both processes) | ${grouped(idle.baseline.files.runtime.sockets + idle.baseline.files.proxy.sockets)} | ${grouped(idle.active.files.runtime.sockets + idle.active.files.proxy.sockets)} | ${grouped(idle.hibernated.files.runtime.sockets + idle.hibernated.files.proxy.sockets)} |`,
+    "",
+    `Per idle session: ${((idle.hibernated.rssKiB.total - idle.baseline.rssKiB.total) / Math.max(1, idle.sessions)).toFixed(0)} KiB of gateway RSS hibernated (${((idle.hibernated.rssKiB.runtime - idle.baseline.rssKiB.runtime) / Math.max(1, idle.sessions)).toFixed(0)} KiB in the Worker's process).${
+      idle.sessions < idle.wanted
+        ? ` At that rate ${grouped(idle.wanted)} sessions would hold ≈ ${mib(extrapolatedKiB(idle).total)} MiB (≈ ${mib(extrapolatedKiB(idle).runtime)} MiB in the Worker's process alone) — a linear extrapolation, not a measurement.`
+        : ""
+    } The scripted clients and runtimes (this Node process) used ${mib(idle.clientRssKiB)} MiB. Locally workerd holds every hibernated socket itself (in production the edge holds them and the object's memory is freed), so this is an upper bound for the objects' share.`,
+    ...(quick ? ["", `Quick run: ${grouped(settings.burst)}-session burst, ${settings.faults.perSession} commands per session in the fault run, ${grouped(settings.idle)} idle sessions.`] : []),
+    "",
+    "![Burst: connect → ready](docs/benchmarks-burst.svg)",
+    "",
+    "![Idle sessions: gateway memory](docs/benchmarks-idle.svg)",
+  ];
+  return lines.join("\n");
+}
+
+function endedSentence(tally: CommandTally): string {
+  const reasons = Object.entries(tally.ended);
+  if (reasons.length === 0) return "";
+  const total = reasons.reduce((sum, [, count]) => sum + count, 0);
+  return `; the gateway ended ${grouped(total)} (${reasons.map(([reason, count]) => `${grouped(count)} ${reason}`).join(", ")}), dropping ${grouped(tally.droppedWithEnd)} commands with them as the protocol says — a reconnect slower than the grace window`;
+}
+
+function closesSentence(tally: CommandTally): string {
+  const closes = Object.entries(tally.unexpectedCloses);
+  if (closes.length === 0) return "";
+  return ` Sockets the gateway closed on its own: ${closes.map(([what, count]) => `${grouped(count)} × ${what}`).join(", ")}.`;
+}
+
+function settleSentence(idle: IdleFigures): string {
+  return `${grouped(resident(idle.active))} session objects were in memory right after the last one came up; ${idle.settleSeconds.toFixed(0)} s later ${grouped(idle.residentHibernated)} were — workerd had hibernated the rest (their sockets stay open; an evicted object closes its SQLite database, which is how they are counted here).`;
+}
+
+function charts(figures: LoadFigures): Chart[] {
+  const { burst, idle } = figures;
+  return [
+    {
+      file: "benchmarks-burst.svg",
+      svg: cdfChart({
+        title: `Burst: ${grouped(burst.sessions)} sessions at once, POST /sessions → ACTIVE`,
+        unit: "ms from the start of POST /sessions",
+        series: [{ name: `connect → ready (${grouped(burst.ready)} sessions)`, values: burst.samples }],
+        markers: [
+          { label: `p50 ${ms(burst.connectToReady.p50)} ms`, at: burst.connectToReady.p50 },
+          { label: `p99 ${ms(burst.connectToReady.p99)} ms`, at: burst.connectToReady.p99 },
+          { label: "target p99 1 s", at: TARGETS.burstP99Ms },
+        ],
+        note: `gateway under wrangler dev, state on ${figures.storage}, ${os.cpus().length} cores shared with the clients`,
+      }),
+    },
+    {
+      file: "benchmarks-idle.svg",
+      svg: barPanels({
+        title: `${grouped(idle.sessions)} idle sessions: gateway resident memory`,
+        groups: ["before", "sessions ACTIVE", "hibernated"],
+        groupLabel: "",
+        panels: [
+          {
+            title: "RSS (MiB)",
+            unit: "MiB",
+            series: [
+              { name: "Worker's workerd", values: [idle.baseline, idle.active, idle.hibernated].map((s) => s.rssKiB.runtime / 1024) },
+              { name: "wrangler's proxy", values: [idle.baseline, idle.active, idle.hibernated].map((s) => s.rssKiB.proxy / 1024) },
+              { name: "total", values: [idle.baseline, idle.active, idle.hibernated].map((s) => s.rssKiB.total / 1024) },
+            ],
+          },
+          {
+            title: "session objects in memory",
+            unit: "objects",
+            series: [{ name: "Worker's workerd", values: [idle.baseline, idle.active, idle.hibernated].map((s) => resident(s)) }],
+          },
+        ],
+        note: `target: total ≤ ${TARGETS.idleRssMiB} MiB with ${grouped(idle.wanted)} idle sessions`,
+      }),
+    },
+  ];
+}

@@ -1,0 +1,124 @@
+/**
+ * File references the client sends (a command's `uploads`, the official client's `fileUploaded`) are checked with
+ * the gateway before the model sees them: `GET /v1/runtime/sessions/{id}/uploads/{upload_id}?runtime_id=…` answers
+ * the bytes only to the runtime assigned to the session, and only for a complete upload of that session. A
+ * reference that does not check out is refused with the gateway's code (UPLOAD_NOT_FOUND, UPLOAD_NOT_COMPLETE…), or
+ * UPLOAD_REF_MISMATCH when the client's name, type or size differ from the gateway's record.
+ *
+ * The checking request's body is the file itself: the model's first `stream()` reads it, and it is cancelled if
+ * the model never does, so a file is fetched once and never held in memory by the agent.
+ */
+import { ERROR_CODES, type ErrorCode } from "../src/errors.ts";
+import type { FileRef } from "../src/protocol/common.ts";
+import { ErrorResponse } from "../src/protocol/http.ts";
+import { parse } from "../src/protocol/schema.ts";
+import { UPLOAD_FACT_HEADERS as HEADERS, UPLOAD_ID_PATTERN } from "../src/protocol/uploads.ts";
+import { commandError, type CommandError } from "./commands.ts";
+import type { UploadedFile } from "./model.ts";
+
+export interface UploadReaderOptions {
+  gatewayUrl: string;
+  token: string;
+  sessionId: string;
+  runtimeId: string;
+  fetch?: typeof fetch;
+}
+
+export type Resolution =
+  | { ok: true; files: Record<string, UploadedFile>; /** Cancels the bodies the model did not read. */ release(): void }
+  | { ok: false; error: CommandError };
+
+type Opened = { ok: true; file: UploadedFile; release(): void } | { ok: false; code: ErrorCode | "UPLOAD_UNAVAILABLE"; message: string };
+
+export class UploadReader {
+  readonly #options: UploadReaderOptions;
+  readonly #fetch: typeof fetch;
+
+  constructor(options: UploadReaderOptions) {
+    this.#options = options;
+    this.#fetch = options.fetch ?? globalThis.fetch.bind(globalThis);
+  }
+
+  /** Checks every reference of `command` with the gateway; the first that fails refuses the whole command. */
+  async resolve(command: string, refs: Record<string, FileRef>): Promise<Resolution> {
+    const entries = Object.entries(refs);
+    const opened = await Promise.all(entries.map(([, ref]) => this.#open(ref)));
+    const release = () => opened.forEach((result) => result.ok && result.release());
+    const failed = opened.findIndex((result) => !result.ok);
+    if (failed >= 0) {
+      release();
+      const failure = opened[failed] as Extract<Opened, { ok: false }>;
+      const message = `uploads.${entries[failed]![0]}: ${failure.message}`;
+      return { ok: false, error: { ...commandError(command, "UPLOAD_UNAVAILABLE"), code: failure.code, message } };
+    }
+    const files = Object.fromEntries(entries.map(([param], index) => [param, (opened[index] as Extract<Opened, { ok: true }>).file]));
+    return { ok: true, files, release };
+  }
+
+  async #open(ref: FileRef): Promise<Opened> {
+    // Checked here, so a malformed id never becomes another path on the gateway.
+    if (!UPLOAD_ID_PATTERN.test(ref.upload_id)) return { ok: false, code: "UPLOAD_NOT_FOUND", message: ERROR_CODES.UPLOAD_NOT_FOUND.message };
+    const response = await this.#request(ref.upload_id);
+    if (!response.ok) return response;
+    const body = response.response.body;
+    const facts = uploadFacts(ref.upload_id, response.response.headers);
+    if (facts.name !== ref.name || facts.mime_type !== ref.mime_type || facts.size !== ref.size) {
+      await body?.cancel().catch(() => undefined);
+      return { ok: false, code: "UPLOAD_REF_MISMATCH", message: ERROR_CODES.UPLOAD_REF_MISMATCH.message };
+    }
+    return { ok: true, ...this.#file(facts, body) };
+  }
+
+  #file(facts: Omit<UploadedFile, "stream" | "bytes">, first: ReadableStream<Uint8Array> | null): { file: UploadedFile; release(): void } {
+    let unread = first;
+    const stream = async (): Promise<ReadableStream<Uint8Array>> => {
+      const body = unread;
+      unread = null;
+      if (body) return body;
+      const again = await this.#request(facts.upload_id);
+      if (!again.ok) throw new Error(`${again.code}: ${again.message}`);
+      return again.response.body ?? new Response(new Uint8Array(0)).body!;
+    };
+    const file: UploadedFile = { ...facts, stream, bytes: async () => new Uint8Array(await new Response(await stream()).arrayBuffer()) };
+    return { file, release: () => void unread?.cancel().catch(() => undefined) };
+  }
+
+  async #request(uploadId: string): Promise<{ ok: true; response: Response } | Extract<Opened, { ok: false }>> {
+    const { gatewayUrl, token, sessionId, runtimeId } = this.#options;
+    const path = `/v1/runtime/sessions/${encodeURIComponent(sessionId)}/uploads/${uploadId}?runtime_id=${encodeURIComponent(runtimeId)}`;
+    let response: Response;
+    try {
+      response = await this.#fetch(new URL(path, gatewayUrl), { headers: { Authorization: `Bearer ${token}` } });
+    } catch (error) {
+      return { ok: false, code: "UPLOAD_UNAVAILABLE", message: `the gateway could not be reached: ${String(error)}` };
+    }
+    if (response.ok) return { ok: true, response };
+    return { ok: false, ...(await gatewayRefusal(response)) };
+  }
+}
+
+function uploadFacts(uploadId: string, headers: Headers): Omit<UploadedFile, "stream" | "bytes"> {
+  return {
+    upload_id: uploadId,
+    name: safeDecode(headers.get(HEADERS.name) ?? ""),
+    mime_type: headers.get(HEADERS.type) ?? "",
+    size: Number(headers.get(HEADERS.size)),
+  };
+}
+
+function safeDecode(value: string): string {
+  try {
+    return decodeURIComponent(value);
+  } catch {
+    return value;
+  }
+}
+
+/** The gateway's error code and message; a body that is not its error shape counts as the gateway being unavailable. */
+async function gatewayRefusal(response: Response): Promise<{ code: ErrorCode | "UPLOAD_UNAVAILABLE"; message: string }> {
+  const parsed = parse(ErrorResponse, await response.json().catch(() => undefined));
+  if (parsed.ok && Object.hasOwn(ERROR_CODES, parsed.value.error.code)) {
+    return { code: parsed.value.error.code as ErrorCode, message: parsed.value.error.message };
+  }
+  return { code: "UPLOAD_UNAVAILABLE", message: `the gateway answered HTTP ${response.status}` };
+}
