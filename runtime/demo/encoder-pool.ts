@@ -13,6 +13,8 @@ import type { TestPatternEncoder } from "./encoder.ts";
 
 /** At 1 Mbit/s and 1200-byte packets a 1 s GOP is ~100 packets; this bounds memory if key frames stop coming. */
 const MAX_KEPT_PACKETS = 1000;
+/** start() waits this long at most for the warm encoders' first key frame. */
+const WARM_TIMEOUT_MS = 10_000;
 
 export interface Feed {
   encoder: TestPatternEncoder;
@@ -46,10 +48,15 @@ export class EncoderPool {
     this.#options = options;
   }
 
-  /** Starts the warm encoders; resolves once they run. */
+  /** Starts the warm encoders; resolves once each has produced a key frame (a session taking it shows a picture at once). */
   async start(): Promise<void> {
     for (let i = 0; i < this.#options.warm; i++) this.#idle.push(this.#startFeed().catch((error: unknown) => this.#warn("could not start a warm encoder", error)));
-    await Promise.all(this.#idle);
+    const feeds = await Promise.all(this.#idle);
+    let timer: NodeJS.Timeout | undefined;
+    const late = new Promise<"late">((resolve) => (timer = setTimeout(() => resolve("late"), WARM_TIMEOUT_MS)));
+    const keyFrames = Promise.all(feeds.map((feed) => feed?.relay.keyFrame));
+    if ((await Promise.race([keyFrames, late])) === "late") this.#warn("warm encoders", new Error(`no key frame within ${WARM_TIMEOUT_MS} ms`));
+    clearTimeout(timer);
   }
 
   /** An encoder for a session: an idle one already producing video if there is one, else a new one. */
@@ -115,12 +122,16 @@ export class PacketRelay {
   #sinceKeyFrame: Buffer[] = [];
   #keyFrameSeen = false;
   #failure: Error | undefined;
+  #onKeyFrame: (() => void) | undefined;
+  /** Settles at the encoder's first key frame. */
+  readonly keyFrame = new Promise<void>((resolve) => (this.#onKeyFrame = resolve));
 
   write(packet: Buffer): void {
     const fields = rtpFields(packet);
     if (fields && startsVp8KeyFrame(packet, fields.payloadOffset)) {
       this.#sinceKeyFrame = [];
       this.#keyFrameSeen = true;
+      this.#onKeyFrame?.();
     }
     if (this.#keyFrameSeen && this.#sinceKeyFrame.length < MAX_KEPT_PACKETS) this.#sinceKeyFrame.push(packet);
     this.#target?.write(packet);
