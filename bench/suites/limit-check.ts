@@ -1,7 +1,7 @@
 /**
  * Cost of the account limit check on the session-creation path: POST /sessions on the gateway (the route takes a
  * slot from the account's AccountLimits object before creating the session) side by side with the same path whose
- * check is answered in-process (bench/workers/limit-check: the same app, ACCOUNT_LIMITS replaced by a stub).
+ * check is answered in-process (bench/workers/limit-check: the same app, ACCOUNT_LIMITS replaced by an allow-all stand-in).
  *
  * Every session is deleted right after it is created (untimed), so an account holds at most a few slots, as a real
  * one does; each account makes 40 creations per model, under the 50 a minute it may. Requests go in pairs, one per
@@ -162,7 +162,7 @@ function markdown(figures: LimitCheckFigures, settings: Settings): string {
     `**Cost of the check per request (median of paired differences): ${cost(figures.sequential)} one at a time; ` +
       `${cost(figures.concurrent)} with ${IN_FLIGHT} in flight on one account.**`,
     "Method: the bench Worker (bench/workers/limit-check) runs the gateway's own app under `wrangler dev` (workerd) on " +
-      "loopback; `/unlimited/sessions` is the same route with `ACCOUNT_LIMITS` replaced by an in-process stub that " +
+      "loopback; `/unlimited/sessions` is the same route with `ACCOUNT_LIMITS` replaced by an in-process allow-all stand-in that " +
       "allows everything, so the two paths differ only by the check. Node times each POST /sessions (JWT verification, " +
       "validation, the check, the session object's creation and its pool enqueue, the answer); each session is deleted " +
       "right after, untimed, so an account holds at most a few slots, as a real one does. Requests go in pairs, one per " +

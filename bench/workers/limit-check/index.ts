@@ -12,11 +12,11 @@ export { AccountLimits, ModelPool, SessionRelay } from "../../../src/index.ts";
 const app = createApp();
 const UNLIMITED = "/unlimited";
 
-/** The env with ACCOUNT_LIMITS replaced by a stub that allows everything at once (no object, no I/O). */
+/** The env with ACCOUNT_LIMITS replaced by an in-process stand-in that allows everything at once (no object, no I/O). */
 function withoutLimitCheck(env: Env): Env {
   const allowed: LimitDecision = { ok: true, limits: limitDefaults(env as unknown as Record<string, unknown>) };
-  const stub = { acquire: async () => allowed, recordMint: async () => allowed, release: async () => {} };
-  const namespace = { idFromName: () => ({}), get: () => stub };
+  const allowAll = { acquire: async () => allowed, recordMint: async () => allowed, release: async () => {} };
+  const namespace = { idFromName: () => ({}), get: () => allowAll };
   return { ...env, ACCOUNT_LIMITS: namespace as unknown as Env["ACCOUNT_LIMITS"] };
 }
 
