@@ -43,6 +43,11 @@ export interface CommandTally {
   runtimeDrops: number;
   /** ms from a forced disconnect to the first frame of the new socket (welcome / session). */
   reconnectMs: number[];
+  /** Client reconnects: from the connect to the upgrade's answer (101), and to the welcome frame. */
+  clientUpgradeMs: number[];
+  clientReconnectMs: number[];
+  /** Runtime reconnects: from the forced disconnect to the `session` frame answering its hello. */
+  runtimeReconnectMs: number[];
   /** Commands the gateway re-sent to a reconnected runtime (it had stored them until acknowledged). */
   resentAfterRuntimeDrop: number;
   seconds: number;
@@ -99,6 +104,9 @@ export function newTally(): CommandTally {
     clientDrops: 0,
     runtimeDrops: 0,
     reconnectMs: [],
+    clientUpgradeMs: [],
+    clientReconnectMs: [],
+    runtimeReconnectMs: [],
     resentAfterRuntimeDrop: 0,
     seconds: 0,
     perSecond: 0,
@@ -221,13 +229,16 @@ export function driveSession(session: CommandSession, plan: CommandPlan, tally: 
     await sleep(Math.random() * plan.maxReconnectDelayMs);
     for (let attempt = 1; !finished; attempt++) {
       try {
+        const connecting = performance.now();
         const client = await openSignal(session.gatewayUrl, session.jwt, session.live.id);
+        tally.clientUpgradeMs.push(performance.now() - connecting);
         session.live.client = client;
         watchCloses(client, "client");
         await new Promise<void>((resolve) => {
           attach(client, (frame) => {
             if (frame.type !== "welcome") return onClientFrame(frame);
             tally.reconnectMs.push(performance.now() - droppedAt);
+            tally.clientReconnectMs.push(performance.now() - droppedAt);
             // The gateway has every command below next_command_seq; the rest is sent (again) from there.
             const next = frame.next_command_seq as number;
             persisted = Math.max(persisted, next - 1);
@@ -301,6 +312,7 @@ export function driveSession(session: CommandSession, plan: CommandPlan, tally: 
         session.live.runtimePeer = await session.live.runtime.openSession(session.live.id, session.processed, onRuntimeFrame);
         watchCloses(session.live.runtimePeer, "runtime");
         tally.reconnectMs.push(performance.now() - droppedAt);
+        tally.runtimeReconnectMs.push(performance.now() - droppedAt);
         runtimeAway = false;
         acknowledge();
         check();

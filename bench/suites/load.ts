@@ -84,6 +84,8 @@ export interface BurstFigures {
   /** All N ready, from the first request. */
   seconds: number;
   cpuMsPerSession: number;
+  /** CPU time ÷ wall time over the burst (1 = one core busy all along): the Worker's workerd, the proxy, the clients. */
+  cpuShare: { runtime: number; proxy: number; client: number };
   samples: number[];
 }
 
@@ -178,6 +180,7 @@ async function burstAndCommands(ctx: SuiteContext, gateway: TestGateway, setting
     // 1. Burst: every session starts at once.
     ctx.progress(`burst: ${settings.burst} sessions at once …`);
     const cpuBefore = snapshot(processes).cpuMs;
+    const sharesBefore = { runtime: sumCpu(processes.runtime), proxy: sumCpu(processes.proxy), client: cpuMs(process.pid) };
     const started = performance.now();
     const errors: string[] = [];
     let failed = 0;
@@ -194,6 +197,12 @@ async function burstAndCommands(ctx: SuiteContext, gateway: TestGateway, setting
     );
     stop();
     const seconds = (performance.now() - started) / 1000;
+    const busy = (now: number, before: number) => (now - before) / (seconds * 1000);
+    const cpuShare = {
+      runtime: busy(sumCpu(processes.runtime), sharesBefore.runtime),
+      proxy: busy(sumCpu(processes.proxy), sharesBefore.proxy),
+      client: busy(cpuMs(process.pid), sharesBefore.client),
+    };
     const samples = live.map((session) => session.timings.ready);
     const burst: BurstFigures = {
       sessions: settings.burst,
@@ -205,6 +214,7 @@ async function burstAndCommands(ctx: SuiteContext, gateway: TestGateway, setting
       assigned: distribution(live.map((session) => session.timings.assigned)),
       seconds,
       cpuMsPerSession: (snapshot(processes).cpuMs - cpuBefore) / Math.max(1, live.length),
+      cpuShare,
       samples,
     };
     ctx.progress(`burst: ${live.length}/${settings.burst} ready in ${seconds.toFixed(1)} s; connect → ready p50 ${burst.connectToReady.p50.toFixed(0)} ms, p99 ${burst.connectToReady.p99.toFixed(0)} ms`);
@@ -388,6 +398,7 @@ const resident = (now: ServerSnapshot) => now.files.runtime.objects.SessionRelay
 
 // ── Report ──────────────────────────────────────────────────────────────────────────────────────────────────────
 
+const pct = (share: number) => `${Math.round(share * 100)} %`;
 const mib = (kib: number) => (kib / 1024).toFixed(0);
 const grouped = (value: number) => (Number.isFinite(value) ? Math.round(value).toLocaleString("en-US") : "n/a");
 const ms = (value: number) => (Number.isFinite(value) ? value.toFixed(0) : "n/a");
@@ -425,6 +436,9 @@ function verdictOf(figures: LoadFigures, settings: Settings): { what: string; ok
 function markdown(figures: LoadFigures, settings: Settings, verdict: ReturnType<typeof verdictOf>, quick: boolean): string {
   const { burst, clean, faults, idle } = figures;
   const reconnect = distribution(faults.reconnectMs);
+  const clientUpgrade = distribution(faults.clientUpgradeMs);
+  const clientReconnect = distribution(faults.clientReconnectMs);
+  const runtimeReconnect = distribution(faults.runtimeReconnectMs);
   const lines = [
     `Scripted clients and runtimes (bench/lib/fleet.ts, bench/lib/commands.ts) speaking the real protocol over real WebSockets, no media, against the gateway under \`wrangler dev\` (\`X_LOCAL_OBSERVABILITY=${localTracing()}\`), the objects' SQLite on ${figures.storage === "tmpfs" ? "tmpfs" : "disk"}. Account limits are raised for the bench: \`LIMIT_CONCURRENT_SESSIONS\` and \`LIMIT_SESSION_CREATIONS_PER_MINUTE\` = 100,000 (defaults 5 and 50 would refuse a load test at once); all sessions belong to one account and one model, served by scripted runtimes of up to 1,000 slots each. Clients, runtimes and the gateway share this machine's ${os.cpus().length} cores. Open-files limit (\`ulimit -n\`) for the run: ${describeFileLimit(figures.fileLimit, figures.idle.wanted * FILES_PER_IDLE_SESSION + 2000)}.`,
     "",
@@ -432,7 +446,7 @@ function markdown(figures: LoadFigures, settings: Settings, verdict: ReturnType<
     "|---|---|---|",
     ...verdict.map((check) => `| ${check.what} | ${check.value} | ${check.ok ? "pass" : "**FAIL**"} |`),
     "",
-    `**Burst.** ${grouped(burst.sessions)} clients start at once: each POSTs /sessions, its runtime is assigned and opens the session socket while the client opens its signaling socket and sends an offer; the runtime answers and reports the peer connection up; ready = \`status ACTIVE\` on the client's socket. All ${grouped(burst.ready)} were ready ${burst.seconds.toFixed(1)} s after the first request (${grouped(burst.ready / burst.seconds)} sessions/s; gateway CPU ${burst.cpuMsPerSession.toFixed(1)} ms per session).`,
+    `**Burst.** ${grouped(burst.sessions)} clients start at once: each POSTs /sessions, its runtime is assigned and opens the session socket while the client opens its signaling socket and sends an offer; the runtime answers and reports the peer connection up; ready = \`status ACTIVE\` on the client's socket. All ${grouped(burst.ready)} were ready ${burst.seconds.toFixed(1)} s after the first request (${grouped(burst.ready / burst.seconds)} sessions/s; gateway CPU ${burst.cpuMsPerSession.toFixed(1)} ms per session). Over the burst the Worker's workerd — one thread runs every object — was busy ${pct(burst.cpuShare.runtime)} of the time, wrangler's proxy ${pct(burst.cpuShare.proxy)}, the scripted clients and runtimes ${pct(burst.cpuShare.client)}: ${burst.cpuShare.runtime < 0.75 ? "the sessions mostly waited rather than computed — each model's pool assigns one session at a time, awaiting that session object's \`assign()\` before the next, and every POST /sessions waits for the assignments queued before it." : "the gateway's thread was the bottleneck."}`,
     "",
     "| from the start of POST /sessions to | p50 ms | p90 ms | p99 ms | max ms |",
     "|---|---:|---:|---:|---:|",
@@ -453,7 +467,7 @@ function markdown(figures: LoadFigures, settings: Settings, verdict: ReturnType<
       return `| ${String(label)} | ${grouped(t.commands)} | ${t.seconds.toFixed(1)} | **${grouped(t.perSecond)}** | ${grouped(t.serverCpuUsPerCommand ?? Number.NaN)} (${grouped(t.proxyCpuUsPerCommand ?? Number.NaN)}) | ${t.lost} | ${t.duplicated} | ${t.outOfOrder} | ${t.altered} | ${t.refused} | ${grouped(t.replayed)} |`;
     }),
     "",
-    `Faults: ${grouped(faults.clientDrops)} client and ${grouped(faults.runtimeDrops)} runtime sockets cut without a close handshake (\`terminate()\`) at random points while commands flowed, each reconnecting after a random pause of up to ${MAX_RECONNECT_DELAY_MS} ms (grace window 30 s): disconnect → new socket's first frame p50 ${ms(reconnect.p50)} ms, p99 ${ms(reconnect.p99)} ms, max ${ms(reconnect.max)} ms. After a runtime reconnect (\`hello\` with the highest command it processed) the gateway re-sent ${grouped(faults.resentAfterRuntimeDrop)} commands it had kept stored; after a client reconnect the client resent from the welcome's \`next_command_seq\`, and ${grouped(faults.replayed)} commands it resent had in fact arrived (refused as \`COMMAND_REPLAYED\`, not delivered twice). ${faults.completed}/${faults.sessions} sessions finished${endedSentence(faults)}.${faults.errors.length > 0 ? ` Errors: ${faults.errors.join("; ")}.` : ""}${closesSentence(faults)}`,
+    `Faults: ${grouped(faults.clientDrops)} client and ${grouped(faults.runtimeDrops)} runtime sockets cut without a close handshake (\`terminate()\`) at random points while commands flowed, each reconnecting after a random pause of up to ${MAX_RECONNECT_DELAY_MS} ms (grace window 30 s): disconnect → new socket's first frame p50 ${ms(reconnect.p50)} ms, p99 ${ms(reconnect.p99)} ms, max ${ms(reconnect.max)} ms (client: upgrade answered p50 ${ms(clientUpgrade.p50)} ms, welcome p50 ${ms(clientReconnect.p50)} ms; runtime: \`session\` p50 ${ms(runtimeReconnect.p50)} ms). After a runtime reconnect (\`hello\` with the highest command it processed) the gateway re-sent ${grouped(faults.resentAfterRuntimeDrop)} commands it had kept stored; after a client reconnect the client resent from the welcome's \`next_command_seq\`, and ${grouped(faults.replayed)} commands it resent had in fact arrived (refused as \`COMMAND_REPLAYED\`, not delivered twice). ${faults.completed}/${faults.sessions} sessions finished${endedSentence(faults)}.${faults.errors.length > 0 ? ` Errors: ${faults.errors.join("; ")}.` : ""}${closesSentence(faults)}`,
     "",
     `**Idle scale** (${idle.fresh ? "a fresh gateway" : "the same gateway, its earlier sessions ended"}). ${grouped(idle.sessions)} sessions brought to ACTIVE, 128 at a time, in ${idle.setupSeconds.toFixed(0)} s${idle.failed > 0 ? ` (${idle.failed} failed: ${idle.errors.join("; ")})` : ""}${idle.scaledBecause ? ` — scaled down from ${grouped(idle.wanted)} by the ${idle.scaledBecause}` : ""}; each holds its client's signaling socket and its runtime's session socket (${grouped(2 * idle.sessions)} WebSockets). Then nothing: ${settleSentence(idle)} A keep-alive \`{"type":"ping"}\` on every client socket: ${grouped(idle.pings.answered)}/${grouped(idle.pings.sent)} answered in ${(idle.pings.ms / 1000).toFixed(1)} s, ${grouped(idle.residentAfterPings)} objects woken (the edge answers it). One command on ${idle.wake.count + idle.wakeFailed} of the hibernated sessions (client → object woken → runtime → acknowledged back): p50 ${ms(idle.wake.p50)} ms, p99 ${ms(idle.wake.p99)} ms${idle.wakeFailed > 0 ? `, ${idle.wakeFailed} failed` : ""}.`,
     "",
