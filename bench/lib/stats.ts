@@ -1,10 +1,13 @@
 /** Latency percentiles, throughput and CPU cost from a run's samples. */
-export interface LatencySummary {
+export interface Distribution {
   count: number;
   p50: number;
   p90: number;
   p99: number;
   max: number;
+}
+
+export interface LatencySummary extends Distribution {
   /** Round trips per second. */
   throughput: number;
   /** Server CPU per relayed message; a round trip relays two (one each way). */
@@ -16,7 +19,7 @@ export function percentile(sorted: number[], p: number): number {
   return sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)]!;
 }
 
-export function summarize(samples: number[], elapsedMs: number, serverCpuMs: number): LatencySummary {
+export function distribution(samples: number[]): Distribution {
   const sorted = [...samples].sort((a, b) => a - b);
   return {
     count: sorted.length,
@@ -24,7 +27,14 @@ export function summarize(samples: number[], elapsedMs: number, serverCpuMs: num
     p90: percentile(sorted, 90),
     p99: percentile(sorted, 99),
     max: sorted.at(-1) ?? Number.NaN,
-    throughput: (sorted.length * 1000) / elapsedMs,
-    cpuUsPerMessage: (serverCpuMs * 1000) / (2 * sorted.length),
+  };
+}
+
+export function summarize(samples: number[], elapsedMs: number, serverCpuMs: number): LatencySummary {
+  const figures = distribution(samples);
+  return {
+    ...figures,
+    throughput: (figures.count * 1000) / elapsedMs,
+    cpuUsPerMessage: (serverCpuMs * 1000) / (2 * figures.count),
   };
 }

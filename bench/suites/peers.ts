@@ -31,7 +31,7 @@ import {
 import { NodePeer, type Frame } from "../lib/peers.ts";
 import { cpuMs, describeFileLimit, groupCpuMs, raiseFileLimit } from "../lib/procfs.ts";
 import { ANSWER_SDP, CLIENT_CANDIDATE, OFFER_SDP, RUNTIME_CANDIDATE } from "../lib/signaling-samples.ts";
-import { percentile } from "../lib/stats.ts";
+import { distribution, type Distribution } from "../lib/stats.ts";
 
 export const name = "peers";
 export const title = "Side by side: raw relay floor, PeerJS and the gateway";
@@ -46,14 +46,6 @@ const ICE_PER_EXCHANGE = 4;
 const ROUND_TRIP_TIMEOUT_MS = 30_000;
 
 const TARGETS = { peerP50At1: 1.2, peerP99At1: 1.2, floorP50At100: 2, peerP50At100: 2, throughputAt100: 0.5 };
-
-export interface Distribution {
-  count: number;
-  p50: number;
-  p90: number;
-  p99: number;
-  max: number;
-}
 
 export interface PathFigures {
   path: PathName;
@@ -70,17 +62,6 @@ export interface PathFigures {
   proxyCpuUsPerMessage?: number;
   failed: number;
   seconds: number;
-}
-
-function distribution(samples: number[]): Distribution {
-  const sorted = [...samples].sort((a, b) => a - b);
-  return {
-    count: sorted.length,
-    p50: percentile(sorted, 50),
-    p90: percentile(sorted, 90),
-    p99: percentile(sorted, 99),
-    max: sorted.at(-1) ?? Number.NaN,
-  };
 }
 
 /** One session's two ends over some relay: each call sends one message and resolves when the answer is back. */
