@@ -8,7 +8,7 @@
  */
 import { DEFAULT_STUN_URLS } from "./config.ts";
 import type { IceServer } from "./protocol/common.ts";
-import { issueIceServers, turnConfig, type IssueRequest, type TurnEnv } from "./turn/issue.ts";
+import { issueIceServers, turnConfig, type IssueRequest, type TurnConfig, type TurnEnv } from "./turn/issue.ts";
 import type { IssuedIceServers } from "./turn/provider.ts";
 
 export type IceServersEnv = TurnEnv & { STUN_URLS?: string };
@@ -21,14 +21,26 @@ export function stunServers(env: { STUN_URLS?: string }): IceServer[] {
   return urls.length > 0 ? [{ urls }] : [];
 }
 
+/** Settings read once per env object (one per isolate in production), not on every request. */
+const configs = new WeakMap<IceServersEnv, TurnConfig>();
+
+function configFor(env: IceServersEnv): TurnConfig {
+  let config = configs.get(env);
+  if (!config) {
+    config = turnConfig(env, stunServers(env));
+    configs.set(env, config);
+  }
+  return config;
+}
+
 /** ICE servers for one requester (a session, an account); TURN credentials are tied to `request.subject`. */
 export function iceServersFor(env: IceServersEnv, request: IssueRequest): Promise<IssuedIceServers> {
-  return issueIceServers(turnConfig(env, stunServers(env)), request);
+  return issueIceServers(configFor(env), request);
 }
 
 /** Whether any TURN provider is configured: only then is issuing worth counting against the account's rate. */
 export function issuesTurn(env: IceServersEnv): boolean {
-  return turnConfig(env, []).providers.length > 0;
+  return configFor(env).providers.length > 0;
 }
 
 /** The official client's shape (`GET …/transport/webrtc/ice_servers`): `uris` and `credentials`. */
