@@ -45,6 +45,13 @@ interface ControlAttachment {
   acceptedAt: number;
 }
 
+/** A free slot set aside for a queued session, before the session has taken it. */
+interface Reservation {
+  sessionId: string;
+  connection: number;
+  assignment: Assignment;
+}
+
 type RuntimeRow = {
   id: string;
   model_version: string | null;
@@ -308,40 +315,66 @@ export class ModelPool extends DurableObject<Env> {
     return run;
   }
 
+  /**
+   * Hands every free slot to the head of the queue at once: all pairs are reserved in one synchronous step, then
+   * offered to their sessions concurrently (a burst of arrivals costs one round of calls, not one per session).
+   * Sessions that decline free their slot, and the next round offers it to whoever is next.
+   */
   async #assignFreeSlots(): Promise<void> {
     await this.#forgetVanishedRuntimes();
     for (;;) {
-      const head = this.#sql.exec<{ session_id: string }>("SELECT session_id FROM queue ORDER BY position LIMIT 1").toArray()[0];
-      if (!head) break;
-      const runtime = this.#sql
-        .exec<RuntimeRow & { free: number }>(
-          `SELECT r.*, r.slots - (SELECT count(*) FROM assignments a WHERE a.runtime_id = r.id) AS free
-           FROM runtimes r WHERE r.connected = 1 AND free > 0 ORDER BY free DESC, r.id LIMIT 1`,
-        )
-        .toArray()[0];
-      if (!runtime) break;
-      // Reserve before the first await, so nothing else can take this slot or this session meanwhile.
-      this.#sql.exec("DELETE FROM queue WHERE session_id = ?", head.session_id);
-      this.#sql.exec("INSERT INTO assignments (session_id, runtime_id, assigned_at) VALUES (?, ?, ?)", head.session_id, runtime.id, this.#clock.now());
+      const reserved = this.#reserveFreeSlots();
+      if (reserved.length === 0) break;
+      const accepted = await Promise.all(reserved.map((reservation) => this.#offer(reservation)));
+      if (accepted.every(Boolean)) break;
+    }
+    this.#pushPositions();
+  }
+
+  /** Pairs queued sessions, oldest first, with free slots, fullest-free runtime first; reserves them in storage. */
+  #reserveFreeSlots(): Reservation[] {
+    const runtimes = this.#sql
+      .exec<RuntimeRow & { free: number }>(
+        `SELECT r.*, r.slots - (SELECT count(*) FROM assignments a WHERE a.runtime_id = r.id) AS free
+         FROM runtimes r WHERE r.connected = 1 AND free > 0 ORDER BY r.id`,
+      )
+      .toArray();
+    const freeSlots = runtimes.reduce((sum, runtime) => sum + runtime.free, 0);
+    if (freeSlots === 0) return [];
+    const heads = this.#sql
+      .exec<{ session_id: string }>("SELECT session_id FROM queue ORDER BY position LIMIT ?", freeSlots)
+      .toArray();
+    const now = this.#clock.now();
+    return heads.map(({ session_id: sessionId }) => {
+      // Spread the load: each session goes to the runtime with the most free slots (ties: the lowest id).
+      const runtime = runtimes.reduce((best, candidate) => (candidate.free > best.free ? candidate : best));
+      runtime.free--;
+      this.#sql.exec("DELETE FROM queue WHERE session_id = ?", sessionId);
+      this.#sql.exec("INSERT INTO assignments (session_id, runtime_id, assigned_at) VALUES (?, ?, ?)", sessionId, runtime.id, now);
       const assignment: Assignment = {
         runtimeId: runtime.id,
         ...(runtime.model_version !== null && { modelVersion: runtime.model_version }),
         capabilities: JSON.parse(runtime.capabilities) as Capabilities,
       };
-      let accepted = false;
-      try {
-        accepted = await this.#session(head.session_id).assign(assignment);
-      } catch (error) {
-        logError(error);
-      }
-      if (!accepted) {
-        this.#sql.exec("DELETE FROM assignments WHERE session_id = ?", head.session_id);
-        continue;
-      }
-      const socket = this.#controlSocket(runtime.connection);
-      if (socket) send(socket, { type: "assign", session_id: head.session_id });
+      return { sessionId, connection: runtime.connection, assignment };
+    });
+  }
+
+  /** Offers a reserved slot to its session; tells the runtime if the session takes it, frees the slot if not. */
+  async #offer({ sessionId, connection, assignment }: Reservation): Promise<boolean> {
+    let accepted = false;
+    try {
+      accepted = await this.#session(sessionId).assign(assignment);
+    } catch (error) {
+      logError(error);
     }
-    this.#pushPositions();
+    if (!accepted) {
+      this.#sql.exec("DELETE FROM assignments WHERE session_id = ?", sessionId);
+      return false;
+    }
+    const socket = this.#controlSocket(connection);
+    if (socket) send(socket, { type: "assign", session_id: sessionId });
+    return true;
   }
 
   #pushPositions(): void {

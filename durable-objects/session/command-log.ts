@@ -31,14 +31,15 @@ export class CommandLog {
   constructor(sql: SqlStorage, limits: CommandLimits) {
     this.#sql = sql;
     this.#limits = limits;
-    sql.exec(`CREATE TABLE IF NOT EXISTS commands (
+  }
+
+  static readonly schema = `CREATE TABLE IF NOT EXISTS commands (
       seq INTEGER PRIMARY KEY,
       type TEXT NOT NULL,
       body TEXT NOT NULL,
       bytes INTEGER NOT NULL,
       state TEXT NOT NULL CHECK (state IN ('waiting', 'delivered'))
-    )`);
-  }
+    );`;
 
   /**
    * Takes command `seq` from the client. `nextSeq` is the next number expected; `deliverable` says whether the

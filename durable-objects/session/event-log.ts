@@ -10,28 +10,26 @@ const PRUNE_EVERY = 100;
 
 export class EventLog {
   readonly #sql: SqlStorage;
+  /** Events recorded since this object last woke: pruning runs every PRUNE_EVERY of them, not per event. */
+  #recorded = 0;
 
   constructor(sql: SqlStorage) {
     this.#sql = sql;
-    sql.exec(`CREATE TABLE IF NOT EXISTS events (
+  }
+
+  static readonly schema = `CREATE TABLE IF NOT EXISTS events (
       id INTEGER PRIMARY KEY AUTOINCREMENT,
       at INTEGER NOT NULL,
       type TEXT NOT NULL,
       detail TEXT
-    )`);
-  }
+    );`;
 
   record(at: number, type: string, detail?: unknown): void {
-    const { id } = this.#sql
-      .exec<{ id: number }>(
-        "INSERT INTO events (at, type, detail) VALUES (?, ?, ?) RETURNING id",
-        at,
-        type,
-        detail === undefined ? null : JSON.stringify(detail),
-      )
-      .one();
-    // A session that flaps for hours keeps its most recent history, bounded; pruned now and then, not per event.
-    if (id % PRUNE_EVERY === 0) this.#sql.exec("DELETE FROM events WHERE id <= ?", id - MAX_EVENTS);
+    this.#sql.exec("INSERT INTO events (at, type, detail) VALUES (?, ?, ?)", at, type, detail === undefined ? null : JSON.stringify(detail));
+    // A session that flaps for hours keeps its most recent history, bounded.
+    if (++this.#recorded % PRUNE_EVERY === 0) {
+      this.#sql.exec("DELETE FROM events WHERE id <= (SELECT max(id) FROM events) - ?", MAX_EVENTS);
+    }
   }
 
   list(): SessionEvent[] {

@@ -43,8 +43,9 @@ export class MessageLog {
     this.#sql = sql;
     this.#limits = limits;
     this.#last = safePoint;
-    sql.exec("CREATE TABLE IF NOT EXISTS messages (seq INTEGER PRIMARY KEY, frame TEXT NOT NULL)");
   }
+
+  static readonly schema = "CREATE TABLE IF NOT EXISTS messages (seq INTEGER PRIMARY KEY, frame TEXT NOT NULL);";
 
   /** Highest seq accepted (or acknowledged by the client); the runtime is asked to resend from `last + 1`. */
   get last(): number {

@@ -94,14 +94,15 @@ export class PendingSegments {
 
   constructor(sql: SqlStorage) {
     this.#sql = sql;
-    sql.exec(`CREATE TABLE IF NOT EXISTS pending_segments (
+  }
+
+  static readonly schema = `CREATE TABLE IF NOT EXISTS pending_segments (
       segment_no INTEGER PRIMARY KEY,
       state TEXT NOT NULL,
       started_at INTEGER NOT NULL,
       ended_at INTEGER NOT NULL,
       idle_ms INTEGER NOT NULL
-    )`);
-  }
+    );`;
 
   add(segment: Segment): void {
     this.#sql.exec(

@@ -196,6 +196,11 @@ const NEGOTIATION_KEY = "negotiation";
 const CLUSTER = "edge";
 /** How soon a release or a ledger write that failed is tried again. */
 const RETRY_MS = 1000;
+/**
+ * Segments closed while the session runs (a drop, a reconnect) reach the D1 ledger in batches this far apart: a
+ * flapping connection costs one D1 write per batch, not one per flap. The session's end writes them at once.
+ */
+const LEDGER_BATCH_MS = 30_000;
 /** A client's acknowledgement is written with the next record write, or at once when it has moved this far. */
 const ACK_WRITE_EVERY = 64;
 
@@ -223,12 +228,16 @@ export class SessionRelay extends DurableObject<Env> {
   #resendAsked: { connection: number; from: number } | undefined;
   /** Messages were refused (buffer full): the runtime holds them, and is asked again once there is room. */
   #refused = false;
+  /** The alarm this instance last set (earliest deadline @ test-clock offset); undefined once it has fired. */
+  #alarmSet: string | undefined;
 
   constructor(ctx: DurableObjectState, env: Env) {
     super(ctx, env);
     this.#settings = sessionSettings(env as unknown as Record<string, unknown>);
     this.#clock = new Clock(ctx.storage, env);
     const sql = ctx.storage.sql;
+    // Every table of the session in one statement batch: the object runs this each time it wakes.
+    sql.exec([CommandLog.schema, MessageLog.schema, EventLog.schema, PendingSegments.schema, UploadLog.schema].join("\n"));
     this.#commands = new CommandLog(sql, {
       maxWaiting: this.#settings.commandBufferCount,
       maxWaitingBytes: this.#settings.commandBufferBytes,
@@ -622,6 +631,7 @@ export class SessionRelay extends DurableObject<Env> {
   // ── Deadlines ────────────────────────────────────────────────────────────────────────────────────────────────
 
   override async alarm(): Promise<void> {
+    this.#alarmSet = undefined; // the alarm that fired is gone
     const session = this.#session;
     if (!session) return;
     const now = this.#clock.now();
@@ -634,6 +644,7 @@ export class SessionRelay extends DurableObject<Env> {
     if (due(deadlines.purge) && this.#pendingSegments.count === 0 && deadlines.uploads === undefined) {
       await this.ctx.storage.deleteAlarm();
       await this.ctx.storage.deleteAll();
+      this.#alarmSet = undefined;
       this.#session = undefined;
       this.#negotiation = noNegotiation();
       this.#messages.forget();
@@ -1184,9 +1195,9 @@ export class SessionRelay extends DurableObject<Env> {
     const options = { idleSpanMs: this.#idleSpanMs, seesCommands: session.clientKind === "native" };
     const closed = meterTransition((session.meter ??= newMeter()), from, to, at, options);
     if (!closed) return;
-    // Stored with the transition (same write); the alarm takes it to the D1 ledger at once, and again until it is there.
+    // Stored with the transition (same write); the alarm takes the batch to the D1 ledger, and again until it is there.
     this.#pendingSegments.add(closed);
-    session.deadlines.ledger ??= this.#clock.now();
+    session.deadlines.ledger ??= this.#clock.now() + LEDGER_BATCH_MS;
   }
 
   /** Writes the closed segments to the D1 ledger; on failure they stay pending and the alarm retries. */
@@ -1387,12 +1398,16 @@ export class SessionRelay extends DurableObject<Env> {
 
   #scheduleAlarm(): void {
     const deadlines = Object.values(this.#session!.deadlines).filter((value): value is number => value !== undefined);
-    if (deadlines.length === 0) {
+    const earliest = deadlines.length === 0 ? null : Math.min(...deadlines);
+    // Most changes leave the earliest deadline where it was: setting the same alarm again is a storage write.
+    const alarm = `${earliest}@${this.#clock.now() - Date.now()}`;
+    if (alarm === this.#alarmSet) return;
+    this.#alarmSet = alarm;
+    if (earliest === null) {
       void this.ctx.storage.deleteAlarm();
       return;
     }
     // The alarm runs on real time; the test clock only decides which deadlines have passed when it fires.
-    const earliest = Math.min(...deadlines);
     void this.ctx.storage.setAlarm(Date.now() + Math.max(0, earliest - this.#clock.now()));
   }
 

@@ -71,7 +71,9 @@ export class UploadLog {
 
   constructor(sql: SqlStorage) {
     this.#sql = sql;
-    sql.exec(`CREATE TABLE IF NOT EXISTS uploads (
+  }
+
+  static readonly schema = `CREATE TABLE IF NOT EXISTS uploads (
       id TEXT PRIMARY KEY,
       name TEXT NOT NULL,
       mime_type TEXT NOT NULL,
@@ -81,8 +83,7 @@ export class UploadLog {
       expires_at INTEGER NOT NULL,
       attempt TEXT,
       completed_at INTEGER
-    )`);
-  }
+    );`;
 
   get count(): number {
     return this.#sql.exec<{ count: number }>("SELECT count(*) AS count FROM uploads").one().count;

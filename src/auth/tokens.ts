@@ -9,7 +9,7 @@ import { AuthorizationDetail, MAX_TOKEN_LIFETIME_SECONDS } from "../protocol/htt
 import { array, integer, object, optional, parse, string } from "../protocol/schema.ts";
 import { looksLikeApiKey } from "./api-keys.ts";
 import { randomId } from "./encoding.ts";
-import { SIGNING_ALGORITHMS, signingKeys, type SigningAlgorithm } from "./signing-keys.ts";
+import { SIGNING_ALGORITHMS, signingKeys, type SigningAlgorithm, type SigningKeySet } from "./signing-keys.ts";
 
 export const DEFAULT_TOKEN_LIFETIME_SECONDS = MAX_TOKEN_LIFETIME_SECONDS;
 
@@ -64,12 +64,38 @@ export async function mintClientToken(env: Env, options: MintOptions): Promise<{
 
 const JWT_SHAPE = /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*$/;
 
-export async function verifyClientToken(env: Env, token: string): Promise<ClientPrincipal> {
+/**
+ * Tokens this isolate has already verified, by their exact text. A client presents the same token on every request
+ * and socket (the official client polls with it), and a signature check is the most expensive step of a request.
+ * One cache per signing key set, so a key rotation starts afresh; an entry is good until its token expires, as the
+ * full check would say (nothing else can make a verified token invalid: they are not revocable one by one).
+ */
+const VERIFIED_TOKENS_MAX = 4096;
+const verifiedTokens = new WeakMap<SigningKeySet, Map<string, ClientPrincipal>>();
+
+/** `cache: false` checks the signature and claims even for a token verified before (benchmarks measure that path). */
+export async function verifyClientToken(env: Env, token: string, { cache = true } = {}): Promise<ClientPrincipal> {
   if (token.length > MAX_TOKEN_CHARS) throw new ApiError("TOKEN_TOO_LARGE");
   if (looksLikeApiKey(token)) throw new ApiError("API_KEY_SENT_AS_TOKEN");
   if (!JWT_SHAPE.test(token)) throw new ApiError("TOKEN_MALFORMED");
 
   const keys = await signingKeys(env);
+  if (!cache) return verifyAgainst(env, keys, token);
+  let verified = verifiedTokens.get(keys);
+  if (!verified) verifiedTokens.set(keys, (verified = new Map()));
+  // Issuer and audience are part of what was checked: the same text under other settings is checked again.
+  const cacheKey = `${tokenIssuer(env)} ${tokenAudience(env)} ${token}`;
+  const known = verified.get(cacheKey);
+  if (known && Date.now() / 1000 < known.expiresAt + CLOCK_TOLERANCE_SECONDS) return known;
+  verified.delete(cacheKey);
+
+  const principal = await verifyAgainst(env, keys, token);
+  if (verified.size >= VERIFIED_TOKENS_MAX) verified.delete(verified.keys().next().value!); // the oldest
+  verified.set(cacheKey, principal);
+  return principal;
+}
+
+async function verifyAgainst(env: Env, keys: SigningKeySet, token: string): Promise<ClientPrincipal> {
   let header: { alg?: string; kid?: string };
   try {
     header = decodeProtectedHeader(token);

@@ -260,8 +260,7 @@ describe("eviction at every state: the session's, the pool's and the account's o
     const { reach, finish, segments } = STATES[name]!;
     const s = await reach();
     const account = s.client.account;
-    // A closed segment is on its way to the ledger (its alarm is due at once): let that settle first.
-    await expect.poll(async () => ((await sessionStore(s.sessionId)).record!.deadlines as Record<string, number>).ledger, POLL).toBeUndefined();
+    // A closed segment may be pending for the ledger: its batch is 30 s away, so nothing writes meanwhile.
     const before = await stored(s.sessionId, s.model, account);
     await evictAll(s.sessionId, s.model, account);
     expect(await stored(s.sessionId, s.model, account)).toEqual(before);

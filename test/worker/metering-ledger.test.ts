@@ -241,6 +241,31 @@ describe("exactly once in the ledger", () => {
     return { client, sessionId, row: row! };
   }
 
+  it("segments closed mid-session reach the ledger in one batch, 30 s after the first, not one write per drop", async () => {
+    const model = freshModel();
+    const runtime = await new ScriptedRuntime(model, "gpu-1", 1).connect();
+    const { client, sessionId: id, signal } = await activeNativeSession(model, runtime);
+    await advance(id, 10 * SECOND);
+    for (let flap = 0; flap < 2; flap++) {
+      await runtime.dropSession(id);
+      await signal.next(isStatus("RECONNECTING"));
+      await advance(id, 2 * SECOND);
+      await runtime.openSession(id);
+      await signal.next(isStatus("ACTIVE"));
+      await advance(id, 5 * SECOND);
+    }
+    // ACTIVE, RECONNECTING, ACTIVE, RECONNECTING closed: pending, and an alarm before the batch is due writes nothing.
+    expect(await pendingCount(id)).toBe(4);
+    await runDurableObjectAlarm(sessionStub(id));
+    expect(await ledgerRows(id)).toEqual([]);
+    await advance(id, 30 * SECOND);
+    await runDurableObjectAlarm(sessionStub(id));
+    expect((await ledgerRows(id)).map((row) => row.state)).toEqual(["ACTIVE", "RECONNECTING", "ACTIVE", "RECONNECTING"]);
+    expect(await pendingCount(id)).toBe(0);
+    await del(client, id);
+    expect((await ledgerOf(id, 5)).map((row) => row.segment_no)).toEqual([1, 2, 3, 4, 5]);
+  });
+
   it("the object evicted mid-session loses nothing: the open segment lives in its record", async () => {
     const model = freshModel();
     const runtime = await new ScriptedRuntime(model, "gpu-1", 1).connect();

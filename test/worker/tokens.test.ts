@@ -130,6 +130,18 @@ describe("token verification", () => {
     }
   });
 
+  it("a token verified before is answered from the cache only while the full check would pass", async () => {
+    const key = await newApiKey("cached");
+    // Valid now only thanks to the clock tolerance (5 s): expired for good 2 s from now.
+    const { jwt } = await mintClientToken(env, { accountId: "cached", apiKeyId: key.id, lifetimeSeconds: 60, now: now() - 63 });
+    expect(await verifyClientToken(env, jwt)).toMatchObject({ accountId: "cached", apiKeyId: key.id });
+    expect(await verifyClientToken(env, jwt)).toMatchObject({ accountId: "cached" });
+    await expect(verifyClientToken({ ...env, TOKEN_AUDIENCE: "another-gateway" }, jwt)).rejects.toMatchObject({ code: "TOKEN_AUDIENCE_INVALID" });
+    await expect(verifyClientToken({ ...env, TOKEN_ISSUER: "https://other.example" }, jwt)).rejects.toMatchObject({ code: "TOKEN_ISSUER_INVALID" });
+    await new Promise((resolve) => setTimeout(resolve, 2500));
+    await expect(verifyClientToken(env, jwt)).rejects.toMatchObject({ code: "TOKEN_EXPIRED" });
+  });
+
   it("publishes public keys only at /.well-known/jwks.json", async () => {
     const response = await call("/.well-known/jwks.json");
     const { keys } = (await response.json()) as { keys: Record<string, unknown>[] };

@@ -1,7 +1,9 @@
 /**
- * Bench Worker for the JWT verification suite. GET /verify?n=N&alg=ES256|EdDSA&mode=ours|jose|floor verifies the
- * same token N times, in one request:
- *   - ours:  verifyClientToken() from src/auth/tokens.ts, exactly as the gateway runs it on every request;
+ * Bench Worker for the JWT verification suite. GET /verify?n=N&alg=ES256|EdDSA&mode=ours|repeat|jose|floor verifies
+ * the same token N times, in one request:
+ *   - ours:  verifyClientToken() from src/auth/tokens.ts as the gateway runs it on a token it has not seen yet (the
+ *            full check every time: its cache of verified tokens is bypassed);
+ *   - repeat: verifyClientToken() as the gateway runs it on a token it has verified before (cache hit);
  *   - jose:  jose's jwtVerify() alone (signature, iss, aud, exp), to show which part of ours is the library's;
  *   - floor: one bare crypto.subtle.verify() of that token's signature with the same imported public key.
  * Clocks do not advance inside workerd while it computes, so the caller times requests from outside and
@@ -70,9 +72,9 @@ async function prepare(): Promise<Bench> {
 
 let bench: Promise<Bench> | undefined;
 
-async function verifyOurs({ env }: Bench, fixture: Fixture, n: number): Promise<void> {
+async function verifyOurs({ env }: Bench, fixture: Fixture, n: number, cache = false): Promise<void> {
   for (let i = 0; i < n; i++) {
-    const principal = await verifyClientToken(env, fixture.token);
+    const principal = await verifyClientToken(env, fixture.token, { cache });
     if (principal.accountId !== ACCOUNT) throw new Error("wrong principal");
   }
 }
@@ -107,16 +109,18 @@ export default {
     const mode = url.searchParams.get("mode");
     if (!Number.isInteger(n) || n < 0 || n > MAX_N) return badRequest(`n must be an integer from 0 to ${MAX_N}`);
     if (!SIGNING_ALGORITHMS.includes(alg)) return badRequest(`alg must be one of ${SIGNING_ALGORITHMS.join(", ")}`);
-    if (mode !== "ours" && mode !== "floor" && mode !== "jose") return badRequest("mode must be ours, jose or floor");
+    if (mode !== "ours" && mode !== "repeat" && mode !== "floor" && mode !== "jose") return badRequest("mode must be ours, repeat, jose or floor");
 
     bench ??= prepare();
     const prepared = await bench;
     const fixture = prepared.fixtures[alg];
     // The same warm-up in every request (N=0 included), so the loop below is all that differs between them.
     await verifyOurs(prepared, fixture, 1);
+    await verifyOurs(prepared, fixture, 1, true);
     await verifyJose(prepared, fixture, 1);
     await verifyFloor(fixture, 1);
     if (mode === "ours") await verifyOurs(prepared, fixture, n);
+    else if (mode === "repeat") await verifyOurs(prepared, fixture, n, true);
     else if (mode === "jose") await verifyJose(prepared, fixture, n);
     else await verifyFloor(fixture, n);
     return Response.json({ n, alg, mode, ok: true });
