@@ -131,7 +131,7 @@ async function connectOnce(browser: TestBrowser, site: ServedPage, setup: Setup)
 }
 
 export async function run(ctx: SuiteContext): Promise<SuiteResult> {
-  const repetitions = ctx.quick ? 5 : 20;
+  const repetitions = ctx.quick ? 2 : 20;
   const [browser, site] = await Promise.all([launchBrowser(), reactorClientPage().then((files) => servePage(files))]);
   const gateways = new Map<string, TestGateway>();
   const agents: RuntimeAgent[] = [];
@@ -139,19 +139,18 @@ export async function run(ctx: SuiteContext): Promise<SuiteResult> {
   const setups: Setup[] = [];
   try {
     floor = await startInstantGateway({ model: demoModel() });
+    // One gateway per LONG_POLL_MS setting, started side by side; each encoder setup is its own agent (and model name) on it.
+    const settings = new Map(MODES.filter((mode) => mode.kind === "gateway").map((mode) => [JSON.stringify(mode.vars), mode.vars]));
+    ctx.progress(`starting ${settings.size} gateways (long-poll, plain polling)…`);
+    const starts = await Promise.allSettled([...settings].map(async ([key, vars]) => gateways.set(key, await startGateway({ vars: { STUN_URLS: "", ...vars } }))));
+    const failed = starts.find((start) => start.status === "rejected");
+    if (failed) throw failed.reason;
     for (const mode of MODES) {
       if (mode.kind !== "gateway") {
         setups.push({ mode, url: floor.url, model: "demo", samples: [], jwt: "", connects: 0 });
         continue;
       }
-      // One gateway per LONG_POLL_MS setting; each encoder setup is its own agent (and model name) on it.
-      const key = JSON.stringify(mode.vars);
-      let gateway = gateways.get(key);
-      if (!gateway) {
-        ctx.progress(`starting a gateway (${mode.vars?.LONG_POLL_MS === "0" ? "plain polling" : "long-poll"})…`);
-        gateway = await startGateway({ vars: { STUN_URLS: "", ...mode.vars } });
-        gateways.set(key, gateway);
-      }
+      const gateway = gateways.get(JSON.stringify(mode.vars))!;
       const model = `demo-${setups.length}`;
       const agent = new RuntimeAgent({
         gatewayUrl: gateway.url,

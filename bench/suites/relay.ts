@@ -246,7 +246,7 @@ async function measureRelay(ctx: SuiteContext, storage: Storage): Promise<RelayR
   const workRoot = STORAGE_ROOTS[storage];
   const concurrency = [1, 100];
   // Sized to keep a full run (disk and tmpfs) near 3 minutes: on disk every stored frame pays an fsync.
-  const perPair = (pairs: number) => (pairs === 1 ? (quick ? 300 : 2000) : quick ? 15 : 40);
+  const perPair = (pairs: number) => (pairs === 1 ? (quick ? 150 : 2000) : quick ? 10 : 40);
   const results: RelayResults = { storage, relay: [], commands: [] };
 
   const [floor, bare, gateway] = await startAll(startFloor(), startBareRelay(workRoot), startLoadGateway(storage));
@@ -272,7 +272,7 @@ async function measureRelay(ctx: SuiteContext, storage: Storage): Promise<RelayR
       results.relay.push({ pairs, floor: floorStats, bareDo, bareDoWrites, ours });
 
       progress(`commands: ${pairs} session(s), pipelined…`);
-      const perSession = pairs === 1 ? (quick ? 1000 : 3000) : quick ? 50 : 60;
+      const perSession = pairs === 1 ? (quick ? 400 : 3000) : quick ? 30 : 60;
       results.commands.push(await pipelinedCommands(sessions, perSession));
       for (const session of sessions) {
         session.client.close();

@@ -19,6 +19,7 @@ export const title = "File uploads: throughput and memory";
 const CONFIG = path.join(PROJECT_ROOT, "bench", "workers", "upload", "wrangler.toml");
 const MIB = 1024 * 1024;
 const SIZES = [10 * MIB, 50 * MIB];
+const QUICK_SIZES = [4 * MIB, 16 * MIB];
 const PATHS = ["gateway", "direct"] as const;
 type UploadPath = (typeof PATHS)[number];
 const SAMPLE_EVERY_MS = 10;
@@ -197,7 +198,7 @@ export async function run(ctx: SuiteContext): Promise<SuiteResult> {
   try {
     const uploader = new Uploader(gateway, await clientToken(gateway));
     const sizes: SizeFigures[] = [];
-    for (const bytes of SIZES) sizes.push(await measureSize(uploader, bytes, reps, ctx));
+    for (const bytes of ctx.quick ? QUICK_SIZES : SIZES) sizes.push(await measureSize(uploader, bytes, reps, ctx));
     await uploader.newSession(); // deletes the last round's files
     return { figures: { storage, reps, sizes }, markdown: markdown(sizes, storage, reps) };
   } finally {

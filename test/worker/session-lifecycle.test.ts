@@ -131,6 +131,25 @@ describe("queue", () => {
     expect((await runtime.acceptAssignment()).sessionId).toBe(third.session_id);
   });
 
+  it("runtimes arriving for a queue of five: oldest sessions first, spread over the runtimes, the rest keep their place", async () => {
+    const model = freshModel();
+    const client = await newClient();
+    const queued: string[] = [];
+    for (let i = 0; i < 5; i++) queued.push((await createSession(client, model)).session_id);
+
+    const first = await new ScriptedRuntime(model, "gpu-a", 2).connect();
+    const assignedToFirst = [(await first.acceptAssignment()).sessionId, (await first.acceptAssignment()).sessionId];
+    expect(assignedToFirst.sort()).toEqual(queued.slice(0, 2).sort());
+    const second = await new ScriptedRuntime(model, "gpu-b", 2).connect();
+    const assignedToSecond = [(await second.acceptAssignment()).sessionId, (await second.acceptAssignment()).sessionId];
+    expect(assignedToSecond.sort()).toEqual(queued.slice(2, 4).sort());
+    await expect.poll(async () => (await getJson(client, `/sessions/${queued[4]}`)).body.queue_position).toBe(1);
+
+    // A slot freed on either runtime goes to the last one waiting.
+    await getJson(client, `/sessions/${queued[2]}`, { method: "DELETE" });
+    expect((await second.acceptAssignment()).sessionId).toBe(queued[4]);
+  });
+
   it("a model without runtimes keeps sessions waiting, then ends them INACTIVE with reason no_runtime", async () => {
     const client = await newClient();
     const { session_id } = await createSession(client, freshModel());
