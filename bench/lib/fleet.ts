@@ -13,7 +13,7 @@ import { wranglerEnv } from "../../scripts/lib/wrangler.ts";
 import { HEARTBEAT_REQUEST } from "../../src/protocol/runtime.ts";
 import { startGateway, type TestGateway } from "./gateway.ts";
 import { BENCH_CAPABILITIES, createSession, FAKE_SDP, MessageOutbox, NodePeer, openSignal, type Frame, type GatewayAccess } from "./peers.ts";
-import { cpuMs, openFiles, processesNamed, rssKiB, type OpenFiles } from "./procfs.ts";
+import { cpuMs, listeningPorts, openFiles, processesNamed, rssKiB, type OpenFiles } from "./procfs.ts";
 
 /**
  * Vars for a gateway under load. The account limits (5 concurrent sessions, 50 creations a minute per model) would
@@ -59,12 +59,36 @@ export function gatewaySnapshot(): string {
  * The gateway under `wrangler dev` (local tracing off: see wranglerEnv), built from the run's snapshot of the
  * sources, its objects' SQLite on disk or tmpfs.
  */
-export function startLoadGateway(storage: Storage, vars: Record<string, string> = {}): Promise<TestGateway> {
-  return startGateway({
-    configPath: path.join(gatewaySnapshot(), "wrangler.toml"),
-    workRoot: storage === "tmpfs" ? "/dev/shm" : undefined,
-    vars: { ...LOAD_VARS, ...vars },
-  });
+export async function startLoadGateway(storage: Storage, vars: Record<string, string> = {}): Promise<TestGateway> {
+  return pastDevProxy(
+    await startGateway({
+      configPath: path.join(gatewaySnapshot(), "wrangler.toml"),
+      workRoot: storage === "tmpfs" ? "/dev/shm" : undefined,
+      vars: { ...LOAD_VARS, ...vars },
+    }),
+  );
+}
+
+/**
+ * The server as a deployed Worker's clients reach it: straight at the workerd that runs the Worker and its objects,
+ * past wrangler's dev proxy — a second workerd in front of it that exists only under `wrangler dev` (it holds
+ * connections across reloads), which every request and frame would otherwise cross on the way in and out. `url`
+ * becomes the runtime's own entry socket (the one of its listening sockets whose /health answers 200); `port` stays
+ * the public one, which is how `gatewayProcesses` tells the two processes apart.
+ */
+export async function pastDevProxy(server: TestGateway): Promise<TestGateway> {
+  const { runtime } = gatewayProcesses(server);
+  for (const pid of runtime) {
+    for (const port of listeningPorts(pid)) {
+      const url = `http://127.0.0.1:${port}`;
+      const healthy = await fetch(`${url}/health`, { signal: AbortSignal.timeout(2000) })
+        .then((response) => response.status === 200)
+        .catch(() => false);
+      if (healthy) return { ...server, url };
+    }
+  }
+  await server.stop();
+  throw new Error(`no entry socket of the Worker's workerd answers /health (processes ${runtime.join(", ") || "none"})`);
 }
 
 // ── Runtimes ────────────────────────────────────────────────────────────────────────────────────────────────────

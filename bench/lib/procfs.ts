@@ -51,6 +51,33 @@ export function rssKiB(pid: number): number {
   }
 }
 
+/** TCP ports `pid` listens on (IPv4 and IPv6), from its socket descriptors and /proc/net/tcp{,6}. */
+export function listeningPorts(pid: number): number[] {
+  const inodes = new Set<string>();
+  for (const fd of readdirSync(`/proc/${pid}/fd`)) {
+    try {
+      const match = /^socket:\[(\d+)\]$/.exec(readlinkSync(`/proc/${pid}/fd/${fd}`));
+      if (match) inodes.add(match[1]!);
+    } catch {
+      // closed while we looked
+    }
+  }
+  const ports: number[] = [];
+  for (const table of ["/proc/net/tcp", "/proc/net/tcp6"]) {
+    let lines: string[];
+    try {
+      lines = readFileSync(table, "utf8").split("\n").slice(1);
+    } catch {
+      continue;
+    }
+    for (const line of lines) {
+      const [, local, , state, , , , , , inode] = line.trim().split(/\s+/);
+      if (state === "0A" && inode && inodes.has(inode)) ports.push(Number.parseInt(local!.split(":").at(-1)!, 16)); // 0A: LISTEN
+    }
+  }
+  return ports;
+}
+
 /** The processes of a server started as `root` (itself and everything below it) whose command is `command`. */
 export function processesNamed(root: number, command: string): number[] {
   return descendants(root)

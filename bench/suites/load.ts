@@ -7,6 +7,9 @@
  *      reconnecting inside the grace window; the runtime checks 0 lost, 0 duplicated, order kept, payload intact;
  *   4. idle scale (a fresh gateway): many concurrent idle sessions, their objects hibernated (checked: their SQLite
  *      files closed), keep-alive pings answered without waking them, and the gateway's resident memory.
+ * Side by side, in the same run, with the same counts and windows: the floor (bench/lib/load-floor.ts), a bare relay
+ * Durable Object per pair (bench/workers/bare-relay) under its own `wrangler dev`, for the burst, the commands and the
+ * idle memory. Absolute times drift with the machine; the ratios gateway ÷ floor are the headline.
  */
 import { readFileSync } from "node:fs";
 import os from "node:os";
@@ -23,13 +26,28 @@ import {
   runLimited,
   sleep,
   snapshot,
+  startAll,
   startLoadGateway,
   type LiveSession,
   type ServerSnapshot,
   type Storage,
 } from "../lib/fleet.ts";
 import { clientToken, type TestGateway } from "../lib/gateway.ts";
+import {
+  floorBurst,
+  floorCommands,
+  floorIdleSetUp,
+  floorResident,
+  startFloor,
+  type Floor,
+  type FloorBurst,
+  type FloorCommands,
+  type FloorIdle,
+  type FloorIdleRun,
+} from "../lib/load-floor.ts";
+import { machineBusy } from "../lib/machine-cpu.ts";
 import { cpuMs, describeFileLimit, raiseFileLimit, rssKiB } from "../lib/procfs.ts";
+import { ANSWER_SDP, OFFER_SDP } from "../lib/signaling-samples.ts";
 import { percentile } from "../lib/stats.ts";
 
 export const name = "load";
@@ -48,8 +66,12 @@ interface Settings {
 const FULL: Settings = { burst: 1000, clean: 10, faults: { perSession: 100, clientDrops: 3, runtimeDrops: 1 }, idle: 10_000 };
 const QUICK: Settings = { burst: 100, clean: 10, faults: { perSession: 30, clientDrops: 3, runtimeDrops: 1 }, idle: 300 };
 
-/** Per idle session: 2 sockets here, ~2 in the Worker's workerd and ~4 per socket (≈ 9) in wrangler's proxy. */
-const FILES_PER_IDLE_SESSION = 9;
+/**
+ * Open files the busiest process holds per idle session (the limit applies to each process): ~4 in this one (the
+ * session's client and runtime sockets, and the floor pair's two) and ~4 in the Worker's workerd; with a margin.
+ * Clients connect past wrangler's dev proxy (see pastDevProxy), which would otherwise hold ~8 more.
+ */
+const FILES_PER_IDLE_SESSION = 5;
 /**
  * Commands a client may have sent and not yet seen stored. With 1,000 sessions that is up to 2,000 in flight: on a
  * 2-core machine the gateway's one thread then runs a few seconds behind, and a reconnect waits about that long.
@@ -86,6 +108,8 @@ export interface BurstFigures {
   cpuMsPerSession: number;
   /** CPU time ÷ wall time over the burst (1 = one core busy all along): the Worker's workerd, the proxy, the clients. */
   cpuShare: { runtime: number; proxy: number; client: number };
+  /** The whole machine over the burst, every process (ours and others'): cores busy on average, of `cores`. */
+  machine: { cores: number; busy: number };
   samples: number[];
 }
 
@@ -113,6 +137,13 @@ export interface IdleFigures {
   scaledBecause?: string;
 }
 
+/** The floor's runs (bench/lib/load-floor.ts), side by side with the gateway's. */
+export interface FloorFigures {
+  burst: FloorBurst;
+  commands: FloorCommands;
+  idle: FloorIdle;
+}
+
 export interface LoadFigures {
   storage: Storage;
   fileLimit: { before: number; after: number };
@@ -120,6 +151,7 @@ export interface LoadFigures {
   clean: CommandTally;
   faults: CommandTally;
   idle: IdleFigures;
+  floor: FloorFigures;
 }
 
 export async function run(ctx: SuiteContext): Promise<SuiteResult> {
@@ -128,31 +160,35 @@ export async function run(ctx: SuiteContext): Promise<SuiteResult> {
   const limit = raiseFileLimit(Math.max(65_536, settings.idle * FILES_PER_IDLE_SESSION * 2));
   const fileLimit = { before: limit.before.soft, after: limit.after.soft };
 
-  // A full run measures idle sessions on a fresh gateway; a quick one reuses the first (saves a start, ~10 s).
-  ctx.progress(`gateway for burst and commands (state on ${storage}) …`);
-  const first = await startLoadGateway(storage);
+  // A full run measures idle sessions on a fresh gateway; a quick one reuses the first (saves a start, ~10 s). The
+  // floor gets its own `wrangler dev`, started alongside the first gateway, used for all three floors.
+  ctx.progress(`gateway for burst and commands, and the floor (bare relay DO, its own wrangler dev), state on ${storage} …`);
+  const [first, floor] = await startAll<[TestGateway, Floor]>(startLoadGateway(storage), startFloor(storage));
   let second: TestGateway | undefined;
   let burst: BurstFigures;
   let clean: CommandTally;
   let faults: CommandTally;
   let idle: IdleFigures;
+  let floorIdle: FloorIdle;
+  let floorRuns: Omit<FloorFigures, "idle">;
   try {
+    // The floor's burst and commands first: their objects are evicted by the time the idle floor takes its baseline.
+    floorRuns = await floorBurstAndCommands(ctx, floor, settings);
     ({ burst, clean, faults } = await burstAndCommands(ctx, first, settings));
     if (!ctx.quick) {
       await first.stop();
       ctx.progress(`fresh gateway for idle sessions …`);
       second = await startLoadGateway(storage);
     }
-    idle = await idleScale(ctx, second ?? first, settings, fileLimit.after, second !== undefined);
+    ({ idle, floorIdle } = await idleScale(ctx, second ?? first, settings, fileLimit.after, second !== undefined, floor));
   } finally {
-    await first.stop();
-    await second?.stop();
+    await Promise.all([first.stop(), second?.stop(), floor.stop()]);
   }
 
-  const figures: LoadFigures = { storage, fileLimit, burst, clean, faults, idle };
+  const figures: LoadFigures = { storage, fileLimit, burst, clean, faults, idle, floor: { ...floorRuns, idle: floorIdle } };
   const verdict = verdictOf(figures, settings);
   return {
-    figures: { ...figures, burst: { ...burst, samples: undefined } },
+    figures: { ...figures, burst: { ...burst, samples: undefined }, floor: { ...figures.floor, burst: { ...figures.floor.burst, samples: undefined } } },
     markdown: markdown(figures, settings, verdict, ctx.quick),
     passed: verdict.every((check) => check.ok),
     charts: charts(figures),
@@ -180,6 +216,7 @@ async function burstAndCommands(ctx: SuiteContext, gateway: TestGateway, setting
     // 1. Burst: every session starts at once.
     ctx.progress(`burst: ${settings.burst} sessions at once …`);
     const cpuBefore = snapshot(processes).cpuMs;
+    const machine = machineBusy();
     const sharesBefore = { runtime: sumCpu(processes.runtime), proxy: sumCpu(processes.proxy), client: cpuMs(process.pid) };
     const started = performance.now();
     const errors: string[] = [];
@@ -215,6 +252,7 @@ async function burstAndCommands(ctx: SuiteContext, gateway: TestGateway, setting
       seconds,
       cpuMsPerSession: (snapshot(processes).cpuMs - cpuBefore) / Math.max(1, live.length),
       cpuShare,
+      machine: machine(),
       samples,
     };
     ctx.progress(`burst: ${live.length}/${settings.burst} ready in ${seconds.toFixed(1)} s; connect → ready p50 ${burst.connectToReady.p50.toFixed(0)} ms, p99 ${burst.connectToReady.p99.toFixed(0)} ms`);
@@ -266,16 +304,46 @@ async function burstAndCommands(ctx: SuiteContext, gateway: TestGateway, setting
   }
 }
 
+// ── The floor: burst, then commands ─────────────────────────────────────────────────────────────────────────────
+
+/**
+ * The bare relay floor with the gateway's counts: the burst's N pairs at once, then commands on N pairs with the same
+ * count per pair and window (the floor's pairs for commands are fresh ones storing a row per frame).
+ */
+async function floorBurstAndCommands(ctx: SuiteContext, floor: Floor, settings: Settings): Promise<Omit<FloorFigures, "idle">> {
+  ctx.progress(`floor: ${settings.burst} bare DO pairs at once (two sockets, offer, answer) …`);
+  const burst = await floorBurst(floor, settings.burst, 60_000, ctx.progress);
+  ctx.progress(`floor: ${burst.ready}/${burst.pairs} ready in ${burst.seconds.toFixed(1)} s; connect → ready p50 ${ms(burst.connectToReady.p50)} ms, p99 ${ms(burst.connectToReady.p99)} ms`);
+
+  ctx.progress(`floor: commands on ${settings.burst} bare DO pairs × ${settings.clean}, window ${WINDOW}, one stored row per frame …`);
+  let progressed = 0;
+  const stop = every(3000, () => `  … floor: ${progressed.toLocaleString("en-US")} acknowledgements`, ctx.progress);
+  const commands = await floorCommands(floor, settings.burst, { perPair: settings.clean, window: WINDOW, maxMs: ctx.quick ? 20_000 : 120_000 }, () => progressed++);
+  stop();
+  ctx.progress(`floor: ${grouped(commands.commands)} commands in ${commands.seconds.toFixed(1)} s = ${commands.perSecond.toFixed(0)}/s`);
+  return { burst, commands };
+}
+
 // ── Idle scale ──────────────────────────────────────────────────────────────────────────────────────────────────
 
-async function idleScale(ctx: SuiteContext, gateway: TestGateway, settings: Settings, fileLimit: number, fresh: boolean): Promise<IdleFigures> {
-  // Every process of the run shares this limit (children inherit it; wrangler's proxy needs ~9 per session): scale
-  // down rather than fail on EMFILE.
+/**
+ * Idle sessions on the gateway; and, as many bare relay pairs on the floor, brought up while the gateway's objects
+ * settle (the gateway's sessions are all up by then; only its eviction timers run) and measured once evicted.
+ */
+async function idleScale(
+  ctx: SuiteContext,
+  gateway: TestGateway,
+  settings: Settings,
+  fileLimit: number,
+  fresh: boolean,
+  floor: Floor,
+): Promise<{ idle: IdleFigures; floorIdle: FloorIdle }> {
+  // Every process of the run has this limit (children inherit it): scale down rather than fail on EMFILE.
   const fitting = Math.floor((fileLimit - 2000) / FILES_PER_IDLE_SESSION);
   const count = Math.min(settings.idle, fitting);
   let scaledBecause =
     count < settings.idle
-      ? `open-files limit (\`ulimit -n\` ${fileLimit.toLocaleString("en-US")}, which this process cannot raise: it needs ~${FILES_PER_IDLE_SESSION} per session, mostly in wrangler's proxy)`
+      ? `open-files limit (\`ulimit -n\` ${fileLimit.toLocaleString("en-US")}, which this process cannot raise: the busiest process needs ~${FILES_PER_IDLE_SESSION} per session)`
       : undefined;
   if (scaledBecause) ctx.progress(`idle: scaled to ${count} sessions by the ${scaledBecause}`);
 
@@ -284,6 +352,7 @@ async function idleScale(ctx: SuiteContext, gateway: TestGateway, settings: Sett
   const jwt = await clientToken(gateway);
   const pool = await RuntimePool.start(gateway, "bench-idle", count);
   const live: LiveSession[] = [];
+  let floorRun: FloorIdleRun | undefined;
   try {
     ctx.progress(`idle: bringing ${count.toLocaleString("en-US")} sessions to ACTIVE, 128 at a time …`);
     const started = performance.now();
@@ -305,12 +374,21 @@ async function idleScale(ctx: SuiteContext, gateway: TestGateway, settings: Sett
 
     // Hibernated objects close their SQLite files: wait until (nearly) all are closed.
     const settleStarted = performance.now();
-    let hibernated = snapshot(processes);
-    while (performance.now() - settleStarted < 60_000) {
-      hibernated = snapshot(processes);
-      if (resident(hibernated) <= Math.max(2, live.length * 0.001)) break;
-      await sleep(1000);
-    }
+    const settling = (async () => {
+      for (;;) {
+        const now = snapshot(processes);
+        if (resident(now) <= Math.max(2, live.length * 0.001) || performance.now() - settleStarted >= 60_000) return now;
+        await sleep(1000);
+      }
+    })();
+    // Meanwhile the floor: as many bare relay pairs, left idle in turn.
+    ctx.progress(`idle: meanwhile the floor: ${live.length.toLocaleString("en-US")} bare DO pairs (two sockets, offer, answer), 128 at a time …`);
+    floorRun = await floorIdleSetUp(floor, live.length, {
+      maxSetupMs: ctx.quick ? 30_000 : 300_000,
+      stop: () => (availableKiB() < MIN_AVAILABLE_KIB ? `memory available on the machine (stopped at ${mib(availableKiB())} MiB available)` : undefined),
+      progress: ctx.progress,
+    });
+    const hibernated = await settling;
     const settleSeconds = (performance.now() - settleStarted) / 1000;
     const residentHibernated = resident(hibernated);
     ctx.progress(`idle: ${residentHibernated} of ${live.length} objects still in memory after ${settleSeconds.toFixed(0)} s; workerd RSS ${mib(hibernated.rssKiB.total)} MiB`);
@@ -350,7 +428,12 @@ async function idleScale(ctx: SuiteContext, gateway: TestGateway, settings: Sett
         }
       }),
     );
-    return {
+    ctx.progress(`idle: floor: waiting for the bare DO pairs' objects to hibernate …`);
+    const floorIdle = await floorRun.settle();
+    ctx.progress(
+      `idle: floor: ${floorIdle.residentHibernated} of ${floorIdle.pairs} objects still in memory ${floorIdle.settleSeconds.toFixed(0)} s after the last pair; workerd RSS ${mib(floorIdle.hibernated.rssKiB.total)} MiB (${perIdle(floorIdle.hibernated.rssKiB.total, floorIdle.baseline.rssKiB.total, floorIdle.pairs).toFixed(0)} KiB per pair; the gateway ${perIdle(hibernated.rssKiB.total, baseline.rssKiB.total, live.length).toFixed(0)} KiB per session)`,
+    );
+    const idle: IdleFigures = {
       wanted: settings.idle,
       sessions: live.length,
       failed: setup.failed + (count - setup.started),
@@ -369,13 +452,17 @@ async function idleScale(ctx: SuiteContext, gateway: TestGateway, settings: Sett
       fresh,
       ...(scaledBecause && { scaledBecause }),
     };
+    return { idle, floorIdle };
   } finally {
     for (const session of live) closeSession(session);
     pool.close();
+    floorRun?.close();
   }
 }
 
-/** Durable Objects in memory beyond the baseline: each holds its database, -wal and -shm files open. */
+/** KiB of RSS per idle session (or pair) over the baseline. */
+const perIdle = (hibernatedKiB: number, baselineKiB: number, count: number) => (hibernatedKiB - baselineKiB) / Math.max(1, count);
+
 /** The gateway's RSS with `wanted` hibernated sessions, from the measured cost per session (linear). */
 function extrapolatedKiB(idle: IdleFigures): { total: number; runtime: number } {
   const at = (pick: (snapshot: ServerSnapshot) => number) =>
@@ -434,19 +521,24 @@ function verdictOf(figures: LoadFigures, settings: Settings): { what: string; ok
 }
 
 function markdown(figures: LoadFigures, settings: Settings, verdict: ReturnType<typeof verdictOf>, quick: boolean): string {
-  const { burst, clean, faults, idle } = figures;
+  const { burst, clean, faults, idle, floor } = figures;
+  const perSession = idlePerSession(figures);
   const reconnect = distribution(faults.reconnectMs);
   const clientUpgrade = distribution(faults.clientUpgradeMs);
   const clientReconnect = distribution(faults.clientReconnectMs);
   const runtimeReconnect = distribution(faults.runtimeReconnectMs);
   const lines = [
-    `Scripted clients and runtimes (bench/lib/fleet.ts, bench/lib/commands.ts) speaking the real protocol over real WebSockets, no media, against the gateway under \`wrangler dev\` (\`X_LOCAL_OBSERVABILITY=${localTracing()}\`), the objects' SQLite on ${figures.storage === "tmpfs" ? "tmpfs" : "disk"}. Account limits are raised for the bench: \`LIMIT_CONCURRENT_SESSIONS\` and \`LIMIT_SESSION_CREATIONS_PER_MINUTE\` = 100,000 (defaults 5 and 50 would refuse a load test at once); all sessions belong to one account and one model, served by scripted runtimes of up to 1,000 slots each. Clients, runtimes and the gateway share this machine's ${os.cpus().length} cores. Open-files limit (\`ulimit -n\`) for the run: ${describeFileLimit(figures.fileLimit, figures.idle.wanted * FILES_PER_IDLE_SESSION + 2000)}.`,
+    `Scripted clients and runtimes (bench/lib/fleet.ts, bench/lib/commands.ts) speaking the real protocol over real WebSockets, no media, against the gateway under \`wrangler dev\` (\`X_LOCAL_OBSERVABILITY=${localTracing()}\`), connected straight to the workerd that runs the Worker and its objects (wrangler's dev proxy, a second workerd in front that exists only under \`wrangler dev\`, is bypassed, for the gateway and the floor alike: a deployed Worker's clients have no such hop), the objects' SQLite on ${figures.storage === "tmpfs" ? "tmpfs" : "disk"}. Account limits are raised for the bench: \`LIMIT_CONCURRENT_SESSIONS\` and \`LIMIT_SESSION_CREATIONS_PER_MINUTE\` = 100,000 (defaults 5 and 50 would refuse a load test at once); all sessions belong to one account and one model, served by scripted runtimes of up to 1,000 slots each. Clients, runtimes and the gateway share this machine's ${os.cpus().length} cores. Open-files limit (\`ulimit -n\`) for the run: ${describeFileLimit(figures.fileLimit, figures.idle.wanted * FILES_PER_IDLE_SESSION + 2000)}.`,
+    "",
+    ...floorTable(figures),
     "",
     "| target | result | |",
     "|---|---|---|",
     ...verdict.map((check) => `| ${check.what} | ${check.value} | ${check.ok ? "pass" : "**FAIL**"} |`),
     "",
-    `**Burst.** ${grouped(burst.sessions)} clients start at once: each POSTs /sessions, its runtime is assigned and opens the session socket while the client opens its signaling socket and sends an offer; the runtime answers and reports the peer connection up; ready = \`status ACTIVE\` on the client's socket. All ${grouped(burst.ready)} were ready ${burst.seconds.toFixed(1)} s after the first request (${grouped(burst.ready / burst.seconds)} sessions/s; gateway CPU ${burst.cpuMsPerSession.toFixed(1)} ms per session). Over the burst the Worker's workerd — one thread runs every object — was busy ${pct(burst.cpuShare.runtime)} of the time, wrangler's proxy ${pct(burst.cpuShare.proxy)}, the scripted clients and runtimes ${pct(burst.cpuShare.client)}: ${burst.cpuShare.runtime < 0.75 ? "the sessions mostly waited rather than computed — each model's pool assigns one session at a time, awaiting that session object's \`assign()\` before the next, and every POST /sessions waits for the assignments queued before it." : "the gateway's thread was the bottleneck."}`,
+    ...floorReach(figures, settings),
+    "",
+    `**Burst.** ${grouped(burst.sessions)} clients start at once: each POSTs /sessions, its runtime is assigned and opens the session socket while the client opens its signaling socket and sends an offer; the runtime answers and reports the peer connection up; ready = \`status ACTIVE\` on the client's socket. All ${grouped(burst.ready)} were ready ${burst.seconds.toFixed(1)} s after the first request (${grouped(burst.ready / burst.seconds)} sessions/s; gateway CPU ${burst.cpuMsPerSession.toFixed(1)} ms per session). ${burstCostSentence(figures)}`,
     "",
     "| from the start of POST /sessions to | p50 ms | p90 ms | p99 ms | max ms |",
     "|---|---:|---:|---:|---:|",
@@ -466,6 +558,9 @@ function markdown(figures: LoadFigures, settings: Settings, verdict: ReturnType<
       const t = tally as CommandTally;
       return `| ${String(label)} | ${grouped(t.commands)} | ${t.seconds.toFixed(1)} | **${grouped(t.perSecond)}** | ${grouped(t.serverCpuUsPerCommand ?? Number.NaN)} (${grouped(t.proxyCpuUsPerCommand ?? Number.NaN)}) | ${t.lost} | ${t.duplicated} | ${t.outOfOrder} | ${t.altered} | ${t.refused} | ${grouped(t.replayed)} |`;
     }),
+    `| floor (bare DO), no faults | ${grouped(floor.commands.commands)} | ${floor.commands.seconds.toFixed(1)} | **${grouped(floor.commands.perSecond)}** | ${grouped(floor.commands.cpuUsPerCommand)} (${grouped(floor.commands.proxyCpuUsPerCommand)}) | – | – | ${floor.commands.outOfOrder} | – | – | – |`,
+    "",
+    `Floor: ${grouped(floor.commands.pairs)} bare relay pairs storing one row per frame (\`?writes=1\`), each client sending the gateway's command frame, ${settings.clean} per pair with the same window of ${WINDOW}; the peer acknowledges **each** command at once, and a command counts when its acknowledgement is back at the client (${floor.commands.completed}/${floor.commands.pairs} pairs finished${floor.commands.setupFailed > 0 ? `, ${floor.commands.setupFailed} did not come up: ${floor.commands.errors.join("; ")}` : ""}). That is the closest equivalent of the gateway's window, which waits for the gateway's own per-command \`command_status\`, not for the runtime's batched acknowledgement: a bare relay has no confirmation of its own, and acknowledging every 8th command or after 10 ms would hold a window of ${WINDOW} for 10 ms at a time and measure the timer, not the relay. Per command the floor relays 2 frames and stores 2 rows; the gateway validates, stores, confirms to the client, forwards to the runtime, and relays batched acknowledgements back. Gateway ÷ floor: **${ratio(clean.perSecond, floor.commands.perSecond)}** the commands/s, ${ratio(clean.serverCpuUsPerCommand ?? Number.NaN, floor.commands.cpuUsPerCommand)} the workerd CPU per command.`,
     "",
     `Faults: ${grouped(faults.clientDrops)} client and ${grouped(faults.runtimeDrops)} runtime sockets cut without a close handshake (\`terminate()\`) at random points while commands flowed, each reconnecting after a random pause of up to ${MAX_RECONNECT_DELAY_MS} ms (grace window 30 s): disconnect → new socket's first frame p50 ${ms(reconnect.p50)} ms, p99 ${ms(reconnect.p99)} ms, max ${ms(reconnect.max)} ms (client: upgrade answered p50 ${ms(clientUpgrade.p50)} ms, welcome p50 ${ms(clientReconnect.p50)} ms; runtime: \`session\` p50 ${ms(runtimeReconnect.p50)} ms). After a runtime reconnect (\`hello\` with the highest command it processed) the gateway re-sent ${grouped(faults.resentAfterRuntimeDrop)} commands it had kept stored; after a client reconnect the client resent from the welcome's \`next_command_seq\`, and ${grouped(faults.replayed)} commands it resent had in fact arrived (refused as \`COMMAND_REPLAYED\`, not delivered twice). ${faults.completed}/${faults.sessions} sessions finished${endedSentence(faults)}.${faults.errors.length > 0 ? ` Errors: ${faults.errors.join("; ")}.` : ""}${closesSentence(faults)}`,
     "",
@@ -478,19 +573,105 @@ function markdown(figures: LoadFigures, settings: Settings, verdict: ReturnType<
     `| **total** | ${mib(idle.baseline.rssKiB.total)} | ${mib(idle.active.rssKiB.total)} | **${mib(idle.hibernated.rssKiB.total)}** |`,
     `| session objects in memory (their SQLite database open) | ${grouped(resident(idle.baseline))} | ${grouped(resident(idle.active))} | ${grouped(resident(idle.hibernated))} |`,
     `| open sockets (both processes) | ${grouped(idle.baseline.files.runtime.sockets + idle.baseline.files.proxy.sockets)} | ${grouped(idle.active.files.runtime.sockets + idle.active.files.proxy.sockets)} | ${grouped(idle.hibernated.files.runtime.sockets + idle.hibernated.files.proxy.sockets)} |`,
+    `| floor (bare DO), ${grouped(floor.idle.pairs)} pairs: workerd running the Worker and its objects | ${mib(floor.idle.baseline.rssKiB.runtime)} | ${mib(floor.idle.active.rssKiB.runtime)} | ${mib(floor.idle.hibernated.rssKiB.runtime)} |`,
+    `| floor: workerd of wrangler's local proxy | ${mib(floor.idle.baseline.rssKiB.proxy)} | ${mib(floor.idle.active.rssKiB.proxy)} | ${mib(floor.idle.hibernated.rssKiB.proxy)} |`,
+    `| floor: **total** | ${mib(floor.idle.baseline.rssKiB.total)} | ${mib(floor.idle.active.rssKiB.total)} | **${mib(floor.idle.hibernated.rssKiB.total)}** |`,
+    `| floor: pair objects in memory (their SQLite database open) | ${grouped(floorResident(floor.idle.baseline))} | ${grouped(floorResident(floor.idle.active))} | ${grouped(floorResident(floor.idle.hibernated))} |`,
     "",
-    `Per idle session: ${((idle.hibernated.rssKiB.total - idle.baseline.rssKiB.total) / Math.max(1, idle.sessions)).toFixed(0)} KiB of gateway RSS hibernated (${((idle.hibernated.rssKiB.runtime - idle.baseline.rssKiB.runtime) / Math.max(1, idle.sessions)).toFixed(0)} KiB in the Worker's process).${
+    `Per idle session: ${perSession.gateway.total.toFixed(0)} KiB of gateway RSS hibernated (${perSession.gateway.runtime.toFixed(0)} KiB in the Worker's process).${
       idle.sessions < idle.wanted
         ? ` At that rate ${grouped(idle.wanted)} sessions would hold ≈ ${mib(extrapolatedKiB(idle).total)} MiB (≈ ${mib(extrapolatedKiB(idle).runtime)} MiB in the Worker's process alone) — a linear extrapolation, not a measurement.`
         : ""
     } The scripted clients and runtimes (this Node process) used ${mib(idle.clientRssKiB)} MiB. Locally workerd holds every hibernated socket itself (in production the edge holds them and the object's memory is freed), so this is an upper bound for the objects' share.`,
-    ...(quick ? ["", `Quick run: ${grouped(settings.burst)}-session burst, ${settings.faults.perSession} commands per session in the fault run, ${grouped(settings.idle)} idle sessions.`] : []),
+    "",
+    `Floor: while the gateway's objects settled, ${grouped(floor.idle.pairs)} bare relay pairs (the same count) were brought up on the floor's own \`wrangler dev\`, 128 at a time, in ${floor.idle.setupSeconds.toFixed(0)} s${floor.idle.failed > 0 ? ` (${floor.idle.failed} failed: ${floor.idle.errors.join("; ")})` : ""}${floor.idle.scaledBecause ? ` — stopped early by the ${floor.idle.scaledBecause}` : ""}, each with its two sockets and one offer and answer relayed; ${floor.idle.settleSeconds.toFixed(0)} s after the last one ${grouped(floor.idle.residentHibernated)} of their objects were in memory. Per idle pair: ${perSession.floor.total.toFixed(0)} KiB of RSS (${perSession.floor.runtime.toFixed(0)} KiB in the Worker's process): gateway ÷ floor **${ratio(perSession.gateway.total, perSession.floor.total)}** per session (${ratio(perSession.gateway.runtime, perSession.floor.runtime)} in the Worker's process). A gateway session holds the same two sockets on the same kind of object, plus its state in SQLite.`,
+    ...(quick ? ["", `Quick run: ${grouped(settings.burst)}-session burst, ${settings.faults.perSession} commands per session in the fault run, ${grouped(settings.idle)} idle sessions; the floor with the same counts.`] : []),
     "",
     "![Burst: connect → ready](docs/benchmarks-burst.svg)",
     "",
     "![Idle sessions: gateway memory](docs/benchmarks-idle.svg)",
   ];
   return lines.join("\n");
+}
+
+const ratio = (ours: number, floor: number) => (Number.isFinite(ours / floor) ? `${(ours / floor).toFixed(2)}×` : "n/a");
+
+/** RSS per idle session of the gateway, and per idle pair of the floor: KiB over each one's baseline. */
+function idlePerSession(figures: LoadFigures) {
+  const { idle, floor } = figures;
+  return {
+    gateway: { total: perIdle(idle.hibernated.rssKiB.total, idle.baseline.rssKiB.total, idle.sessions), runtime: perIdle(idle.hibernated.rssKiB.runtime, idle.baseline.rssKiB.runtime, idle.sessions) },
+    floor: {
+      total: perIdle(floor.idle.hibernated.rssKiB.total, floor.idle.baseline.rssKiB.total, floor.idle.pairs),
+      runtime: perIdle(floor.idle.hibernated.rssKiB.runtime, floor.idle.baseline.rssKiB.runtime, floor.idle.pairs),
+    },
+  };
+}
+
+/** The headline: each gateway figure next to the floor's from the same run, and their ratio. */
+function floorTable(figures: LoadFigures): string[] {
+  const { burst, clean, floor } = figures;
+  const perSession = idlePerSession(figures);
+  const n = grouped(burst.sessions);
+  return [
+    `**Side by side with the floor** (the headline: absolute times drift with the machine, which is shared). In the same run, on its own \`wrangler dev\` started the same way (\`X_LOCAL_OBSERVABILITY=${localTracing()}\`, state on ${figures.storage}), the bare relay Worker (bench/workers/bare-relay: one hibernatable Durable Object per pair that forwards frames client ↔ peer untouched — no auth, no parsing, no pool, no session state) driven with the same client counts and windows (bench/lib/load-floor.ts). It is what any relay built on one Durable Object per session pays here.`,
+    "",
+    "| measure | gateway | floor (bare DO) | gateway ÷ floor |",
+    "|---|---:|---:|---:|",
+    `| burst, ${n} at once: connect → ready p50, ms | ${ms(burst.connectToReady.p50)} | ${ms(floor.burst.connectToReady.p50)} | **${ratio(burst.connectToReady.p50, floor.burst.connectToReady.p50)}** |`,
+    `| burst: connect → ready p99, ms | ${ms(burst.connectToReady.p99)} | ${ms(floor.burst.connectToReady.p99)} | **${ratio(burst.connectToReady.p99, floor.burst.connectToReady.p99)}** |`,
+    `| burst: all ${n} ready, s | ${burst.seconds.toFixed(2)} | ${floor.burst.seconds.toFixed(2)} | ${ratio(burst.seconds, floor.burst.seconds)} |`,
+    `| burst: workerd CPU (Worker + proxy) per session or pair, ms | ${burst.cpuMsPerSession.toFixed(1)} | ${floor.burst.cpuMsPerPair.toFixed(1)} | ${ratio(burst.cpuMsPerSession, floor.burst.cpuMsPerPair)} |`,
+    `| commands/s, ${n} × ${grouped(clean.commands / Math.max(1, clean.sessions))}, window ${WINDOW}, no faults | ${grouped(clean.perSecond)} | ${grouped(floor.commands.perSecond)} | **${ratio(clean.perSecond, floor.commands.perSecond)}** |`,
+    `| commands: workerd CPU (Worker + proxy) per command, µs | ${grouped(clean.serverCpuUsPerCommand ?? Number.NaN)} | ${grouped(floor.commands.cpuUsPerCommand)} | ${ratio(clean.serverCpuUsPerCommand ?? Number.NaN, floor.commands.cpuUsPerCommand)} |`,
+    `| idle, ${grouped(figures.idle.sessions)} hibernated: RSS (Worker + proxy) per session or pair, KiB | ${perSession.gateway.total.toFixed(0)} | ${perSession.floor.total.toFixed(0)} | **${ratio(perSession.gateway.total, perSession.floor.total)}** |`,
+    `| idle: of which in the Worker's process, KiB | ${perSession.gateway.runtime.toFixed(0)} | ${perSession.floor.runtime.toFixed(0)} | ${ratio(perSession.gateway.runtime, perSession.floor.runtime)} |`,
+    "",
+    `Floor, per run: burst — ${n} pairs at once, each opening its two sockets (client and peer); the client sends an offer-sized frame (${OFFER_SDP.length.toLocaleString("en-US")} bytes of SDP), the peer answers (${ANSWER_SDP.length.toLocaleString("en-US")}); ready = the answer at the client. Commands — fresh pairs storing one row per frame, the gateway's command frame, the same count per pair and window, the peer acknowledging each command (see Commands). Idle — as many pairs as the gateway's idle sessions, one offer and answer each, then left alone until workerd evicted their objects.`,
+  ];
+}
+
+/** For each absolute target: what the floor reaches on this machine. */
+function floorReach(figures: LoadFigures, settings: Settings): string[] {
+  const { burst, clean, faults, idle, floor } = figures;
+  const floorP99 = floor.burst.connectToReady.p99;
+  const best = Math.max(clean.perSecond, faults.perSecond);
+  const perSession = idlePerSession(figures);
+  const floorIdleKiB = floor.idle.baseline.rssKiB.total + perSession.floor.total * idle.wanted;
+  const idleWithin = floorIdleKiB / 1024 <= TARGETS.idleRssMiB;
+  return [
+    "What the floor reaches on this machine, for each target:",
+    "",
+    `- burst p99 ≤ ${grouped(TARGETS.burstP99Ms)} ms: the bare DO floor's p99 with the same ${grouped(settings.burst)} at once is ${ms(floorP99)} ms, ${
+      floorP99 <= TARGETS.burstP99Ms
+        ? "inside the target: a DO relay that does nothing else meets it here"
+        : `over the target: no relay built on a Durable Object per session meets it under \`wrangler dev\` on this machine`
+    }; ours is ${ratio(burst.connectToReady.p99, floorP99)} the floor.`,
+    `- ≥ ${grouped(TARGETS.commandsPerSecond)} commands/s: the bare DO floor reaches ${grouped(floor.commands.perSecond)} commands/s here (the same ${grouped(floor.commands.pairs)} sessions and window of ${WINDOW}, one stored row per frame), ${
+      floor.commands.perSecond < TARGETS.commandsPerSecond
+        ? `so ${grouped(TARGETS.commandsPerSecond)}/s is not reachable on this machine by any relay built on Durable Objects that stores each command, with these sessions and this window`
+        : "so the target is within a DO relay's reach here"
+    }; ours is ${ratio(clean.perSecond, floor.commands.perSecond)} the floor${best > clean.perSecond ? ` (${ratio(best, floor.commands.perSecond)} counting the fault run, the better of our two, as the verdict does)` : ""}.`,
+    `- ≤ ${grouped(TARGETS.idleRssMiB)} MiB for ${grouped(idle.wanted)} idle sessions: the floor's processes hold ${perSession.floor.total.toFixed(0)} KiB per idle pair over their ${mib(floor.idle.baseline.rssKiB.total)} MiB before, so ${grouped(idle.wanted)} bare pairs would take ≈ ${mib(floorIdleKiB)} MiB${
+      floor.idle.pairs < idle.wanted ? ` (extrapolated from ${grouped(floor.idle.pairs)})` : ""
+    }, ${idleWithin ? "inside the target" : `over the target: no relay holding two sockets per session in a Durable Object fits it under \`wrangler dev\` on this machine`}; ours is ${ratio(perSession.gateway.total, perSession.floor.total)} the floor per session.`,
+  ];
+}
+
+/** Where the burst's time went: the CPU shares measured over it, why, and the floor beside it. */
+function burstCostSentence(figures: LoadFigures): string {
+  const { burst, floor } = figures;
+  const { cpuShare, machine } = burst;
+  const shares = `Over the burst the Worker's workerd was busy ${pct(cpuShare.runtime)} of the time, wrangler's proxy ${pct(cpuShare.proxy)}, the scripted clients and runtimes ${pct(cpuShare.client)}; the machine as a whole, every process on it included (it is shared), had ${machine.busy.toFixed(1)} of its ${machine.cores} cores busy.`;
+  const how = `Slots are not handed out one session at a time: each model's pool (durable-objects/pool/model-pool.ts) reserves every free slot for the head of its queue in one synchronous step and offers the slots to their session objects concurrently, one round of \`assign()\` calls per drain (drains run one after another: sessions queued while a round is out get the next one). What remains is that locally one workerd thread runs the Worker and every object — the pool and all ${grouped(burst.sessions)} session objects — so each session's steps (its POST, enqueue and assignment, two socket upgrades, the offer, the answer, the status) take turns on that thread with every other session's, and the thread shares the cores with wrangler's proxy, which every request and frame crosses, and with the scripted peers.`;
+  const bound =
+    cpuShare.runtime >= 0.75
+      ? "That thread was the bottleneck."
+      : machine.busy >= 0.9 * machine.cores
+        ? `The machine's cores were saturated, so that thread got ${pct(cpuShare.runtime)} of a core: the burst was bound by the CPU it could get, not by waiting.`
+        : "Neither that thread nor the machine was busy all along: part of each session's time went to waiting, not computing.";
+  const floorLine = `The floor's ${grouped(floor.burst.pairs)} bare pairs at once (two sockets, an offer and an answer each, on the same kind of thread) were all ready in ${floor.burst.seconds.toFixed(1)} s, p99 ${ms(floor.burst.connectToReady.p99)} ms (its Worker's workerd busy ${pct(floor.burst.cpuShare.runtime)}, its proxy ${pct(floor.burst.cpuShare.proxy)}${floor.burst.failed > 0 ? `; ${floor.burst.failed} failed: ${floor.burst.errors.join("; ")}` : ""}): our p99 is ${ratio(burst.connectToReady.p99, floor.burst.connectToReady.p99)} the floor's.`;
+  return `${shares} ${how} ${bound} ${floorLine}`;
 }
 
 function endedSentence(tally: CommandTally): string {
@@ -518,7 +699,10 @@ function charts(figures: LoadFigures): Chart[] {
       svg: cdfChart({
         title: `Burst: ${grouped(burst.sessions)} sessions at once, POST /sessions → ACTIVE`,
         unit: "ms from the start of POST /sessions",
-        series: [{ name: `connect → ready (${grouped(burst.ready)} sessions)`, values: burst.samples }],
+        series: [
+          { name: `gateway: connect → ready (${grouped(burst.ready)} sessions)`, values: burst.samples },
+          { name: `floor, bare DO: connect → answer (${grouped(figures.floor.burst.ready)} pairs)`, values: figures.floor.burst.samples },
+        ],
         markers: [
           { label: `p50 ${ms(burst.connectToReady.p50)} ms`, at: burst.connectToReady.p50 },
           { label: `p99 ${ms(burst.connectToReady.p99)} ms`, at: burst.connectToReady.p99 },
@@ -541,6 +725,7 @@ function charts(figures: LoadFigures): Chart[] {
               { name: "Worker's workerd", values: [idle.baseline, idle.active, idle.hibernated].map((s) => s.rssKiB.runtime / 1024) },
               { name: "wrangler's proxy", values: [idle.baseline, idle.active, idle.hibernated].map((s) => s.rssKiB.proxy / 1024) },
               { name: "total", values: [idle.baseline, idle.active, idle.hibernated].map((s) => s.rssKiB.total / 1024) },
+              { name: `floor (bare DO, ${grouped(figures.floor.idle.pairs)} pairs): total`, values: [figures.floor.idle.baseline, figures.floor.idle.active, figures.floor.idle.hibernated].map((s) => s.rssKiB.total / 1024) },
             ],
           },
           {

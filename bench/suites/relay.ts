@@ -13,7 +13,7 @@ import path from "node:path";
 import { PROJECT_ROOT } from "../../scripts/lib/paths.ts";
 import type { SuiteContext, SuiteResult } from "../harness/suite.ts";
 import { clientToken, processCpuMs, startGateway, workerdPids, type TestGateway } from "../lib/gateway.ts";
-import { bringUp, RuntimePool, runLimited, startAll, startLoadGateway, startNodeServer, type NodeServer } from "../lib/fleet.ts";
+import { bringUp, RuntimePool, runLimited, startAll, pastDevProxy, startLoadGateway, startNodeServer, type NodeServer } from "../lib/fleet.ts";
 import { NodePeer, type Frame } from "../lib/peers.ts";
 import { groupCpuMs } from "../lib/procfs.ts";
 import { summarize, type LatencySummary } from "../lib/stats.ts";
@@ -289,9 +289,9 @@ async function measureRelay(ctx: SuiteContext, storage: Storage): Promise<RelayR
 }
 
 /** The bare relay Worker (bench/workers/bare-relay) under `wrangler dev`, the same way the gateway runs. */
-function startBareRelay(workRoot: string | undefined): Promise<TestGateway> {
+async function startBareRelay(workRoot: string | undefined): Promise<TestGateway> {
   const configPath = path.join(PROJECT_ROOT, "bench", "workers", "bare-relay", "wrangler.toml");
-  return startGateway({ configPath, migrate: false, workRoot });
+  return pastDevProxy(await startGateway({ configPath, migrate: false, workRoot }));
 }
 
 const ms = (value: number) => value.toFixed(2);

@@ -27,7 +27,8 @@ export interface DevServer {
 
 export async function startDevServer(options: StartDevServerOptions): Promise<DevServer> {
   const port = options.port ?? (await freePort());
-  const { command, args } = wranglerCommand(wranglerDevArgs({ ...options, port }));
+  const inspectorPort = options.inspectorPort ?? (await freePort());
+  const { command, args } = wranglerCommand(wranglerDevArgs({ ...options, port, inspectorPort }));
   const child = new ManagedChild({ name: "wrangler", command, args, cwd: PROJECT_ROOT, env: wranglerEnv() }, (_name, line) =>
     options.onLine?.(line),
   );

@@ -30,6 +30,12 @@ export interface DevServerOptions {
   configPath?: string;
   /** Defaults to 127.0.0.1: nothing is exposed beyond this machine. */
   ip?: string;
+  /**
+   * The DevTools inspector's port. wrangler's default (9229, else the next free one) is chosen before workerd binds
+   * it, so two servers started at the same moment can pick the same one and the second exits "Address already in
+   * use": servers started side by side each get their own.
+   */
+  inspectorPort?: number;
 }
 
 export function wranglerDevArgs(options: DevServerOptions): string[] {
@@ -40,6 +46,7 @@ export function wranglerDevArgs(options: DevServerOptions): string[] {
     "--port", String(options.port),
     "--persist-to", options.stateDir,
     "--show-interactive-dev-session=false",
+    ...(options.inspectorPort ? ["--inspector-port", String(options.inspectorPort)] : []),
     ...(options.envFile ? ["--env-file", options.envFile] : []),
     ...Object.entries(options.vars ?? {}).flatMap(([name, value]) => ["--var", `${name}:${value}`]),
   ];

@@ -10,8 +10,6 @@ interface Env {
 }
 
 export class BareRelay extends DurableObject<Env> {
-  #writes = 0;
-
   override async fetch(request: Request): Promise<Response> {
     const url = new URL(request.url);
     const role = url.pathname.endsWith("/client") ? "client" : "peer";
@@ -26,7 +24,8 @@ export class BareRelay extends DurableObject<Env> {
 
   override webSocketMessage(ws: WebSocket, message: string | ArrayBuffer): void {
     const { role, writes } = ws.deserializeAttachment() as { role: string; writes: boolean };
-    if (writes) this.ctx.storage.sql.exec("INSERT INTO frames (seq, body) VALUES (?, ?)", ++this.#writes, message);
+    // seq is the rowid, chosen by SQLite: a counter in memory would start again at 1 after the object hibernates.
+    if (writes) this.ctx.storage.sql.exec("INSERT INTO frames (body) VALUES (?)", message);
     for (const other of this.ctx.getWebSockets(role === "client" ? "peer" : "client")) other.send(message);
   }
 
