@@ -42,6 +42,7 @@ import { closeReason, completeClose, sendIfOpen } from "../sockets.ts";
 import type { Assignment } from "../pool/model-pool.ts";
 import { CommandLog } from "./command-log.ts";
 import { EventLog, type SessionEvent } from "./event-log.ts";
+import { Negotiation, type Offer } from "./negotiation.ts";
 import { isEnded, nextState, type LifecycleEvent } from "./lifecycle.ts";
 import { MessageLog } from "./message-log.ts";
 import { meterCommand, meterTransition, newMeter, openSegmentAt, PendingSegments, type MeterState, type Segment } from "./meter.ts";
@@ -139,20 +140,6 @@ interface SessionRecord {
   meter?: MeterState;
 }
 
-/**
- * The current peer connection's SDP and candidates. Stored apart from the record: it is large (an SDP offer alone
- * can be 64 KiB) and changes only while a peer connection is negotiated, so frames on the hot path never rewrite it.
- */
-interface Negotiation {
-  /** `trickle`: offered on the native socket, whose client takes the runtime's candidates trickled after the answer. */
-  offer: { sdp: string; trackMapping?: unknown; trickle?: boolean } | null;
-  answer: string | null;
-  clientCandidates: (IceCandidate | null)[];
-  runtimeCandidates: (IceCandidate | null)[];
-}
-
-const noNegotiation = (): Negotiation => ({ offer: null, answer: null, clientCandidates: [], runtimeCandidates: [] });
-
 export interface CreateSessionInput {
   sessionId: string;
   accountId: string;
@@ -192,7 +179,6 @@ export interface SessionMeterView {
 }
 
 const RECORD_KEY = "session";
-const NEGOTIATION_KEY = "negotiation";
 const CLUSTER = "edge";
 /** How soon a release or a ledger write that failed is tried again. */
 const RETRY_MS = 1000;
@@ -214,8 +200,7 @@ export class SessionRelay extends DurableObject<Env> {
   readonly #uploads: UploadLog;
   readonly #idleSpanMs: number;
   #session: SessionRecord | undefined;
-  #negotiation: Negotiation;
-  #negotiationChanged = false;
+  readonly #negotiation: Negotiation;
   /** Sockets in use, remembered so a send costs no lookup; rebuilt from the attachments after hibernation. */
   readonly #live = new Map<Role, LiveSocket>();
   /** Long-polling requests waiting for the session to change. In memory on purpose: they die with the request. */
@@ -228,6 +213,8 @@ export class SessionRelay extends DurableObject<Env> {
   #resendAsked: { connection: number; from: number } | undefined;
   /** Messages were refused (buffer full): the runtime holds them, and is asked again once there is room. */
   #refused = false;
+  /** The record as this instance last wrote it (JSON). */
+  #writtenRecord: string | undefined;
   /** The alarm this instance last set (earliest deadline @ test-clock offset); undefined once it has fired. */
   #alarmSet: string | undefined;
 
@@ -237,7 +224,7 @@ export class SessionRelay extends DurableObject<Env> {
     this.#clock = new Clock(ctx.storage, env);
     const sql = ctx.storage.sql;
     // Every table of the session in one statement batch: the object runs this each time it wakes.
-    sql.exec([CommandLog.schema, MessageLog.schema, EventLog.schema, PendingSegments.schema, UploadLog.schema].join("\n"));
+    sql.exec([CommandLog.schema, MessageLog.schema, EventLog.schema, PendingSegments.schema, UploadLog.schema, Negotiation.schema].join("\n"));
     this.#commands = new CommandLog(sql, {
       maxWaiting: this.#settings.commandBufferCount,
       maxWaitingBytes: this.#settings.commandBufferBytes,
@@ -253,7 +240,7 @@ export class SessionRelay extends DurableObject<Env> {
     this.#pendingSegments = new PendingSegments(sql);
     this.#uploads = new UploadLog(sql);
     this.#idleSpanMs = meterIdleMs(env as unknown as Record<string, unknown>);
-    this.#negotiation = ctx.storage.kv.get<Negotiation>(NEGOTIATION_KEY) ?? noNegotiation();
+    this.#negotiation = new Negotiation(ctx.storage);
     // Keep-alive pings cost nothing: answered by the runtime without waking (or un-hibernating) this object.
     ctx.setWebSocketAutoResponse(new WebSocketRequestResponsePair(KEEPALIVE_PING, KEEPALIVE_PONG));
   }
@@ -645,8 +632,9 @@ export class SessionRelay extends DurableObject<Env> {
       await this.ctx.storage.deleteAlarm();
       await this.ctx.storage.deleteAll();
       this.#alarmSet = undefined;
+      this.#writtenRecord = undefined;
       this.#session = undefined;
-      this.#negotiation = noNegotiation();
+      this.#negotiation.forget();
       this.#messages.forget();
       this.#writtenMessageSeq = 0;
       return;
@@ -854,8 +842,7 @@ export class SessionRelay extends DurableObject<Env> {
           sendRuntimeError(ws, "STALE_GENERATION", undefined, { generation: frame.generation });
           break;
         }
-        this.#negotiation.answer = frame.sdp;
-        this.#negotiationChanged = true;
+        this.#negotiation.setAnswer(frame.sdp);
         this.#events.record(this.#clock.now(), "answer", { generation: frame.generation });
         this.#sendToClient({ type: "answer", generation: frame.generation, sdp: frame.sdp });
         this.#wake();
@@ -863,8 +850,7 @@ export class SessionRelay extends DurableObject<Env> {
       case "ice":
         if (stale) return sendRuntimeError(ws, "STALE_GENERATION", undefined, { generation: frame.generation });
         if (this.#negotiation.runtimeCandidates.length >= LIMITS.candidatesPerGeneration) return sendRuntimeError(ws, "ICE_CANDIDATE_LIMIT");
-        this.#negotiation.runtimeCandidates.push(frame.candidate);
-        this.#negotiationChanged = true;
+        this.#negotiation.addCandidate("runtime", frame.candidate);
         this.#sendToClient({ type: "ice", generation: frame.generation, candidate: frame.candidate });
         break;
       case "peer_state":
@@ -1242,17 +1228,14 @@ export class SessionRelay extends DurableObject<Env> {
   #startGeneration(generation: number, sdp: string, trackMapping?: unknown, trickle = false): void {
     const session = this.#session!;
     const isReconnect = session.generation > 0;
-    this.#resetGeneration(generation);
-    this.#negotiation.offer = { sdp, trackMapping, ...(trickle && { trickle }) };
+    this.#resetGeneration(generation, { sdp, trackMapping, ...(trickle && { trickle }) });
     this.#events.record(this.#clock.now(), "offer", { generation, reconnect: isReconnect });
     this.#sendToRuntime({ type: "offer", generation, sdp, track_mapping: trackMapping, ...(trickle && { trickle: true }) });
   }
 
-  #resetGeneration(generation: number): void {
-    const session = this.#session!;
-    session.generation = generation;
-    this.#negotiation = noNegotiation();
-    this.#negotiationChanged = true;
+  #resetGeneration(generation: number, offer: Offer | null = null): void {
+    this.#session!.generation = generation;
+    this.#negotiation.reset(offer);
   }
 
   #resetConnection(): void {
@@ -1264,8 +1247,7 @@ export class SessionRelay extends DurableObject<Env> {
   #relayClientCandidate(generation: number, candidate: IceCandidate | null): ErrorCode | undefined {
     const session = this.#session!;
     if (this.#negotiation.clientCandidates.length >= LIMITS.candidatesPerGeneration) return "ICE_CANDIDATE_LIMIT";
-    this.#negotiation.clientCandidates.push(candidate);
-    this.#negotiationChanged = true;
+    this.#negotiation.addCandidate("client", candidate);
     this.#sendToRuntime({ type: "ice", generation, candidate });
     return undefined;
   }
@@ -1382,12 +1364,14 @@ export class SessionRelay extends DurableObject<Env> {
   #save(): void {
     const session = this.#session;
     if (!session) return;
-    this.ctx.storage.kv.put(RECORD_KEY, session);
-    this.#writtenMessageSeq = session.messageSeq;
-    if (this.#negotiationChanged) {
-      this.ctx.storage.kv.put(NEGOTIATION_KEY, this.#negotiation);
-      this.#negotiationChanged = false;
+    // Most relayed frames change nothing in the record: rewriting it anyway would be a storage write per frame.
+    const record = JSON.stringify(session);
+    if (record !== this.#writtenRecord) {
+      this.ctx.storage.kv.put(RECORD_KEY, session);
+      this.#writtenRecord = record;
+      this.#negotiation.writeCandidates(); // in the same write, rather than another one later
     }
+    this.#writtenMessageSeq = session.messageSeq;
     // Messages up to the safe point written just now may be forgotten by the runtime. The output gate holds this
     // frame until the write is durable, and drops it if the write fails.
     if (session.messageSeq > this.#runtimeAcked && this.#runtimeUp()) {

@@ -422,6 +422,29 @@ describe("the client drops in every state", () => {
     await back.next(isStatus("ACTIVE"));
   });
 
+  it("mid-negotiation, evicted: the answer and the runtime's candidates (written in one batch) are handed over", async () => {
+    const base = await scene();
+    await base.runtime.connect();
+    const { session_id: sessionId } = await createSession(base.client, base.model);
+    const { peer } = await base.runtime.acceptAssignment();
+    const signal = await openSignal(base.client, sessionId);
+    signal.send({ type: "offer", generation: 1, sdp: OFFER });
+    await peer.next("offer");
+    signal.close(4001, "network lost");
+    await signal.waitClosed();
+    peer.send({ type: "answer", generation: 1, sdp: ANSWER });
+    const candidates = [1, 2, 3].map((n) => ({ candidate: `candidate:${n} 1 udp 1 192.0.2.${n} 9 typ host` }));
+    for (const candidate of candidates) peer.send({ type: "ice", generation: 1, candidate });
+    // Relayed at once, stored as one batch shortly after: poll until all three rows are there, then evict.
+    await expect.poll(async () => (await sessionStore(sessionId)).candidates, POLL).toBe(3);
+    await evictDurableObject(sessionStub(sessionId));
+
+    const back = await openSignal(base.client, sessionId);
+    const frames = await back.takeUntil((frame) => frame.type === "ice" && (frame.candidate as { candidate: string }).candidate === candidates[2]!.candidate);
+    expect(frames.find((frame) => frame.type === "answer")).toMatchObject({ generation: 1, sdp: ANSWER });
+    expect(frames.filter((frame) => frame.type === "ice").map((frame) => frame.candidate)).toEqual(candidates);
+  });
+
   it("ACTIVE and never back: RECONNECTING (client_disconnected), closed when grace ends at 30 ± 1 s, billed exactly 30 s", async () => {
     const base = await scene();
     await base.runtime.connect();

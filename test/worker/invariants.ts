@@ -23,6 +23,7 @@ export async function sessionStore(sessionId: string) {
       events: count("events"),
       commands: count("commands"),
       messages: count("messages"),
+      candidates: count("candidates"),
       pendingSegments: count("pending_segments"),
     };
   });
