@@ -285,7 +285,17 @@ export interface FloorIdleRun {
 export async function floorIdleSetUp(
   floor: Floor,
   count: number,
-  options: { maxSetupMs: number; stop?: () => string | undefined; progress: (line: string) => void },
+  options: {
+    maxSetupMs: number;
+    /**
+     * At most this many new pairs a second: the gateway's own pace. Brought up faster, every object would still be
+     * in memory with its SQLite files open (~7 descriptors a pair) when the last ones arrive — more than the
+     * open-files limit allows at a few thousand pairs — where the gateway's earlier ones had hibernated meanwhile.
+     */
+    pairsPerSecond?: number;
+    stop?: () => string | undefined;
+    progress: (line: string) => void;
+  },
 ): Promise<FloorIdleRun> {
   const { processes } = floor;
   const baseline = snapshot(processes);
@@ -297,6 +307,10 @@ export async function floorIdleSetUp(
     count,
     128,
     async (index) => {
+      if (options.pairsPerSecond) {
+        const due = started + (index / options.pairsPerSecond) * 1000;
+        if (due > performance.now()) await sleep(due - performance.now());
+      }
       const pair = await withTimeout(openPair(floor, `idle-${index}`, false), 30_000, "bare pair: sockets");
       try {
         await offerAnswer(pair, 30_000);

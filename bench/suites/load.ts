@@ -160,11 +160,13 @@ export async function run(ctx: SuiteContext): Promise<SuiteResult> {
   const limit = raiseFileLimit(Math.max(65_536, settings.idle * FILES_PER_IDLE_SESSION * 2));
   const fileLimit = { before: limit.before.soft, after: limit.after.soft };
 
-  // A full run measures idle sessions on a fresh gateway; a quick one reuses the first (saves a start, ~10 s). The
-  // floor gets its own `wrangler dev`, started alongside the first gateway, used for all three floors.
+  // A full run measures idle memory on a fresh gateway and a fresh floor (a process keeps the memory an earlier phase
+  // made it take, which would hide what idle sessions cost); a quick one reuses both (saves two starts). The floor
+  // gets its own `wrangler dev`, started alongside the first gateway.
   ctx.progress(`gateway for burst and commands, and the floor (bare relay DO, its own wrangler dev), state on ${storage} …`);
-  const [first, floor] = await startAll<[TestGateway, Floor]>(startLoadGateway(storage), startFloor(storage));
+  const [first, firstFloor] = await startAll<[TestGateway, Floor]>(startLoadGateway(storage), startFloor(storage));
   let second: TestGateway | undefined;
+  let secondFloor: Floor | undefined;
   let burst: BurstFigures;
   let clean: CommandTally;
   let faults: CommandTally;
@@ -173,16 +175,16 @@ export async function run(ctx: SuiteContext): Promise<SuiteResult> {
   let floorRuns: Omit<FloorFigures, "idle">;
   try {
     // The floor's burst and commands first: their objects are evicted by the time the idle floor takes its baseline.
-    floorRuns = await floorBurstAndCommands(ctx, floor, settings);
+    floorRuns = await floorBurstAndCommands(ctx, firstFloor, settings);
     ({ burst, clean, faults } = await burstAndCommands(ctx, first, settings));
     if (!ctx.quick) {
-      await first.stop();
-      ctx.progress(`fresh gateway for idle sessions …`);
-      second = await startLoadGateway(storage);
+      await Promise.all([first.stop(), firstFloor.stop()]);
+      ctx.progress(`fresh gateway and floor for idle sessions …`);
+      [second, secondFloor] = await startAll<[TestGateway, Floor]>(startLoadGateway(storage), startFloor(storage));
     }
-    ({ idle, floorIdle } = await idleScale(ctx, second ?? first, settings, fileLimit.after, second !== undefined, floor));
+    ({ idle, floorIdle } = await idleScale(ctx, second ?? first, settings, fileLimit.after, second !== undefined, secondFloor ?? firstFloor));
   } finally {
-    await Promise.all([first.stop(), second?.stop(), floor.stop()]);
+    await Promise.all([first.stop(), second?.stop(), firstFloor.stop(), secondFloor?.stop()]);
   }
 
   const figures: LoadFigures = { storage, fileLimit, burst, clean, faults, idle, floor: { ...floorRuns, idle: floorIdle } };
@@ -382,9 +384,11 @@ async function idleScale(
       }
     })();
     // Meanwhile the floor: as many bare relay pairs, left idle in turn.
-    ctx.progress(`idle: meanwhile the floor: ${live.length.toLocaleString("en-US")} bare DO pairs (two sockets, offer, answer), 128 at a time …`);
+    const pace = live.length / setupSeconds;
+    ctx.progress(`idle: meanwhile the floor: ${live.length.toLocaleString("en-US")} bare DO pairs (two sockets, offer, answer), at the gateway's pace (${pace.toFixed(0)}/s) …`);
     floorRun = await floorIdleSetUp(floor, live.length, {
       maxSetupMs: ctx.quick ? 30_000 : 300_000,
+      pairsPerSecond: pace,
       stop: () => (availableKiB() < MIN_AVAILABLE_KIB ? `memory available on the machine (stopped at ${mib(availableKiB())} MiB available)` : undefined),
       progress: ctx.progress,
     });
@@ -584,7 +588,7 @@ function markdown(figures: LoadFigures, settings: Settings, verdict: ReturnType<
         : ""
     } The scripted clients and runtimes (this Node process) used ${mib(idle.clientRssKiB)} MiB. Locally workerd holds every hibernated socket itself (in production the edge holds them and the object's memory is freed), so this is an upper bound for the objects' share.`,
     "",
-    `Floor: while the gateway's objects settled, ${grouped(floor.idle.pairs)} bare relay pairs (the same count) were brought up on the floor's own \`wrangler dev\`, 128 at a time, in ${floor.idle.setupSeconds.toFixed(0)} s${floor.idle.failed > 0 ? ` (${floor.idle.failed} failed: ${floor.idle.errors.join("; ")})` : ""}${floor.idle.scaledBecause ? ` — stopped early by the ${floor.idle.scaledBecause}` : ""}, each with its two sockets and one offer and answer relayed; ${floor.idle.settleSeconds.toFixed(0)} s after the last one ${grouped(floor.idle.residentHibernated)} of their objects were in memory. Per idle pair: ${perSession.floor.total.toFixed(0)} KiB of RSS (${perSession.floor.runtime.toFixed(0)} KiB in the Worker's process): gateway ÷ floor **${ratio(perSession.gateway.total, perSession.floor.total)}** per session (${ratio(perSession.gateway.runtime, perSession.floor.runtime)} in the Worker's process). A gateway session holds the same two sockets on the same kind of object, plus its state in SQLite.`,
+    `Floor: while the gateway's objects settled, ${grouped(floor.idle.pairs)} bare relay pairs (the same count) were brought up on the floor's own ${idle.fresh ? "fresh " : ""}\`wrangler dev\` at the gateway's pace (more at once would hold every object's SQLite files open together, past the open-files limit), in ${floor.idle.setupSeconds.toFixed(0)} s${floor.idle.failed > 0 ? ` (${floor.idle.failed} failed: ${floor.idle.errors.join("; ")})` : ""}${floor.idle.scaledBecause ? ` — stopped early by the ${floor.idle.scaledBecause}` : ""}, each with its two sockets and one offer and answer relayed; ${floor.idle.settleSeconds.toFixed(0)} s after the last one ${grouped(floor.idle.residentHibernated)} of their objects were in memory. Per idle pair: ${perSession.floor.total.toFixed(0)} KiB of RSS (${perSession.floor.runtime.toFixed(0)} KiB in the Worker's process): gateway ÷ floor **${ratio(perSession.gateway.total, perSession.floor.total)}** per session (${ratio(perSession.gateway.runtime, perSession.floor.runtime)} in the Worker's process). A gateway session holds the same two sockets on the same kind of object, plus its state in SQLite.`,
     ...(quick ? ["", `Quick run: ${grouped(settings.burst)}-session burst, ${settings.faults.perSession} commands per session in the fault run, ${grouped(settings.idle)} idle sessions; the floor with the same counts.`] : []),
     "",
     "![Burst: connect → ready](docs/benchmarks-burst.svg)",
@@ -663,7 +667,7 @@ function burstCostSentence(figures: LoadFigures): string {
   const { burst, floor } = figures;
   const { cpuShare, machine } = burst;
   const shares = `Over the burst the Worker's workerd was busy ${pct(cpuShare.runtime)} of the time, wrangler's proxy ${pct(cpuShare.proxy)}, the scripted clients and runtimes ${pct(cpuShare.client)}; the machine as a whole, every process on it included (it is shared), had ${machine.busy.toFixed(1)} of its ${machine.cores} cores busy.`;
-  const how = `Slots are not handed out one session at a time: each model's pool (durable-objects/pool/model-pool.ts) reserves every free slot for the head of its queue in one synchronous step and offers the slots to their session objects concurrently, one round of \`assign()\` calls per drain (drains run one after another: sessions queued while a round is out get the next one). What remains is that locally one workerd thread runs the Worker and every object — the pool and all ${grouped(burst.sessions)} session objects — so each session's steps (its POST, enqueue and assignment, two socket upgrades, the offer, the answer, the status) take turns on that thread with every other session's, and the thread shares the cores with wrangler's proxy, which every request and frame crosses, and with the scripted peers.`;
+  const how = `Slots are not handed out one session at a time: each model's pool (durable-objects/pool/model-pool.ts) reserves every free slot for the head of its queue in one synchronous step and offers the slots to their session objects concurrently, one round of \`assign()\` calls per drain (drains run one after another: sessions queued while a round is out get the next one). What remains is that locally one workerd thread runs the Worker and every object — the pool and all ${grouped(burst.sessions)} session objects — so each session's steps (its POST, enqueue and assignment, two socket upgrades, the offer, the answer, the status) take turns on that thread with every other session's, and the thread shares the cores with the scripted clients and runtimes.`;
   const bound =
     cpuShare.runtime >= 0.75
       ? "That thread was the bottleneck."
