@@ -211,7 +211,38 @@ interface CpuMeter {
   proxy?(): number;
 }
 
-async function measure(path: PathName, pairs: Pair[], exchanges: number, cpu: CpuMeter, deadline: number): Promise<PathFigures> {
+/** One timed stretch of one path: its round trips and what it cost; stretches of a path are merged by `combine`. */
+interface Stretch {
+  sdp: number[];
+  ice: number[];
+  failed: number;
+  seconds: number;
+  cpuUs: number;
+  proxyCpuUs?: number;
+}
+
+/** A path's stretches as one row: latencies from all their round trips; rates over their summed time. */
+function combine(path: PathName, sessions: number, stretches: Stretch[]): PathFigures {
+  const sum = (pick: (stretch: Stretch) => number) => stretches.reduce((total, stretch) => total + pick(stretch), 0);
+  const sdp = stretches.flatMap((stretch) => stretch.sdp);
+  const ice = stretches.flatMap((stretch) => stretch.ice);
+  const messages = 2 * (sdp.length + ice.length);
+  const seconds = sum((stretch) => stretch.seconds);
+  return {
+    path,
+    sessions,
+    all: distribution([...sdp, ...ice]),
+    sdp: distribution(sdp),
+    ice: distribution(ice),
+    messagesPerSecond: messages / seconds,
+    cpuUsPerMessage: sum((stretch) => stretch.cpuUs) / messages,
+    ...(stretches[0]?.proxyCpuUs !== undefined && { proxyCpuUsPerMessage: sum((stretch) => stretch.proxyCpuUs ?? 0) / messages }),
+    failed: sum((stretch) => stretch.failed),
+    seconds,
+  };
+}
+
+async function measure(pairs: Pair[], exchanges: number, cpu: CpuMeter, deadline: number): Promise<Stretch> {
   // Warm-up: one exchange per session (JIT, connection state), not measured.
   await Promise.allSettled(pairs.map(async (pair) => {
     await pair.sdp();
@@ -240,20 +271,13 @@ async function measure(path: PathName, pairs: Pair[], exchanges: number, cpu: Cp
       }
     }),
   );
-  const seconds = (performance.now() - started) / 1000;
-  const messages = 2 * (sdp.length + ice.length);
-  const cpuUs = (cpu.total() - cpuBefore) * 1000;
   return {
-    path,
-    sessions: pairs.length,
-    all: distribution([...sdp, ...ice]),
-    sdp: distribution(sdp),
-    ice: distribution(ice),
-    messagesPerSecond: messages / seconds,
-    cpuUsPerMessage: cpuUs / messages,
-    ...(cpu.proxy && { proxyCpuUsPerMessage: ((cpu.proxy() - proxyBefore) * 1000) / messages }),
+    sdp,
+    ice,
     failed,
-    seconds,
+    seconds: (performance.now() - started) / 1000,
+    cpuUs: (cpu.total() - cpuBefore) * 1000,
+    ...(cpu.proxy && { proxyCpuUs: (cpu.proxy() - proxyBefore) * 1000 }),
   };
 }
 
@@ -263,7 +287,19 @@ interface Settings {
   exchanges: (sessions: number) => number;
 }
 
-const FULL: Settings = { levels: [1, 100, 1000], exchanges: (n) => (n === 1 ? 100 : n <= 100 ? 5 : 2) };
+/**
+ * How many rounds the paths take turns in, per level: the most at 1 session, where a round trip takes well under a
+ * millisecond and drift matters most; at 1,000 a single stretch per path (each takes seconds).
+ */
+const roundsAt = (sessions: number) => (sessions === 1 ? 10 : sessions <= 100 ? 5 : 1);
+
+/** `items` rotated left by `by`. */
+function rotate<T>(items: readonly T[], by: number): T[] {
+  const shift = by % items.length;
+  return [...items.slice(shift), ...items.slice(0, shift)];
+}
+
+const FULL: Settings = { levels: [1, 100, 1000], exchanges: (n) => (n === 1 ? 100 : n <= 100 ? 10 : 2) };
 /** Quick: no 1,000-session level (bringing 1,000 gateway sessions up alone takes ~15 s here). */
 const QUICK: Settings = { levels: [1, 100], exchanges: (n) => (n === 1 ? 20 : 2) };
 
@@ -300,16 +336,6 @@ export async function run(ctx: SuiteContext): Promise<SuiteResult> {
       const deadline = () => Math.min(suiteDeadline, Date.now() + (ctx.quick ? 15_000 : 60_000));
       const label = `${level} session${level === 1 ? "" : "s"}`;
 
-      ctx.progress(`${label}: floor …`);
-      const floorPairs = await openPairs(level, (i) => floorPair(floor.port, `${level}-${i}`));
-      figures.rows.push(await measure("floor", floorPairs, exchanges, { total: () => groupCpuMs(floor.pid) }, deadline()));
-      floorPairs.forEach((pair) => pair.close());
-
-      ctx.progress(`${label}: PeerJS …`);
-      const peerPairs = await openPairs(level, (i) => peerjsPair(peerjs.port, `p${level}x${i}`));
-      figures.rows.push(await measure("peerjs", peerPairs, exchanges, { total: () => groupCpuMs(peerjs.pid) }, deadline()));
-      peerPairs.forEach((pair) => pair.close());
-
       if (sessions.length < level) {
         const missing = level - sessions.length;
         ctx.progress(`${label}: gateway, bringing ${missing} more session(s) to ACTIVE …`);
@@ -325,8 +351,28 @@ export async function run(ctx: SuiteContext): Promise<SuiteResult> {
           throw new Error(`only ${sessions.length} of ${level} gateway sessions came up (${setup.failed} failed: ${setup.errors.join("; ")})`);
         }
       }
-      ctx.progress(`${label}: gateway …`);
-      figures.rows.push(await measure("gateway", sessions.slice(0, level).map(gatewayPair), exchanges, gatewayCpu, deadline()));
+      // The three paths take turns, in rounds, each round in another order: a machine that drifts (another
+      // process, the CPU's clock) weighs on all three alike rather than on whichever ran during the drift.
+      const rounds = roundsAt(level);
+      const perRound = Math.max(1, Math.round(exchanges / rounds));
+      const stretches: Record<PathName, Stretch[]> = { floor: [], peerjs: [], gateway: [] };
+      for (let round = 0; round < rounds; round++) {
+        ctx.progress(`${label}: ${rounds > 1 ? `round ${round + 1}/${rounds}, ` : ""}floor, PeerJS and the gateway in turn …`);
+        for (const path of rotate(PATHS, round)) {
+          if (path === "floor") {
+            const pairs = await openPairs(level, (i) => floorPair(floor.port, `${level}-${round}-${i}`));
+            stretches.floor.push(await measure(pairs, perRound, { total: () => groupCpuMs(floor.pid) }, deadline()));
+            pairs.forEach((pair) => pair.close());
+          } else if (path === "peerjs") {
+            const pairs = await openPairs(level, (i) => peerjsPair(peerjs.port, `p${level}r${round}x${i}`));
+            stretches.peerjs.push(await measure(pairs, perRound, { total: () => groupCpuMs(peerjs.pid) }, deadline()));
+            pairs.forEach((pair) => pair.close());
+          } else {
+            stretches.gateway.push(await measure(sessions.slice(0, level).map(gatewayPair), perRound, gatewayCpu, deadline()));
+          }
+        }
+      }
+      for (const path of PATHS) figures.rows.push(combine(path, level, stretches[path]));
       const row = figures.rows.at(-1)!;
       ctx.progress(`${label}: p50 floor ${ms(find(figures, "floor", level).all.p50)}, PeerJS ${ms(find(figures, "peerjs", level).all.p50)}, gateway ${ms(row.all.p50)} ms`);
     }
@@ -383,7 +429,7 @@ function markdown(figures: PeersFigures, verdict: Verdict, quick: boolean): stri
   const lines = [
     "Targets (issue 8; ratios in the same run): at 1 session the gateway's p50 and p99 within 1.2× of PeerJS; at 100 sessions p50 ≤ 2× the floor and ≤ 2× PeerJS, throughput ≥ 0.5× the floor.",
     "",
-    `Measured path, ours: Node client ─ws→ workerd (Miniflare's entry → the gateway Worker) → SessionRelay Durable Object (validate, store the session's negotiation in SQLite, forward) ─ws→ Node runtime, and back the same way; \`wrangler dev\` with \`X_LOCAL_OBSERVABILITY=${localTracing()}\`, the clients connected straight to the workerd that runs the Worker (wrangler's dev proxy, a second workerd in front of it that exists only under \`wrangler dev\`, is bypassed: a deployed Worker's clients have no such hop; its CPU is still counted, in brackets), the objects' SQLite on ${figures.storage === "tmpfs" ? "tmpfs (`/dev/shm`: no fsync per commit — the relay suite shows the same path with state on disk)" : "disk"}. The peer: a PeerJS server 1.0 (npm \`peer\`) in one Node process, two PeerJS clients per session (OFFER/ANSWER/CANDIDATE messages as PeerJS's client shapes them). The floor: a raw WebSocket relay in one Node process (forwards bytes; no parsing, auth or storage). The same texts everywhere: a ${OFFER_SDP.length.toLocaleString("en-US")}-byte SDP offer answered by a ${ANSWER_SDP.length.toLocaleString("en-US")}-byte answer, then ${ICE_PER_EXCHANGE} ICE candidates (~${JSON.stringify(CLIENT_CANDIDATE).length} bytes) each answered by one; each session runs these exchanges in a closed loop, all sessions at once. Latency = round trip at the client (two relayed messages); msg/s counts relayed messages; server CPU = user + system time of the server's processes from /proc (for the gateway both workerd processes — the proxy's share in brackets — not wrangler's CLI) per relayed message. Clients, servers and runtimes share this machine's cores.`,
+    `Measured path, ours: Node client ─ws→ workerd (Miniflare's entry → the gateway Worker) → SessionRelay Durable Object (validate, store the session's negotiation in SQLite, forward) ─ws→ Node runtime, and back the same way; \`wrangler dev\` with \`X_LOCAL_OBSERVABILITY=${localTracing()}\`, the clients connected straight to the workerd that runs the Worker (wrangler's dev proxy, a second workerd in front of it that exists only under \`wrangler dev\`, is bypassed: a deployed Worker's clients have no such hop; its CPU is still counted, in brackets), the objects' SQLite on ${figures.storage === "tmpfs" ? "tmpfs (`/dev/shm`: no fsync per commit — the relay suite shows the same path with state on disk)" : "disk"}. The peer: a PeerJS server 1.0 (npm \`peer\`) in one Node process, two PeerJS clients per session (OFFER/ANSWER/CANDIDATE messages as PeerJS's client shapes them). The floor: a raw WebSocket relay in one Node process (forwards bytes; no parsing, auth or storage). The same texts everywhere: a ${OFFER_SDP.length.toLocaleString("en-US")}-byte SDP offer answered by a ${ANSWER_SDP.length.toLocaleString("en-US")}-byte answer, then ${ICE_PER_EXCHANGE} ICE candidates (~${JSON.stringify(CLIENT_CANDIDATE).length} bytes) each answered by one; each session runs these exchanges in a closed loop, all sessions at once. At 1 and 100 sessions the three paths take turns, in ${roundsAt(1)} and ${roundsAt(100)} rounds, each round in another order, and each row merges its rounds (a machine that drifts then weighs on all three alike); at 1,000 they run one after another. Latency = round trip at the client (two relayed messages); msg/s counts relayed messages; server CPU = user + system time of the server's processes from /proc (for the gateway both workerd processes — the proxy's share in brackets — not wrangler's CLI) per relayed message. Clients, servers and runtimes share this machine's cores.`,
     "",
     "| sessions | path | round trips | p50 ms | p90 ms | p99 ms | max ms | SDP p50 | ICE p50 | msg/s | server CPU µs/msg |",
     "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",

@@ -728,7 +728,7 @@ export class SessionRelay extends DurableObject<Env> {
         if (frame.generation !== session.generation) return sendError(ws, "STALE_GENERATION", undefined, { generation: frame.generation });
         const error = this.#relayClientCandidate(frame.generation, frame.candidate);
         if (error) return sendError(ws, error, undefined, { generation: frame.generation });
-        break;
+        return; // the record is unchanged; the candidate is written with its batch
       }
       case "command":
         this.#acceptCommand(ws, frame.seq, frame.command, frame.policy ?? "buffer");
@@ -852,7 +852,7 @@ export class SessionRelay extends DurableObject<Env> {
         if (this.#negotiation.runtimeCandidates.length >= LIMITS.candidatesPerGeneration) return sendRuntimeError(ws, "ICE_CANDIDATE_LIMIT");
         this.#negotiation.addCandidate("runtime", frame.candidate);
         this.#sendToClient({ type: "ice", generation: frame.generation, candidate: frame.candidate });
-        break;
+        return; // the record is unchanged; the candidate is written with its batch
       case "peer_state":
         if (stale) return sendRuntimeError(ws, "STALE_GENERATION", undefined, { generation: frame.generation });
         this.#onPeerState(frame.state);
