@@ -143,7 +143,7 @@ function markdown(results: AlgorithmFigures[], settings: Settings): string {
 }
 
 export async function run(ctx: SuiteContext): Promise<SuiteResult> {
-  const settings: Settings = ctx.quick ? { n: 1_000, repetitions: 7 } : { n: 3_000, repetitions: 15 };
+  const settings: Settings = ctx.quick ? { n: 800, repetitions: 5 } : { n: 3_000, repetitions: 15 };
   const stateDir = await mkdtemp(path.join(tmpdir(), "bench-verify-"));
   const output: string[] = [];
   ctx.progress("starting the bench Worker under wrangler dev …");

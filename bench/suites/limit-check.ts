@@ -176,7 +176,7 @@ function markdown(figures: LimitCheckFigures, settings: Settings): string {
 }
 
 export async function run(ctx: SuiteContext): Promise<SuiteResult> {
-  const settings: Settings = ctx.quick ? { sequentialAccounts: 2, concurrentAccounts: 1 } : { sequentialAccounts: 12, concurrentAccounts: 4 };
+  const settings: Settings = ctx.quick ? { sequentialAccounts: 1, concurrentAccounts: 1 } : { sequentialAccounts: 12, concurrentAccounts: 4 };
   const storage = existsSync("/dev/shm") ? "tmpfs" : "disk";
   ctx.progress(`starting the bench Worker under wrangler dev (state on ${storage}) …`);
   const gateway = await startGateway({ configPath: CONFIG, workRoot: storage === "tmpfs" ? "/dev/shm" : undefined });

@@ -64,7 +64,7 @@ interface Settings {
 }
 
 const FULL: Settings = { burst: 1000, clean: 10, faults: { perSession: 100, clientDrops: 3, runtimeDrops: 1 }, idle: 10_000 };
-const QUICK: Settings = { burst: 100, clean: 10, faults: { perSession: 30, clientDrops: 3, runtimeDrops: 1 }, idle: 300 };
+const QUICK: Settings = { burst: 100, clean: 10, faults: { perSession: 30, clientDrops: 3, runtimeDrops: 1 }, idle: 200 };
 
 /**
  * Open files the busiest process holds per idle session (the limit applies to each process): ~4 in this one (the

@@ -118,7 +118,7 @@ async function sdkOnce(browser: TestBrowser, site: ServedPage, apiUrl: string, m
 }
 
 export async function run(ctx: SuiteContext): Promise<SuiteResult> {
-  const repetitions = ctx.quick ? 3 : 20;
+  const repetitions = ctx.quick ? 2 : 20;
   let gateway: TestGateway | undefined;
   let floor: InstantGateway | undefined;
   let browser: TestBrowser | undefined;
