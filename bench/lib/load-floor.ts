@@ -18,7 +18,7 @@ import { PROJECT_ROOT } from "../../scripts/lib/paths.ts";
 import { every, gatewayProcesses, pastDevProxy, runLimited, sleep, snapshot, withTimeout, type GatewayProcesses, type ServerSnapshot, type Storage } from "./fleet.ts";
 import { startGateway, type TestGateway } from "./gateway.ts";
 import { NodePeer } from "./peers.ts";
-import { cpuMs } from "./procfs.ts";
+import { cpuMs, totalCpuMs } from "./procfs.ts";
 import { ANSWER_SDP, OFFER_SDP } from "./signaling-samples.ts";
 import { distribution, type Distribution } from "./stats.ts";
 
@@ -74,8 +74,6 @@ export function closePairs(pairs: BarePair[]): void {
   pairs.length = 0;
 }
 
-const sumCpu = (pids: number[]) => pids.reduce((sum, pid) => sum + cpuMs(pid), 0);
-
 // ── Burst ───────────────────────────────────────────────────────────────────────────────────────────────────────
 
 export interface FloorBurst {
@@ -104,7 +102,7 @@ export async function floorBurst(floor: Floor, count: number, timeoutMs: number,
   // One pair first, so that the burst does not pay for the Worker's first request (as the gateway's does not).
   const warm = await withTimeout(openPair(floor, "burst-warm-up", false), timeoutMs, "bare pair: sockets");
   await offerAnswer(warm, timeoutMs).finally(() => closePairs([warm]));
-  const before = { runtime: sumCpu(processes.runtime), proxy: sumCpu(processes.proxy), client: cpuMs(process.pid) };
+  const before = { runtime: totalCpuMs(processes.runtime), proxy: totalCpuMs(processes.proxy), client: cpuMs(process.pid) };
   const started = performance.now();
   const stop = every(2000, () => `  … floor: ${samples.length}/${count} pairs ready`, progress);
   try {
@@ -126,7 +124,7 @@ export async function floorBurst(floor: Floor, count: number, timeoutMs: number,
     stop();
   }
   const seconds = (performance.now() - started) / 1000;
-  const after = { runtime: sumCpu(processes.runtime), proxy: sumCpu(processes.proxy), client: cpuMs(process.pid) };
+  const after = { runtime: totalCpuMs(processes.runtime), proxy: totalCpuMs(processes.proxy), client: cpuMs(process.pid) };
   closePairs(pairs);
   const busy = (key: keyof typeof before) => (after[key] - before[key]) / (seconds * 1000);
   return {
@@ -183,7 +181,7 @@ export async function floorCommands(floor: Floor, count: number, plan: FloorComm
   const opened = pairs.length;
   let completed = 0;
   let outOfOrder = 0;
-  const cpu = () => ({ runtime: sumCpu(floor.processes.runtime), proxy: sumCpu(floor.processes.proxy) });
+  const cpu = () => ({ runtime: totalCpuMs(floor.processes.runtime), proxy: totalCpuMs(floor.processes.proxy) });
   const before = cpu();
   const started = performance.now();
   const deadlineAt = Date.now() + plan.maxMs;

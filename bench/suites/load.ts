@@ -46,9 +46,9 @@ import {
   type FloorIdleRun,
 } from "../lib/load-floor.ts";
 import { machineBusy } from "../lib/machine-cpu.ts";
-import { cpuMs, describeFileLimit, raiseFileLimit, rssKiB } from "../lib/procfs.ts";
+import { cpuMs, describeFileLimit, raiseFileLimit, rssKiB, totalCpuMs } from "../lib/procfs.ts";
 import { ANSWER_SDP, OFFER_SDP } from "../lib/signaling-samples.ts";
-import { percentile } from "../lib/stats.ts";
+import { distribution, type Distribution } from "../lib/stats.ts";
 
 export const name = "load";
 export const title = "Scale and load: burst, commands with faults, idle sessions";
@@ -81,18 +81,6 @@ const FILES_PER_IDLE_SESSION = 5;
 const WINDOW = 2;
 const MAX_RECONNECT_DELAY_MS = 250;
 
-interface Distribution {
-  count: number;
-  p50: number;
-  p90: number;
-  p99: number;
-  max: number;
-}
-
-function distribution(samples: number[]): Distribution {
-  const sorted = [...samples].sort((a, b) => a - b);
-  return { count: sorted.length, p50: percentile(sorted, 50), p90: percentile(sorted, 90), p99: percentile(sorted, 99), max: sorted.at(-1) ?? Number.NaN };
-}
 
 export interface BurstFigures {
   sessions: number;
@@ -204,7 +192,7 @@ async function burstAndCommands(ctx: SuiteContext, gateway: TestGateway, setting
   // Where the machine's time goes (for the progress lines): the Worker's workerd, the proxy, us.
   let last = { at: performance.now(), runtime: 0, proxy: 0, client: 0 };
   const cpuShares = () => {
-    const now = { at: performance.now(), runtime: sumCpu(processes.runtime), proxy: sumCpu(processes.proxy), client: cpuMs(process.pid) };
+    const now = { at: performance.now(), runtime: totalCpuMs(processes.runtime), proxy: totalCpuMs(processes.proxy), client: cpuMs(process.pid) };
     const share = (key: "runtime" | "proxy" | "client") => `${(((now[key] - last[key]) / (now.at - last.at)) * 100).toFixed(0)} %`;
     const line = `CPU: Worker ${share("runtime")}, proxy ${share("proxy")}, clients+runtimes ${share("client")}, load ${os.loadavg()[0]!.toFixed(1)}`;
     last = now;
@@ -219,7 +207,7 @@ async function burstAndCommands(ctx: SuiteContext, gateway: TestGateway, setting
     ctx.progress(`burst: ${settings.burst} sessions at once …`);
     const cpuBefore = snapshot(processes).cpuMs;
     const machine = machineBusy();
-    const sharesBefore = { runtime: sumCpu(processes.runtime), proxy: sumCpu(processes.proxy), client: cpuMs(process.pid) };
+    const sharesBefore = { runtime: totalCpuMs(processes.runtime), proxy: totalCpuMs(processes.proxy), client: cpuMs(process.pid) };
     const started = performance.now();
     const errors: string[] = [];
     let failed = 0;
@@ -238,8 +226,8 @@ async function burstAndCommands(ctx: SuiteContext, gateway: TestGateway, setting
     const seconds = (performance.now() - started) / 1000;
     const busy = (now: number, before: number) => (now - before) / (seconds * 1000);
     const cpuShare = {
-      runtime: busy(sumCpu(processes.runtime), sharesBefore.runtime),
-      proxy: busy(sumCpu(processes.proxy), sharesBefore.proxy),
+      runtime: busy(totalCpuMs(processes.runtime), sharesBefore.runtime),
+      proxy: busy(totalCpuMs(processes.proxy), sharesBefore.proxy),
       client: busy(cpuMs(process.pid), sharesBefore.client),
     };
     const samples = live.map((session) => session.timings.ready);
@@ -474,7 +462,6 @@ function extrapolatedKiB(idle: IdleFigures): { total: number; runtime: number } 
   return { total: at((s) => s.rssKiB.total), runtime: at((s) => s.rssKiB.runtime) };
 }
 
-const sumCpu = (pids: number[]) => pids.reduce((sum, pid) => sum + cpuMs(pid), 0);
 
 /** Bring-up stops before the machine's available memory falls below this (it is shared with other work). */
 const MIN_AVAILABLE_KIB = 3 * 1024 * 1024;

@@ -9,11 +9,10 @@
  * it until then too) ─ws→ client.
  */
 import { existsSync } from "node:fs";
-import path from "node:path";
-import { PROJECT_ROOT } from "../../scripts/lib/paths.ts";
 import type { SuiteContext, SuiteResult } from "../harness/suite.ts";
-import { clientToken, processCpuMs, startGateway, workerdPids, type TestGateway } from "../lib/gateway.ts";
-import { bringUp, RuntimePool, runLimited, startAll, pastDevProxy, startLoadGateway, startNodeServer, type NodeServer } from "../lib/fleet.ts";
+import { clientToken, processCpuMs, workerdPids, type TestGateway } from "../lib/gateway.ts";
+import { bringUp, RuntimePool, runLimited, startAll, startLoadGateway, startNodeServer, type NodeServer, type Storage } from "../lib/fleet.ts";
+import { startFloor as startBareRelayFloor } from "../lib/load-floor.ts";
 import { NodePeer, type Frame } from "../lib/peers.ts";
 import { groupCpuMs } from "../lib/procfs.ts";
 import { summarize, type LatencySummary } from "../lib/stats.ts";
@@ -44,9 +43,6 @@ export interface RelayResults {
   relay: RelayFigures[];
   commands: CommandFigures[];
 }
-
-type Storage = "disk" | "tmpfs";
-const STORAGE_ROOTS: Record<Storage, string | undefined> = { disk: undefined, tmpfs: "/dev/shm" };
 
 interface Pair {
   /** Sends one 1 KB message and resolves when its echo is back. */
@@ -243,13 +239,12 @@ function meetsTargets(results: RelayResults): boolean {
 async function measureRelay(ctx: SuiteContext, storage: Storage): Promise<RelayResults> {
   const { quick } = ctx;
   const progress = (line: string) => ctx.progress(`[state on ${storage}] ${line}`);
-  const workRoot = STORAGE_ROOTS[storage];
   const concurrency = [1, 100];
   // Sized to keep a full run (disk and tmpfs) near 3 minutes: on disk every stored frame pays an fsync.
   const perPair = (pairs: number) => (pairs === 1 ? (quick ? 150 : 2000) : quick ? 10 : 40);
   const results: RelayResults = { storage, relay: [], commands: [] };
 
-  const [floor, bare, gateway] = await startAll(startFloor(), startBareRelay(workRoot), startLoadGateway(storage));
+  const [floor, bare, gateway] = await startAll(startFloor(), startBareRelay(storage), startLoadGateway(storage));
   try {
     const cpuOf = (pids: number[]) => async () => (await Promise.all(pids.map(processCpuMs))).reduce((a, b) => a + b, 0);
     const gatewayCpu = cpuOf(workerdPids(gateway));
@@ -288,10 +283,9 @@ async function measureRelay(ctx: SuiteContext, storage: Storage): Promise<RelayR
   return results;
 }
 
-/** The bare relay Worker (bench/workers/bare-relay) under `wrangler dev`, the same way the gateway runs. */
-async function startBareRelay(workRoot: string | undefined): Promise<TestGateway> {
-  const configPath = path.join(PROJECT_ROOT, "bench", "workers", "bare-relay", "wrangler.toml");
-  return pastDevProxy(await startGateway({ configPath, migrate: false, workRoot }));
+/** The bare relay Worker (bench/workers/bare-relay) under `wrangler dev`, as the load suite's floor runs it. */
+async function startBareRelay(storage: Storage): Promise<TestGateway> {
+  return (await startBareRelayFloor(storage)).server;
 }
 
 const ms = (value: number) => value.toFixed(2);

@@ -1245,7 +1245,6 @@ export class SessionRelay extends DurableObject<Env> {
   }
 
   #relayClientCandidate(generation: number, candidate: IceCandidate | null): ErrorCode | undefined {
-    const session = this.#session!;
     if (this.#negotiation.clientCandidates.length >= LIMITS.candidatesPerGeneration) return "ICE_CANDIDATE_LIMIT";
     this.#negotiation.addCandidate("client", candidate);
     this.#sendToRuntime({ type: "ice", generation, candidate });

@@ -86,8 +86,10 @@ export async function verifyClientToken(env: Env, token: string, { cache = true 
   // Issuer and audience are part of what was checked: the same text under other settings is checked again.
   const cacheKey = `${tokenIssuer(env)} ${tokenAudience(env)} ${token}`;
   const known = verified.get(cacheKey);
-  if (known && Date.now() / 1000 < known.expiresAt + CLOCK_TOLERANCE_SECONDS) return known;
-  verified.delete(cacheKey);
+  if (known) {
+    if (Date.now() / 1000 < known.expiresAt + CLOCK_TOLERANCE_SECONDS) return known;
+    verified.delete(cacheKey); // expired: the full check below says so
+  }
 
   const principal = await verifyAgainst(env, keys, token);
   if (verified.size >= VERIFIED_TOKENS_MAX) verified.delete(verified.keys().next().value!); // the oldest

@@ -401,7 +401,8 @@ describe("the client drops in every state", () => {
     expect(commandSeqs(await peer.takeUntil("command"))).toEqual([1]);
   });
 
-  it("mid-negotiation: the answer that came while it was away is handed over when it is back", async () => {
+  /** A session whose client's offer reached the runtime, then the client's socket dropped before the answer. */
+  async function droppedAfterOffer() {
     const base = await scene();
     await base.runtime.connect();
     const { session_id: sessionId } = await createSession(base.client, base.model);
@@ -411,6 +412,11 @@ describe("the client drops in every state", () => {
     await peer.next("offer");
     signal.close(4001, "network lost");
     await signal.waitClosed();
+    return { base, sessionId, peer };
+  }
+
+  it("mid-negotiation: the answer that came while it was away is handed over when it is back", async () => {
+    const { base, sessionId, peer } = await droppedAfterOffer();
     peer.send({ type: "answer", generation: 1, sdp: ANSWER });
     peer.send({ type: "ice", generation: 1, candidate: { candidate: "candidate:1 1 udp 1 192.0.2.7 9 typ host" } });
 
@@ -423,15 +429,7 @@ describe("the client drops in every state", () => {
   });
 
   it("mid-negotiation, evicted: the answer and the runtime's candidates (written in one batch) are handed over", async () => {
-    const base = await scene();
-    await base.runtime.connect();
-    const { session_id: sessionId } = await createSession(base.client, base.model);
-    const { peer } = await base.runtime.acceptAssignment();
-    const signal = await openSignal(base.client, sessionId);
-    signal.send({ type: "offer", generation: 1, sdp: OFFER });
-    await peer.next("offer");
-    signal.close(4001, "network lost");
-    await signal.waitClosed();
+    const { base, sessionId, peer } = await droppedAfterOffer();
     peer.send({ type: "answer", generation: 1, sdp: ANSWER });
     const candidates = [1, 2, 3].map((n) => ({ candidate: `candidate:${n} 1 udp 1 192.0.2.${n} 9 typ host` }));
     for (const candidate of candidates) peer.send({ type: "ice", generation: 1, candidate });
