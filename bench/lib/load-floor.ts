@@ -250,21 +250,26 @@ export async function floorCommands(floor: Floor, count: number, plan: FloorComm
 
 // ── Idle ────────────────────────────────────────────────────────────────────────────────────────────────────────
 
-export interface FloorIdle {
+/** An idle run, the gateway's or the floor's: brought up, then left until workerd evicted the objects. */
+export interface IdleRun {
   wanted: number;
-  pairs: number;
   failed: number;
   errors: string[];
   setupSeconds: number;
+  /** The server's processes before, with everything up, and once the objects were evicted. */
   baseline: ServerSnapshot;
   active: ServerSnapshot;
   hibernated: ServerSnapshot;
-  /** Seconds from the last pair up to (nearly) every object evicted. */
+  /** Seconds from the last one up to (nearly) every object evicted (their SQLite files closed). */
   settleSeconds: number;
-  /** Pair objects still in memory (their SQLite database open) at the end of the wait. */
+  /** Objects still in memory (their SQLite database open) at the end of the wait. */
   residentHibernated: number;
-  /** Why fewer than `wanted` pairs came up (memory, time), if they did. */
+  /** Why fewer than `wanted` came up (open files, memory, time), if they did. */
   scaledBecause?: string;
+}
+
+export interface FloorIdle extends IdleRun {
+  pairs: number;
 }
 
 /** Bare relay objects in memory: each holds its SQLite database open; an evicted (hibernated) one has closed it. */

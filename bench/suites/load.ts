@@ -44,6 +44,7 @@ import {
   type FloorCommands,
   type FloorIdle,
   type FloorIdleRun,
+  type IdleRun,
 } from "../lib/load-floor.ts";
 import { machineBusy } from "../lib/machine-cpu.ts";
 import { cpuMs, describeFileLimit, raiseFileLimit, rssKiB, totalCpuMs } from "../lib/procfs.ts";
@@ -101,20 +102,10 @@ export interface BurstFigures {
   samples: number[];
 }
 
-export interface IdleFigures {
-  wanted: number;
+export interface IdleFigures extends IdleRun {
   sessions: number;
-  failed: number;
-  errors: string[];
-  setupSeconds: number;
-  baseline: ServerSnapshot;
-  active: ServerSnapshot;
-  hibernated: ServerSnapshot;
-  /** Seconds from the last session up to the objects' SQLite files being closed. */
-  settleSeconds: number;
   /** Session objects still in memory (their SQLite database open), after the pings. */
   residentAfterPings: number;
-  residentHibernated: number;
   pings: { sent: number; answered: number; ms: number };
   /** First command on a hibernated session: client send → `acknowledged` back. */
   wake: Distribution;
@@ -122,7 +113,6 @@ export interface IdleFigures {
   clientRssKiB: number;
   /** Measured on a fresh gateway (full run), or on the one the burst and command runs used (quick run). */
   fresh: boolean;
-  scaledBecause?: string;
 }
 
 /** The floor's runs (bench/lib/load-floor.ts), side by side with the gateway's. */
