@@ -1,5 +1,7 @@
+import { tmpdir } from "node:os";
 import { cloudflareTest, readD1Migrations } from "@cloudflare/vitest-plugin";
 import { defineConfig, defineProject } from "vitest/config";
+import { sharedIsolatedConfig } from "./scripts/lib/wrangler-config.ts";
 import { generateSigningKey } from "./src/auth/generate-signing-key.ts";
 
 /**
@@ -13,10 +15,13 @@ export default defineConfig({
       defineProject(async () => {
         const migrations = await readD1Migrations("migrations");
         const signingKey = await generateSigningKey();
+        // wrangler.toml as JSON in a directory of its own: the plugin reads the `.dev.vars` (or `.env`) next to the
+        // config, and the checkout's is `npm start`'s. The tests' bindings are exactly the ones below.
+        const configPath = await sharedIsolatedConfig(tmpdir());
         return {
           plugins: [
             cloudflareTest({
-              wrangler: { configPath: "./wrangler.toml" },
+              wrangler: { configPath },
               miniflare: {
                 bindings: {
                   JWT_SIGNING_KEYS: JSON.stringify({ keys: [signingKey] }),
@@ -33,6 +38,9 @@ export default defineConfig({
                   // Protocol fuzzing (test/worker/fuzz-*.test.ts): frames per run and the seed (`npm run fuzz`); empty = defaults.
                   FUZZ_FRAMES: process.env.FUZZ_FRAMES ?? "",
                   FUZZ_SEED: process.env.FUZZ_SEED ?? "",
+                  // The session chaos test (test/worker/session-chaos.test.ts): seeds per run and the first one; empty = CI's.
+                  CHAOS_SEEDS: process.env.CHAOS_SEEDS ?? "",
+                  CHAOS_SEED: process.env.CHAOS_SEED ?? "",
                 },
               },
             }),

@@ -4,6 +4,7 @@
  */
 import { parseArgs } from "node:util";
 import { RuntimeAgent } from "./agent.ts";
+import { chooseFfmpeg, type FfmpegChoice } from "./demo/ffmpeg.ts";
 import { demoModel } from "./demo/model.ts";
 import { consoleLog, errorText, type LogLevel } from "./log.ts";
 
@@ -11,7 +12,7 @@ import { consoleLog, errorText, type LogLevel } from "./log.ts";
 const LOG_PREFIX = process.env.REACTOR_LOG_PREFIX ?? "runtime";
 import type { AnyModel } from "./model.ts";
 
-const MODELS: Record<string, (options: { spareEncoders: number }) => AnyModel> = { demo: (options) => demoModel(options) };
+const MODELS: Record<string, (options: { spareEncoders: number; ffmpeg: FfmpegChoice }) => AnyModel> = { demo: (options) => demoModel(options) };
 
 const HELP = `Run a GPU runtime agent: connects to the gateway, registers a model, serves its sessions.
 
@@ -23,6 +24,9 @@ Options:
   --model <name>        The model to serve: ${Object.keys(MODELS).join(", ")} (default demo).
   --slots <n>           Sessions served at once (default 1).
   --spare-encoders <n>  demo: encoders kept running ahead of sessions, for a faster first frame (default 0).
+  --ffmpeg <path>       demo: run this ffmpeg (a path, or a name on PATH such as "ffmpeg") instead of the one
+                        installed from npm (@ffmpeg-installer/ffmpeg); env REACTOR_FFMPEG. It needs libvpx and
+                        drawtext.
   --runtime-id <id>     Keep the same id across restarts (default: host name and a random suffix).
   --stun <urls>         Comma-separated STUN/TURN URLs for the runtime's own ICE gathering (default none).
   --log-level <level>   debug, info, warn or error (default info).
@@ -34,6 +38,7 @@ interface CliOptions {
   model: string;
   slots: number;
   spareEncoders: number;
+  ffmpeg: FfmpegChoice;
   runtimeId?: string;
   stun: string[];
   logLevel: LogLevel;
@@ -48,6 +53,7 @@ export function parseCli(argv: string[], env: NodeJS.ProcessEnv): CliOptions | u
       model: { type: "string", default: "demo" },
       slots: { type: "string", default: "1" },
       "spare-encoders": { type: "string", default: "0" },
+      ffmpeg: { type: "string" },
       "runtime-id": { type: "string" },
       stun: { type: "string" },
       "log-level": { type: "string", default: "info" },
@@ -71,6 +77,8 @@ export function parseCli(argv: string[], env: NodeJS.ProcessEnv): CliOptions | u
     model: values.model,
     slots,
     spareEncoders,
+    // The packaged ffmpeg unless one is asked for; an empty value is not a request.
+    ffmpeg: values.ffmpeg ? chooseFfmpeg(values.ffmpeg, "--ffmpeg") : env.REACTOR_FFMPEG ? chooseFfmpeg(env.REACTOR_FFMPEG, "REACTOR_FFMPEG") : chooseFfmpeg(),
     runtimeId: values["runtime-id"],
     stun: (values.stun ?? "").split(",").map((url) => url.trim()).filter(Boolean),
     logLevel: logLevel as LogLevel,
@@ -92,7 +100,7 @@ async function main(): Promise<number> {
   const agent = new RuntimeAgent({
     gatewayUrl: options.gatewayUrl,
     token: options.token,
-    model: MODELS[options.model]!({ spareEncoders: options.spareEncoders }),
+    model: MODELS[options.model]!({ spareEncoders: options.spareEncoders, ffmpeg: options.ffmpeg }),
     slots: options.slots,
     runtimeId: options.runtimeId,
     log: consoleLog(options.logLevel, LOG_PREFIX),

@@ -92,6 +92,11 @@ export interface SessionHandler<C extends CommandSpecs = CommandSpecs> {
   /** A command that passed its declared schema. Throwing answers the client with a `command_error` message. */
   onCommand(command: CommandOf<C>): void | Promise<void>;
   onFileUploaded?(file: UploadedFile): void | Promise<void>;
+  /**
+   * The client opened a data channel (each new peer connection): what it must know at once (a standing error, say)
+   * can be sent now. The official client reads model messages only there, so one emitted before was never seen by it.
+   */
+  onClientConnected?(): void | Promise<void>;
   /** The session is over (ended by the client, the gateway, or the agent stopping): free what it holds. */
   close(reason: string): void | Promise<void>;
 }

@@ -62,10 +62,20 @@ export class MessageOutbox {
     return this.#kept.filter((message) => message.seq >= seq).map((message) => message.frame);
   }
 
+  /**
+   * The gateway has every message up to `messageSeq` of this run. Kept newer ones go again, in order. If it has
+   * more than this outbox ever numbered (this process lost a previous outbox of the session), new messages are
+   * numbered after what it has: numbered from 1 again, they would be dropped as duplicates.
+   */
+  #onSession(messageSeq: number, send: (frame: string) => void): void {
+    for (const kept of this.from(messageSeq + 1)) send(kept);
+    if (messageSeq > this.#lastSeq) this.#lastSeq = messageSeq;
+  }
+
   /** Applies a gateway frame: acknowledgements forget, `session` and `resend_messages` resend through `send`. */
   onGatewayFrame(frame: OutboxFrame, send: (frame: string) => void): void {
     if (frame.type === "message_ack" && "seq" in frame) this.acknowledge(frame.seq);
-    else if (frame.type === "session" && "message_seq" in frame) for (const kept of this.from(frame.message_seq + 1)) send(kept);
+    else if (frame.type === "session" && "message_seq" in frame) this.#onSession(frame.message_seq, send);
     else if (frame.type === "resend_messages" && "from_seq" in frame) for (const kept of this.from(frame.from_seq)) send(kept);
   }
 }

@@ -93,6 +93,9 @@ export class ServedSession {
       backoff: options.backoff,
       onOpen: () => this.#send({ type: "hello", runtime_id: options.runtimeId, command_seq: this.#processedSeq }),
       onFrame: (frame) => this.#onFrame(frame),
+      // Skipping it silently could leave the session without a model (a `session` frame) while the gateway bills it.
+      onBadFrame: (code, message, frameType) =>
+        this.#send({ type: "frame_error", code: code.slice(0, 64), message: message.slice(0, 1024), ...(frameType && { frame_type: frameType }) }),
       onLost: (failure) => this.#onSocketLost(failure),
     });
   }
@@ -195,7 +198,7 @@ export class ServedSession {
       onCandidate: (candidate) => this.#onLocalCandidate(peer, candidate),
       onState: (state) => this.#onPeerState(peer, state),
       onDataChannelMessage: (data) => this.#onDataChannelMessage(data),
-      onDataChannelOpen: () => this.#log("debug", `data channel open (generation ${generation})`),
+      onDataChannelOpen: () => this.#onDataChannelOpen(peer),
       onDataChannelClosed: () => this.#onDataChannelClosed(peer),
     });
     this.#peer = peer;
@@ -233,6 +236,13 @@ export class ServedSession {
     if (this.#peer !== peer) return;
     this.#log("debug", `peer connection ${peer.generation}: ${state}`);
     this.#send({ type: "peer_state", generation: peer.generation, state });
+  }
+
+  #onDataChannelOpen(peer: PeerLink): void {
+    this.#log("debug", `data channel open (generation ${peer.generation})`);
+    this.#enqueue(async (handler) => {
+      if (this.#peer === peer) await handler.onClientConnected?.();
+    });
   }
 
   /**

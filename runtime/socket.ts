@@ -45,6 +45,11 @@ export interface ManagedSocketOptions<In> {
   onOpen(): void;
   onFrame(frame: In): void;
   onRaw?(raw: string): void;
+  /**
+   * A frame from the gateway that could not be taken (too large, not JSON, not the protocol) and was skipped:
+   * `frameType` is its `type` when that can be read. The owner reports it where the protocol allows.
+   */
+  onBadFrame?(code: string, message: string, frameType: string | undefined): void;
   /** The connection is gone. Return false to stop for good (no retry); the default retries. */
   onLost?(failure: SocketFailure): boolean | void;
 }
@@ -145,6 +150,7 @@ export class ManagedSocket<In, Out> {
     if (!decoded.ok) {
       const text = typeof raw === "string" ? raw.slice(0, 200) : "(binary)";
       this.#options.log("warn", `bad frame from the gateway skipped (${decoded.code}: ${decoded.message}): ${text}`);
+      this.#options.onBadFrame?.(decoded.code, decoded.message, typeof raw === "string" ? frameTypeOf(raw) : undefined);
       return;
     }
     try {
@@ -199,6 +205,11 @@ export function describeFailure(failure: SocketFailure): string {
     case "error":
       return failure.message;
   }
+}
+
+/** The `type` of a frame that did not decode, if it opens with one (the gateway writes `type` first). */
+function frameTypeOf(raw: string): string | undefined {
+  return /^\{\s*"type"\s*:\s*"([A-Za-z_]{1,64})"/.exec(raw)?.[1];
 }
 
 /** ws://… or wss://… for an http(s) gateway URL. */

@@ -37,6 +37,8 @@ Where keys live:
 Other options:
   --json                    Print machine-readable JSON.
   -h, --help                Show this help.
+  PORT (env)                The local gateway's port, as for \`npm start\` (default 8787): create prints a curl
+                            for it, unless --url names another gateway.
 
 Examples:
   npm run keys -- create --account acme --name backend
@@ -105,6 +107,15 @@ function print(options: Options, json: unknown, human: string): void {
   console.log(options.json ? JSON.stringify(json, null, 2) : human);
 }
 
+/**
+ * Where the key just made in local D1 is used: the gateway `npm start` runs on this machine, on its port (PORT, as
+ * `npm start` reads it; 8787 by default).
+ */
+function localGatewayUrl(): string {
+  const port = process.env.PORT?.trim();
+  return `http://127.0.0.1:${port && /^\d{1,5}$/.test(port) ? port : "8787"}`;
+}
+
 async function create(options: Options): Promise<void> {
   const account = options.account;
   if (!account) throw new UsageError("create needs --account <id>");
@@ -112,7 +123,7 @@ async function create(options: Options): Promise<void> {
   if (options.name !== undefined) checkKeyName(options.name);
   const store = keyStore(options);
   const created = await store.create(account, options.name);
-  const gateway = (options.url ?? process.env.GATEWAY_URL ?? "http://127.0.0.1:8787").replace(/\/+$/, "");
+  const gateway = (options.url ?? process.env.GATEWAY_URL ?? localGatewayUrl()).replace(/\/+$/, "");
   print(
     options,
     created,

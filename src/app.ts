@@ -3,7 +3,7 @@ import { Hono } from "hono";
 import { ApiError } from "./errors.ts";
 import { corsPolicy } from "./http/middleware/cors.ts";
 import { negotiateVersions } from "./http/middleware/versions.ts";
-import { noSuchRoute, type AppEnv } from "./http/route.ts";
+import { unrouted, type AppEnv } from "./http/route.ts";
 import { adminRoutes } from "./routes/admin.ts";
 import { devRoutes } from "./routes/dev.ts";
 import { limitRoutes } from "./routes/limits.ts";
@@ -33,7 +33,7 @@ export function createApp(): Hono<AppEnv> {
   socketRoutes(app);
   devRoutes(app);
 
-  app.notFound(() => noSuchRoute().toResponse());
+  app.notFound((c) => unrouted(c.req.raw));
   app.onError((error) => {
     if (error instanceof ApiError) return error.toResponse();
     // Never log request headers here: they carry tokens and keys.

@@ -67,7 +67,10 @@ export function sessionSettings(env: SettingsEnv): SessionSettings {
  */
 export interface LimitSettings {
   concurrentSessions: number;
+  /** Per model. */
   sessionCreationsPerMinute: number;
+  /** Across the account's models: the per-model rate alone is multiplied by every name a client cares to use. */
+  accountSessionCreationsPerMinute: number;
   tokenMintsPerMinute: number;
   turnCredentialsPerMinute: number;
   maxSessionSeconds: number;
@@ -77,6 +80,7 @@ export function limitDefaults(env: SettingsEnv): LimitSettings {
   return {
     concurrentSessions: numberVar(env, "LIMIT_CONCURRENT_SESSIONS", 5),
     sessionCreationsPerMinute: numberVar(env, "LIMIT_SESSION_CREATIONS_PER_MINUTE", 50),
+    accountSessionCreationsPerMinute: numberVar(env, "LIMIT_ACCOUNT_SESSION_CREATIONS_PER_MINUTE", 100),
     tokenMintsPerMinute: numberVar(env, "LIMIT_TOKEN_MINTS_PER_MINUTE", 120),
     turnCredentialsPerMinute: numberVar(env, "LIMIT_TURN_CREDENTIALS_PER_MINUTE", 60),
     maxSessionSeconds: numberVar(env, "SESSION_MAX_SECONDS", 1200),

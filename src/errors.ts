@@ -8,11 +8,17 @@ export const ERROR_CODES = {
   INVALID_JSON: { status: 400, recoverable: false, message: "The request body is not valid JSON." },
   INVALID_REQUEST: { status: 400, recoverable: false, message: "The request does not match the expected schema." },
   PAYLOAD_TOO_LARGE: { status: 413, recoverable: false, message: "The request body is too large." },
+  UNKNOWN_FIELD: { status: 400, recoverable: false, message: "The request body has a field this endpoint does not know." },
+  FORBIDDEN_KEY: {
+    status: 400,
+    recoverable: false,
+    message: "Object keys __proto__, constructor and prototype are not accepted (they would change the object instead of adding a key).",
+  },
 
   // API keys (server-to-server)
   API_KEY_MISSING: { status: 401, recoverable: false, message: "Send your API key in the Reactor-API-Key header." },
   API_KEY_INVALID: { status: 401, recoverable: false, message: "The API key is unknown or has been revoked." },
-  API_KEY_MALFORMED: { status: 401, recoverable: false, message: "An API key looks like rk_ followed by 43 characters." },
+  API_KEY_MALFORMED: { status: 401, recoverable: false, message: "An API key is rk_ followed by 43 to 128 characters of A-Z, a-z, 0-9, _ and -." },
   JWT_SENT_AS_API_KEY: {
     status: 401,
     recoverable: false,
@@ -36,6 +42,12 @@ export const ERROR_CODES = {
   TOKEN_AUDIENCE_INVALID: { status: 401, recoverable: false, message: "The token is meant for another audience." },
   TOKEN_LIFETIME_TOO_LONG: { status: 401, recoverable: false, message: "The token lives longer than 6 hours." },
   TOKEN_CLAIMS_INVALID: { status: 401, recoverable: false, message: "The token's claims are missing or malformed." },
+  TOKEN_UNSUPPORTED: {
+    status: 401,
+    recoverable: false,
+    message: "The token uses a JOSE feature this gateway does not support (such as a crit header extension); mint one at POST /tokens.",
+  },
+  TOKEN_INVALID: { status: 401, recoverable: false, message: "The token does not verify." },
   API_KEY_SENT_AS_TOKEN: {
     status: 401,
     recoverable: false,
@@ -66,6 +78,12 @@ export const ERROR_CODES = {
   CONNECTION_NOT_FOUND: { status: 404, recoverable: false, message: "No such connection on this session." },
   CONNECTION_SUPERSEDED: { status: 410, recoverable: false, message: "A newer connection replaced this one." },
   MODEL_NOT_ALLOWED: { status: 403, recoverable: false, message: "This token may not use that model." },
+  MODEL_NOT_FOUND: { status: 404, recoverable: false, message: "No runtime has ever served a model by that name." },
+  CONCURRENCY_LIMIT: {
+    status: 429,
+    recoverable: true,
+    message: "The account has all the sessions it may have at once (waiting and connecting included); end one, then create again.",
+  },
   TOKEN_SESSION_LIMIT: {
     status: 403,
     recoverable: false,
@@ -116,6 +134,14 @@ export const ERROR_CODES = {
   COMMAND_DROPPED: { status: 409, recoverable: false, message: "The command was dropped: the session is not ready and its policy is drop." },
   MESSAGE_SEQ_GAP: { status: 409, recoverable: true, message: "Messages must be numbered without gaps; the gateway asks for a resend from the expected seq." },
   MESSAGE_BUFFER_FULL: { status: 429, recoverable: true, message: "The client's message buffer is full (it is away, or not acknowledging); the message is asked for again once there is room." },
+  TOKEN_NOT_FOR_SESSION: {
+    status: 403,
+    recoverable: false,
+    message: "That token is for another account, or narrowed to other models: it cannot renew this session's socket.",
+  },
+  HELLO_REQUIRED: { status: 409, recoverable: false, message: "A runtime session socket must say hello first; the frame was ignored." },
+  FRAME_REFUSED_BY_RUNTIME: { status: 502, recoverable: false, message: "The runtime could not take a frame the gateway sent it; the session was released." },
+  EXTRA_ARGS_TOO_LARGE: { status: 413, recoverable: false, message: "extra_args exceeds 64 KiB of JSON." },
 
   // Browsers
   ORIGIN_NOT_ALLOWED: {

@@ -22,6 +22,7 @@ import { cpuMs, listeningPorts, openFiles, processesNamed, rssKiB, type OpenFile
 export const LOAD_VARS: Record<string, string> = {
   LIMIT_CONCURRENT_SESSIONS: "100000",
   LIMIT_SESSION_CREATIONS_PER_MINUTE: "100000",
+  LIMIT_ACCOUNT_SESSION_CREATIONS_PER_MINUTE: "100000",
   LIMIT_TOKEN_MINTS_PER_MINUTE: "100000",
   STUN_URLS: "",
 };

@@ -141,6 +141,17 @@ export class BenchRuntime {
   }
 }
 
+/**
+ * Makes `model` known to the gateway, which refuses sessions on names no runtime ever registered (404
+ * MODEL_NOT_FOUND): a runtime registers it and leaves. Sessions created on it then wait, no runtime connected.
+ */
+export async function registerModel(gateway: GatewayAccess, model: string): Promise<void> {
+  const runtime = await new BenchRuntime(gateway, model, `register-${model}`, 1).connect();
+  const closed = new Promise((resolve) => runtime.control.ws.once("close", resolve));
+  runtime.control.ws.close();
+  await closed;
+}
+
 export async function createSession(gatewayUrl: string, jwt: string, model: string): Promise<string> {
   const response = await fetch(`${gatewayUrl}/sessions`, {
     method: "POST",

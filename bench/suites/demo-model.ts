@@ -18,6 +18,7 @@ import { tmpdir } from "node:os";
 import path from "node:path";
 import { createInterface } from "node:readline";
 import { ffmpegArgs } from "../../runtime/demo/encoder.ts";
+import { checkFfmpeg, chooseFfmpeg } from "../../runtime/demo/ffmpeg.ts";
 import { PROJECT_ROOT } from "../../scripts/lib/paths.ts";
 import { descendants } from "../../test/node/support/processes.ts";
 import type { SuiteContext, SuiteResult } from "../harness/suite.ts";
@@ -188,7 +189,8 @@ async function measureStandalone(layout: StandaloneFigures["layout"], sessions: 
       layout === "process per session"
         ? files.map((textFile) => ffmpegArgs({ textFile, port }))
         : [splitArgs(ffmpegArgs({ textFile: files[0]!, port }), files, port)];
-    for (const args of argv) children.push(spawn("ffmpeg", args, { stdio: ["ignore", "ignore", "inherit"] }));
+    const ffmpeg = checkFfmpeg(chooseFfmpeg()); // the packaged one, as the demo model runs it
+    for (const args of argv) children.push(spawn(ffmpeg, args, { stdio: ["ignore", "ignore", "inherit"] }));
     await sleep(2000); // past start-up
     if (children.some((child) => child.exitCode !== null)) throw new Error("ffmpeg exited early");
     const cpuMs = await cpuDuring(children.map((child) => child.pid!), windowMs);

@@ -13,6 +13,12 @@
  * Each connect is a fresh page and a fresh session, ended before the next. One untimed warm-up per setup first.
  * Milestones are measured in the page from the connect() call: signaling frames on the SDK's socket, statuses,
  * and the peer connection's ICE and DTLS states (bench/lib/timeline.ts's probe).
+ *
+ * Then recovery from an outage, on the warm-encoder setup: the browser goes offline (Chromium's network emulation)
+ * and the connection is lost with it (`dropConnection()`: socket and peer connection, as a real outage loses them;
+ * the SDK's reconnect attempts fail and back off meanwhile), stays offline for a while, comes back online; measured
+ * from the `online` event to the first video frame presented after it. Its floor, in the same runs: the first
+ * connect() → first frame of the same page.
  */
 import { RuntimeAgent } from "../../runtime/agent.ts";
 import { demoModel } from "../../runtime/demo/model.ts";
@@ -31,6 +37,9 @@ const TARGET_MS = 250;
 /** Sessions per account and token: well under the 50 creations a minute an account may make. */
 const PER_TOKEN = 10;
 const FRAME_TIMEOUT_MS = 20_000;
+/** How long each outage lasts (the 6.5 s of issue 14; shorter in quick mode). */
+const OFFLINE_MS = 6500;
+const QUICK_OFFLINE_MS = 3000;
 
 /** ms from the connect() call, in the page; NaN where a setup has no such step. */
 export interface Milestones {
@@ -64,6 +73,25 @@ export interface FirstFrameFigures {
   repetitions: number;
   setups: { name: string; samples: Milestones[]; summaries: Record<keyof Milestones, Summary> }[];
   targetMs: number;
+  backOnline: BackOnlineFigures;
+}
+
+/** One outage: ms in the page. */
+interface BackOnlineSample {
+  /** The floor: connect() → first frame, before the outage. */
+  connectFrameMs: number;
+  /** `online` event → the signaling socket open again. */
+  socketMs: number;
+  /** `online` event → status ready. */
+  readyMs: number;
+  /** `online` event → the first video frame presented after it. */
+  frameMs: number;
+}
+
+interface BackOnlineFigures {
+  offlineMs: number;
+  samples: BackOnlineSample[];
+  summaries: Record<keyof BackOnlineSample, Summary>;
 }
 
 const SETUPS: Omit<Setup, "samples" | "jwt" | "connects">[] = [
@@ -117,8 +145,48 @@ async function sdkOnce(browser: TestBrowser, site: ServedPage, apiUrl: string, m
   }
 }
 
+/** One outage on a fresh page and session: ready with video, offline and the connection lost, back online. */
+async function backOnlineOnce(browser: TestBrowser, site: ServedPage, apiUrl: string, modelName: string, jwt: string, offlineMs: number): Promise<BackOnlineSample> {
+  const page = await browser.newPage();
+  await page.goto(site.url);
+  const sdk = sdkHarness(page);
+  const until = async (done: (state: SdkState) => boolean, what: string): Promise<SdkState> => {
+    const deadline = Date.now() + FRAME_TIMEOUT_MS;
+    for (let state = await sdk.state(); ; state = await sdk.state()) {
+      if (done(state)) return state;
+      if (Date.now() > deadline) throw new Error(`${what} did not come (statuses: ${state.statuses.join(" → ")}, errors: ${JSON.stringify(state.errors)})`);
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+  };
+  try {
+    await sdk.create({ apiUrl, modelName });
+    await sdk.connect(jwt);
+    const connected = await until((state) => state.frames >= 10, "video");
+    await page.context().setOffline(true);
+    await sdk.dropConnection();
+    await new Promise((resolve) => setTimeout(resolve, offlineMs));
+    await page.context().setOffline(false);
+    const state = await until((candidate) => candidate.onlineFrameMs !== null && candidate.status === "ready", "video after the outage");
+    const online = state.wire.findLast(([direction, type]) => direction === "!" && type === "online")![2];
+    const after = (found: number | undefined) => (found === undefined ? Number.NaN : found - online);
+    return {
+      connectFrameMs: connected.firstFrameMs!,
+      socketMs: after(state.wire.find(([direction, type, ms]) => direction === "<" && type === "(open)" && ms >= online)?.[2]),
+      readyMs: after(state.statusTimes.findLast(([status]) => status === "ready")?.[1]),
+      frameMs: after(state.onlineFrameMs!),
+    };
+  } finally {
+    await page.context().setOffline(false);
+    await sdk.disconnect().catch(() => undefined);
+    await page.close();
+  }
+}
+
 export async function run(ctx: SuiteContext): Promise<SuiteResult> {
   const repetitions = ctx.quick ? 2 : 20;
+  const outages = ctx.quick ? 3 : 7;
+  const offlineMs = ctx.quick ? QUICK_OFFLINE_MS : OFFLINE_MS;
+  const backOnline: BackOnlineSample[] = [];
   let gateway: TestGateway | undefined;
   let floor: InstantGateway | undefined;
   let browser: TestBrowser | undefined;
@@ -161,6 +229,12 @@ export async function run(ctx: SuiteContext): Promise<SuiteResult> {
         if (i >= 0) setup.samples.push(sample);
       }
     }
+    const warm = setups.find((setup) => setup.name === JUDGED)!;
+    for (let i = 0; i < outages; i++) {
+      ctx.progress(`outage ${i + 1}/${outages} (${offlineMs / 1000} s offline)…`);
+      if (warm.connects++ % PER_TOKEN === 0) warm.jwt = await clientToken(gateway);
+      backOnline.push(await backOnlineOnce(browser, site, gateway.url, warm.model!, warm.jwt, offlineMs));
+    }
   } finally {
     for (const agent of agents) await agent.stop();
     await Promise.all([browser?.close(), site?.close(), gateway?.stop(), floor?.close()]);
@@ -172,6 +246,13 @@ export async function run(ctx: SuiteContext): Promise<SuiteResult> {
       const keys = Object.keys(LABELS) as (keyof Milestones)[];
       return { name, samples, summaries: Object.fromEntries(keys.map((key) => [key, summary(samples.map((sample) => sample[key]))])) as Record<keyof Milestones, Summary> };
     }),
+    backOnline: {
+      offlineMs,
+      samples: backOnline,
+      summaries: Object.fromEntries(
+        (Object.keys(BACK_ONLINE_LABELS) as (keyof BackOnlineSample)[]).map((key) => [key, summary(backOnline.map((sample) => sample[key]))]),
+      ) as Record<keyof BackOnlineSample, Summary>,
+    },
   };
   const passed = figures.setups.find((setup) => setup.name === JUDGED)!.summaries.firstFrameMs.median <= TARGET_MS;
   return { figures, markdown: markdown(figures, passed), passed };
@@ -186,6 +267,13 @@ const LABELS: Record<keyof Milestones, string> = {
   dtlsMs: "DTLS connected (page)",
   readyMs: 'status "ready" (peer connection up, session ACTIVE)',
   firstFrameMs: "**first video frame presented**",
+};
+
+const BACK_ONLINE_LABELS: Record<keyof BackOnlineSample, string> = {
+  socketMs: "signaling socket open again",
+  readyMs: 'status "ready"',
+  frameMs: "**video again** (first frame presented)",
+  connectFrameMs: "floor: first connect() → first frame, same pages",
 };
 
 function markdown(figures: FirstFrameFigures, passed: boolean): string {
@@ -210,5 +298,22 @@ function markdown(figures: FirstFrameFigures, passed: boolean): string {
     `First frame, warm encoder: ${ratio(warm!.firstFrameMs.median, floor!.firstFrameMs.median)} the SDK floor ` +
       `(${fixed(warm!.firstFrameMs.median - floor!.firstFrameMs.median, 0)} ms for the gateway and the agent's signaling hops), ` +
       `${ratio(warm!.firstFrameMs.median, raw!.firstFrameMs.median)} the bare WebRTC floor.`,
+    "",
+    ...backOnlineMarkdown(figures.backOnline, ratio),
   ].join("\n");
+}
+
+function backOnlineMarkdown({ offlineMs, samples, summaries }: BackOnlineFigures, ratio: (a: number, b: number) => string): string[] {
+  return [
+    `**Back online → video again.** Warm-encoder setup; ${samples.length} outages of ${fixed(offlineMs / 1000, 1)} s: the page goes ` +
+      "offline and loses its socket and peer connection (`dropConnection()`), the SDK's reconnect attempts fail and back off " +
+      "(default policy), then the page comes back online. The `online` event cuts the backoff wait short: a new socket at once, " +
+      "then a new peer connection. ms from the `online` event: median (p90) min–max.",
+    "",
+    "| milestone | ms |",
+    "|---|---:|",
+    ...(Object.keys(BACK_ONLINE_LABELS) as (keyof BackOnlineSample)[]).map((key) => `| ${BACK_ONLINE_LABELS[key]} | ${cell(summaries[key])} |`),
+    "",
+    `Video again after an outage: ${ratio(summaries.frameMs.median, summaries.connectFrameMs.median)} a first connect in the same pages.`,
+  ];
 }

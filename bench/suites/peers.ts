@@ -456,7 +456,7 @@ function markdown(figures: PeersFigures, verdict: Verdict, quick: boolean): stri
   const setup = figures.setup.reduce((sum, step) => ({ sessions: sum.sessions + step.sessions, seconds: sum.seconds + step.seconds }), { sessions: 0, seconds: 0 });
   lines.push(
     "",
-    `Gateway sessions were brought to ACTIVE before measuring (${grouped(setup.sessions)} sessions in ${setup.seconds.toFixed(1)} s, 64 at a time) and reused from level to level; account limits raised for the bench (\`LIMIT_CONCURRENT_SESSIONS\`, \`LIMIT_SESSION_CREATIONS_PER_MINUTE\` = 100,000). Open-files limit (\`ulimit -n\`): ${describeFileLimit(figures.fileLimit)}.${quick ? " Quick run: 1 and 100 sessions only, 20 exchanges at 1 session and 2 at 100: rough tails." : ""}`,
+    `Gateway sessions were brought to ACTIVE before measuring (${grouped(setup.sessions)} sessions in ${setup.seconds.toFixed(1)} s, 64 at a time) and reused from level to level; account limits raised for the bench (\`LIMIT_CONCURRENT_SESSIONS\`, \`LIMIT_SESSION_CREATIONS_PER_MINUTE\`, \`LIMIT_ACCOUNT_SESSION_CREATIONS_PER_MINUTE\` = 100,000). Open-files limit (\`ulimit -n\`): ${describeFileLimit(figures.fileLimit)}.${quick ? " Quick run: 1 and 100 sessions only, 20 exchanges at 1 session and 2 at 100: rough tails." : ""}`,
     "",
     "![Signaling round trip: floor, PeerJS and the gateway](docs/benchmarks-peers.svg)",
   );

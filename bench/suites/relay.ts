@@ -303,7 +303,7 @@ const PATH_LINE = [
   "relay storing one row per frame — what any relay that persists each message pays here. The whole set runs twice: with",
   "the objects' SQLite on this VM's disk (how `wrangler dev` runs by default; every storage commit pays an fsync) and on",
   "tmpfs (the same code without the fsync; a quick run measures tmpfs only). Server CPU counts the workerd processes (a round trip relays two messages).",
-  "The gateway runs with the account limits raised (`LIMIT_CONCURRENT_SESSIONS`, `LIMIT_SESSION_CREATIONS_PER_MINUTE` = 100,000): the defaults (5, 50) refuse 100 sessions of one account.",
+  "The gateway runs with the account limits raised (`LIMIT_CONCURRENT_SESSIONS`, `LIMIT_SESSION_CREATIONS_PER_MINUTE`, `LIMIT_ACCOUNT_SESSION_CREATIONS_PER_MINUTE` = 100,000): the defaults (5, 50, 100) refuse 100 sessions of one account.",
 ].join(" ");
 
 function relayMarkdown(results: RelayResults, passed: boolean): string {

@@ -12,6 +12,7 @@ import { PROJECT_ROOT } from "../../scripts/lib/paths.ts";
 import type { SuiteContext, SuiteResult } from "../harness/suite.ts";
 import { fixed, median } from "../harness/stats.ts";
 import { clientToken, startGateway, workerdPids, type TestGateway } from "../lib/gateway.ts";
+import { registerModel } from "../lib/peers.ts";
 
 export const name = "upload";
 export const title = "File uploads: throughput and memory";
@@ -195,6 +196,7 @@ export async function run(ctx: SuiteContext): Promise<SuiteResult> {
   const storage = existsSync("/dev/shm") ? "tmpfs" : "disk";
   ctx.progress(`starting the bench Worker under wrangler dev (state on ${storage}) …`);
   const gateway = await startGateway({ configPath: CONFIG, workRoot: storage === "tmpfs" ? "/dev/shm" : undefined });
+  await registerModel(gateway, "bench-uploads"); // sessions wait on it: no runtime serves it
   try {
     const uploader = new Uploader(gateway, await clientToken(gateway));
     const sizes: SizeFigures[] = [];

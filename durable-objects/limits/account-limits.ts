@@ -1,7 +1,7 @@
 /**
  * One Durable Object per account: its quotas, and nothing else. It holds the account's session slots (concurrent
  * sessions, pooled across its API keys; waiting and connecting sessions hold one too), the log of session
- * creations per model (an exact sliding 60 s window), the number of sessions each scoped token has created, the
+ * creations (an exact sliding 60 s window, counted per model and for the whole account), the number of sessions each scoped token has created, the
  * log of token mints per API key, and the log of TURN credentials issued to the account.
  *
  * Exact under concurrency: every check and the write that takes the quota happen in one synchronous stretch of
@@ -29,7 +29,12 @@ export interface SlotRequest {
   creation?: { tokenId: string; tokenExpiresAt: number; maxSessions: number | null };
 }
 
-export type LimitRefusal = { ok: false; code: "RATE_LIMITED" | "TOKEN_SESSION_LIMIT"; message: string; retryAfter?: number };
+export type LimitRefusal = {
+  ok: false;
+  code: "RATE_LIMITED" | "CONCURRENCY_LIMIT" | "TOKEN_SESSION_LIMIT";
+  message: string;
+  retryAfter?: number;
+};
 export type LimitDecision = { ok: true; limits: LimitSettings } | LimitRefusal;
 
 export interface AccountLimitsStatus {
@@ -39,8 +44,6 @@ export interface AccountLimitsStatus {
 }
 
 const WINDOW_MS = 60_000;
-/** Nobody knows when a session will end: a refused creation is told to try again after this long. */
-const CONCURRENCY_RETRY_SECONDS = 5;
 /** How often a held slot's session is asked whether it still holds it (the safety net above). */
 const AUDIT_INTERVAL_MS = 120_000;
 /** Overrides read from D1 are trusted this long; PUT /admin/accounts/{id}/limits also drops them at once. */
@@ -228,16 +231,22 @@ export class AccountLimits extends DurableObject<Env> {
     }
     const held = this.#sql.exec<{ n: number }>("SELECT count(*) AS n FROM slots").one().n;
     if (held >= limits.concurrentSessions) {
+      // No retry_after: nobody knows when one of the account's sessions will end. Its own code, so a client does
+      // not mistake it for a rate limit and sleep on a number the gateway would have had to make up.
       return refuse(
-        "RATE_LIMITED",
+        "CONCURRENCY_LIMIT",
         `The account has ${held} sessions (waiting or running) of the ${limits.concurrentSessions} it may have at once; end one first.`,
-        CONCURRENCY_RETRY_SECONDS,
       );
     }
     if (!creation) return undefined;
-    const retryAfter = this.#windowRetryAfter("creations", "model", request.model, limits.sessionCreationsPerMinute, now);
-    if (retryAfter === undefined) return undefined;
-    return refuse("RATE_LIMITED", `The account may create ${limits.sessionCreationsPerMinute} sessions of ${request.model} per minute.`, retryAfter);
+    const perModel = this.#windowRetryAfter("creations", "model", request.model, limits.sessionCreationsPerMinute, now);
+    if (perModel !== undefined) {
+      return refuse("RATE_LIMITED", `The account may create ${limits.sessionCreationsPerMinute} sessions of ${request.model} per minute.`, perModel);
+    }
+    // Every model's creations together: the per-model window alone is multiplied by each model name a client uses.
+    const perAccount = this.#windowRetryAfter("creations", null, null, limits.accountSessionCreationsPerMinute, now);
+    if (perAccount === undefined) return undefined;
+    return refuse("RATE_LIMITED", `The account may create ${limits.accountSessionCreationsPerMinute} sessions per minute across all models.`, perAccount);
   }
 
   #tokenSessions(tokenId: string): number {

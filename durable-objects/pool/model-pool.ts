@@ -112,23 +112,29 @@ export class ModelPool extends DurableObject<Env> {
 
   // ── RPC from session objects ───────────────────────────────────────────────────────────────────────────────
 
-  /** Queues a session. Returns its position, or null if it was assigned a slot right away. */
-  async enqueue(sessionId: string): Promise<{ position: number | null }> {
+  /**
+   * Queues a session. Returns its position, or null if it was assigned a slot right away, and how many runtimes are
+   * connected (0: the session waits for a runtime, not for a slot).
+   */
+  async enqueue(sessionId: string): Promise<{ position: number | null; runtimes: number }> {
     const assigned = this.#sql.exec("SELECT 1 FROM assignments WHERE session_id = ?", sessionId).toArray().length > 0;
     if (!assigned) {
       this.#sql.exec("INSERT OR IGNORE INTO queue (session_id, enqueued_at) VALUES (?, ?)", sessionId, this.#clock.now());
       await this.#drain();
     }
-    return { position: this.#position(sessionId) };
+    return { position: this.#position(sessionId), runtimes: this.#connectedRuntimes() };
   }
 
-  /** The session no longer needs its slot or queue place. Returns how many runtimes serve this model. */
+  /**
+   * The session no longer needs its slot or queue place. Returns how many runtimes are connected now (0: a session
+   * that waited in vain waited for a runtime, `no_runtime`, not for a slot, `no_capacity`).
+   */
   async release(sessionId: string): Promise<{ runtimes: number }> {
     this.#sql.exec("DELETE FROM queue WHERE session_id = ?", sessionId);
     const freed = this.#sql.exec("DELETE FROM assignments WHERE session_id = ? RETURNING runtime_id", sessionId).toArray();
     if (freed.length > 0) await this.#drain();
     else this.#pushPositions();
-    return { runtimes: this.#sql.exec<{ n: number }>("SELECT count(*) AS n FROM runtimes").one().n };
+    return { runtimes: this.#connectedRuntimes() };
   }
 
   async snapshot(): Promise<PoolSnapshot> {
@@ -271,6 +277,7 @@ export class ModelPool extends DurableObject<Env> {
       attachment.connection,
     );
     await this.#syncDirectory();
+    this.#pushPositions(); // the last runtime leaving turns the queue's reason into no_runtime_connected
     await this.#scheduleAlarm();
   }
 
@@ -381,7 +388,13 @@ export class ModelPool extends DurableObject<Env> {
     const waiting = this.#sql
       .exec<{ session_id: string }>("SELECT session_id FROM queue ORDER BY position LIMIT ?", POSITION_PUSH_LIMIT)
       .toArray();
-    waiting.forEach(({ session_id }, index) => void this.#session(session_id).queuePosition(index + 1).catch(logError));
+    if (waiting.length === 0) return;
+    const runtimes = this.#connectedRuntimes();
+    waiting.forEach(({ session_id }, index) => void this.#session(session_id).queuePosition(index + 1, runtimes).catch(logError));
+  }
+
+  #connectedRuntimes(): number {
+    return this.#sql.exec<{ n: number }>("SELECT count(*) AS n FROM runtimes WHERE connected = 1").one().n;
   }
 
   /** 1-based place in the queue, or null if the session is not queued (assigned, or unknown). */

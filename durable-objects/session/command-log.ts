@@ -22,6 +22,16 @@ export type AcceptResult =
   | { kind: "dropped"; reason: "policy" | "buffer_full" };
 
 type Row = { seq: number; body: string };
+
+/** A command's state as the client must learn it: final ones are kept (see `outcomes`) until the client has seen them. */
+export interface CommandOutcome {
+  seq: number;
+  state: "waiting" | "delivered" | "acknowledged" | "dropped" | "replaced";
+  error?: string;
+}
+
+/** How many of the latest seqs a reconnecting client is told the state of (if it has not said it saw them). */
+export const COMMAND_REPLAY_WINDOW = 1024;
 const toStored = ({ seq, body }: Row): StoredCommand => ({ seq, command: JSON.parse(body) as Command });
 
 export class CommandLog {
@@ -33,13 +43,55 @@ export class CommandLog {
     this.#limits = limits;
   }
 
+  /**
+   * `commands`: the ones not acknowledged by the runtime yet. `command_outcomes`: seqs that will never reach the
+   * model (dropped, replaced), kept until the client says it has seen their state (`commands_seen`), so a client
+   * whose socket died before their `command_status` still learns it; a seq in neither table was acknowledged.
+   */
   static readonly schema = `CREATE TABLE IF NOT EXISTS commands (
       seq INTEGER PRIMARY KEY,
       type TEXT NOT NULL,
       body TEXT NOT NULL,
       bytes INTEGER NOT NULL,
       state TEXT NOT NULL CHECK (state IN ('waiting', 'delivered'))
-    );`;
+    );
+    CREATE TABLE IF NOT EXISTS command_outcomes (seq INTEGER PRIMARY KEY, state TEXT NOT NULL, error TEXT);`;
+
+  /** Seq `seq` will never reach the model: remembered until the client has seen it (one row; drops are rare). */
+  recordOutcome(seq: number, state: "dropped" | "replaced", error?: string): void {
+    this.#sql.exec("INSERT OR REPLACE INTO command_outcomes (seq, state, error) VALUES (?, ?, ?)", seq, state, error ?? null);
+  }
+
+  /**
+   * The state of every seq after `seenThrough` and before `nextSeq` (at most the last COMMAND_REPLAY_WINDOW), oldest
+   * first: what a reconnecting client is told, so no final state is lost with a socket.
+   */
+  statesAfter(seenThrough: number, nextSeq: number): CommandOutcome[] {
+    const from = Math.max(seenThrough, nextSeq - 1 - COMMAND_REPLAY_WINDOW);
+    if (from >= nextSeq - 1) return [];
+    const known = new Map<number, CommandOutcome>();
+    for (const { seq, state } of this.#sql.exec<{ seq: number; state: "waiting" | "delivered" }>("SELECT seq, state FROM commands WHERE seq > ?", from)) {
+      known.set(seq, { seq, state });
+    }
+    for (const { seq, state, error } of this.#sql.exec<{ seq: number; state: "dropped" | "replaced"; error: string | null }>(
+      "SELECT seq, state, error FROM command_outcomes WHERE seq > ?",
+      from,
+    )) {
+      known.set(seq, { seq, state, ...(error !== null && { error }) });
+    }
+    const states: CommandOutcome[] = [];
+    for (let seq = from + 1; seq < nextSeq; seq++) states.push(known.get(seq) ?? { seq, state: "acknowledged" });
+    return states;
+  }
+
+  /**
+   * The client has seen the final state of every command up to `seq`: their outcomes are forgotten, and so are
+   * any older than the replay window (a client that never says). Returns whether a row was deleted.
+   */
+  forgetOutcomes(seq: number, nextSeq: number): boolean {
+    const upTo = Math.max(seq, nextSeq - 1 - COMMAND_REPLAY_WINDOW);
+    return this.#sql.exec("DELETE FROM command_outcomes WHERE seq <= ?", upTo).rowsWritten > 0;
+  }
 
   /**
    * Takes command `seq` from the client. `nextSeq` is the next number expected; `deliverable` says whether the

@@ -34,7 +34,8 @@ import {
 import { decodeFrame } from "../../src/protocol/frames.ts";
 import { GatewaySessionFrame, RuntimeSessionFrame } from "../../src/protocol/runtime.ts";
 import type { SessionResponse } from "../../src/protocol/sessions.ts";
-import { ClientFrame, KEEPALIVE_PING, KEEPALIVE_PONG, type ServerFrame } from "../../src/protocol/signaling.ts";
+import { ClientFrame, CLOSE_TOKEN_EXPIRED, KEEPALIVE_PING, KEEPALIVE_PONG, type ServerFrame } from "../../src/protocol/signaling.ts";
+import { verifyClientToken } from "../../src/auth/tokens.ts";
 import type { Infer } from "../../src/protocol/schema.ts";
 import { deleteSessionUploads, uploadKey } from "../../src/uploads/store.ts";
 import { Clock } from "../clock.ts";
@@ -75,6 +76,11 @@ interface SocketAttachment {
   sentFromMemory?: true;
   /** A client socket's token expiry (Unix seconds): TURN credentials pushed to it never outlive it. */
   tokenExpiresAt?: number;
+  /**
+   * When the socket is closed unless its token is renewed, on this object's clock: the token's remaining lifetime
+   * when it was presented, from then (the same instant unless a test moved the clock).
+   */
+  tokenDeadline?: number;
 }
 
 interface LiveSocket {
@@ -99,6 +105,10 @@ interface Deadlines {
   iceRefresh?: number;
   /** Retry of an unconfirmed deletion of the session's uploaded files (R2), after its end. */
   uploads?: number;
+  /** The current runtime session socket has not said hello yet: it is closed at this time if it still has not. */
+  hello?: number;
+  /** The client socket's token expires (ms): the socket is closed then, unless a `token` frame renewed it. */
+  tokenExpiry?: number;
 }
 
 /** Everything about a session except its logs. Stored as one value; small enough to rewrite on every change. */
@@ -123,17 +133,27 @@ interface SessionRecord {
   /** Current peer connection generation; offers, answers and candidates of other generations are dropped. */
   generation: number;
   nextCommandSeq: number;
+  /** The client has seen the final state of every command up to this seq (`commands_seen`); absent: none said. */
+  commandsSeen?: number;
   /**
    * The model-message safe point: every message up to it is stored in the message log or acknowledged by the
    * client, so the runtime may be told to forget it. Not rewritten per message while the client is connected.
    */
   messageSeq: number;
+  /**
+   * Runtime message seqs are per run (each run's runtime numbers from 1); the client's continue across runs. This
+   * is the client seq of the last message before the current run: runtime seq `r` is client seq `messageBase + r`.
+   * Absent (0) for the first run and in records from before restarts kept the numbering.
+   */
+  messageBase?: number;
   counters: { commands: number; acknowledged: number; dropped: number; replaced: number; messages: number };
   deadlines: Deadlines;
   connections: number;
   releasePending: boolean;
   /** The account's maximum session length when the session was created or restarted (absent: SESSION_MAX_SECONDS). */
   maxDurationMs?: number;
+  /** The creating token's cap on it (its max_session_duration_seconds), kept for restarts; absent: none. */
+  tokenMaxDurationMs?: number;
   /** Which run of the session holds the account slot: 0 at creation, one more per restart. */
   slotEpoch?: number;
   /** Billing: the open segment and idle tracking (see meter.ts). Absent in records from before metering. */
@@ -147,8 +167,10 @@ export interface CreateSessionInput {
   tokenId: string;
   model: string;
   extraArgs?: Record<string, unknown>;
-  /** The account's maximum session length; default SESSION_MAX_SECONDS. */
+  /** The account's maximum session length (or the token's, if shorter); default SESSION_MAX_SECONDS. */
   maxDurationMs?: number;
+  /** The creating token's max_session_duration_seconds, in ms: a restart keeps it. */
+  tokenMaxDurationMs?: number;
 }
 
 export interface NewUpload {
@@ -189,6 +211,10 @@ const RETRY_MS = 1000;
 const LEDGER_BATCH_MS = 30_000;
 /** A client's acknowledgement is written with the next record write, or at once when it has moved this far. */
 const ACK_WRITE_EVERY = 64;
+/** How long a new runtime session socket has to say hello before it is closed (it holds the session meanwhile). */
+export const RUNTIME_HELLO_MS = 10_000;
+/** Close code for a runtime session socket that did not say hello in time (the runtime may connect again). */
+export const CLOSE_NO_HELLO = 4002;
 
 export class SessionRelay extends DurableObject<Env> {
   readonly #settings: SessionSettings;
@@ -276,6 +302,7 @@ export class SessionRelay extends DurableObject<Env> {
       connections: 0,
       releasePending: false,
       maxDurationMs: input.maxDurationMs,
+      tokenMaxDurationMs: input.tokenMaxDurationMs,
       slotEpoch: 0,
       meter: newMeter(),
     };
@@ -316,7 +343,12 @@ export class SessionRelay extends DurableObject<Env> {
       return ok(this.#view());
     }
     session.slotEpoch = epoch;
-    session.maxDurationMs = decision.limits.maxSessionSeconds * 1000;
+    session.maxDurationMs = Math.min(decision.limits.maxSessionSeconds * 1000, session.tokenMaxDurationMs ?? Infinity);
+    // The new run's runtime numbers its messages from 1 (it is told `message_seq: 0`); the client's numbering goes
+    // on after the last message of the previous runs. Everything up to that one is stored or acknowledged (the end
+    // stored what was only in memory), so it is the safe point too.
+    session.messageBase = this.#messages.last;
+    session.messageSeq = Math.max(session.messageSeq, this.#messages.last);
     this.#resetConnection();
     session.deadlines.purge = undefined; // retention belonged to the previous end
     session.runtime = null;
@@ -575,10 +607,17 @@ export class SessionRelay extends DurableObject<Env> {
     return true;
   }
 
-  async queuePosition(position: number): Promise<void> {
+  /**
+   * The pool tells a waiting session its place, and how many runtimes are connected: with none, its reason says it
+   * waits for a runtime (`no_runtime_connected`), not for a free slot (`queued`).
+   */
+  async queuePosition(position: number, runtimes?: number): Promise<void> {
     const session = this.#session;
-    if (!session || session.state !== "WAITING" || session.runtime !== null || session.queuePosition === position) return;
+    if (!session || session.state !== "WAITING" || session.runtime !== null) return;
+    const reason = runtimes === undefined ? session.reason : runtimes === 0 ? "no_runtime_connected" : "queued";
+    if (session.queuePosition === position && session.reason === reason) return;
     session.queuePosition = position;
+    session.reason = reason;
     this.#save();
     this.#sendStatus();
   }
@@ -596,7 +635,8 @@ export class SessionRelay extends DurableObject<Env> {
     const tokenExpiresAt = Number(request.headers.get("X-Token-Expires-At")) || undefined;
     // Issued before the socket is adopted, so the client gets its ICE servers in order, right after its status.
     const iceServers = this.#session?.runtime ? await this.#issueClientIceServers(tokenExpiresAt) : undefined;
-    return this.#acceptClient(request.headers.get("X-Account-Id") ?? "", request.headers.get("Sec-WebSocket-Protocol"), tokenExpiresAt, iceServers);
+    const held = request.headers.get("X-Held-Generation");
+    return this.#acceptClient(request.headers.get("X-Account-Id") ?? "", request.headers.get("Sec-WebSocket-Protocol"), tokenExpiresAt, iceServers, held === null ? undefined : Number(held));
   }
 
   override async webSocketMessage(ws: WebSocket, raw: string | ArrayBuffer): Promise<void> {
@@ -649,6 +689,17 @@ export class SessionRelay extends DurableObject<Env> {
       if (session.runtime) await this.#end("wait_expired", "client_never_connected");
       else await this.#end("wait_expired", (await this.#releaseSlot()) === 0 ? "no_runtime" : "no_capacity");
     }
+    if (due(deadlines.tokenExpiry)) {
+      deadlines.tokenExpiry = undefined; // set again below if the socket's token was renewed meanwhile
+      const client = this.#socket("client");
+      if (client && !(await this.#closeIfTokenExpired(client))) {
+        deadlines.tokenExpiry = (client.deserializeAttachment() as SocketAttachment).tokenDeadline;
+      }
+    }
+    if (due(deadlines.hello)) {
+      deadlines.hello = undefined;
+      if (!isEnded(session.state)) this.#closeSilentRuntime();
+    }
     if (due(deadlines.release)) await this.#releaseSlot();
     if (due(deadlines.accountRelease)) await this.#releaseAccountSlot();
     if (due(deadlines.iceRefresh)) {
@@ -662,13 +713,16 @@ export class SessionRelay extends DurableObject<Env> {
 
   // ── Client socket ────────────────────────────────────────────────────────────────────────────────────────────
 
-  #acceptClient(accountId: string, protocols: string | null, tokenExpiresAt: number | undefined, iceServers: IssuedIceServers | undefined): Response {
+  /** `heldGeneration`: the peer connection generation the client still holds (0: none), when it says. */
+  #acceptClient(accountId: string, protocols: string | null, tokenExpiresAt: number | undefined, iceServers: IssuedIceServers | undefined, heldGeneration?: number): Response {
     const session = this.#session;
     if (!session) this.#keepNothing();
     if (!session || session.accountId !== accountId) return new ApiError("SESSION_NOT_FOUND").toResponse();
     const [client, server] = Object.values(new WebSocketPair()) as [WebSocket, WebSocket];
     const replaced = this.#currentSocket("client");
-    this.#adoptSocket(server, "client", tokenExpiresAt === undefined ? {} : { tokenExpiresAt });
+    const tokenDeadline = tokenExpiresAt === undefined ? undefined : this.#tokenDeadline(tokenExpiresAt);
+    this.#adoptSocket(server, "client", tokenExpiresAt === undefined ? {} : { tokenExpiresAt, tokenDeadline });
+    session.deadlines.tokenExpiry = tokenDeadline;
     session.clientKind = "native";
     this.#events.record(this.#clock.now(), "client_connected", { kind: "native" });
 
@@ -680,6 +734,12 @@ export class SessionRelay extends DurableObject<Env> {
       message_seq: this.#messages.last,
     });
     this.#sendStatus();
+    // The state of every command this client has not said it saw settled: a `command_status` lost with an earlier
+    // socket (a drop, a buffer overflow, an acknowledgement) is never lost for good, and no dropped seq is left for a
+    // later acknowledgement to seem to cover.
+    for (const { seq, state, error } of this.#commands.statesAfter(session.commandsSeen ?? 0, session.nextCommandSeq)) {
+      this.#sendToClient({ type: "command_status", seq, state, ...(error && { error }) });
+    }
     if (isEnded(session.state)) {
       this.#save();
       server.close(1000, closeReason(session.reason ?? "ended"));
@@ -701,6 +761,9 @@ export class SessionRelay extends DurableObject<Env> {
       // is done here. Its unacknowledged messages are still in memory and were just sent again, unless this object
       // woke up since it was sent them: then only the runtime has them. Refused messages are asked for again too.
       if ((replaced?.sentFromMemory && !this.#messages.complete) || this.#refused) this.#requestResend();
+      // A client back without the current generation's peer connection (it closed it and will offer a new one):
+      // the runtime's "connected" is about a connection that is gone, and must not make the session ACTIVE again.
+      if (heldGeneration !== undefined && heldGeneration !== session.generation) session.peerConnected = false;
       this.#reconcileLinks();
       this.#save();
     }
@@ -709,14 +772,27 @@ export class SessionRelay extends DurableObject<Env> {
   }
 
   async #onClientFrame(ws: WebSocket, raw: string | ArrayBuffer): Promise<void> {
+    // A token that has expired authorizes nothing more, whatever the frame (the alarm closes an idle socket).
+    if (await this.#closeIfTokenExpired(ws)) return;
     const decoded = decodeFrame(ClientFrame, raw);
     if (!decoded.ok) return sendError(ws, decoded.code, decoded.message);
     const frame = decoded.frame;
     const session = this.#session!;
-    if (isEnded(session.state) && frame.type !== "ack" && frame.type !== "ping") {
+    if (isEnded(session.state) && frame.type !== "ack" && frame.type !== "ping" && frame.type !== "commands_seen" && frame.type !== "token") {
       // Usually unreachable: the gateway closes the client's socket when the session ends (see #end), and nothing
       // can be sent after a close. Answered on the socket the frame came from, should it still be open.
-      if (frame.type === "command") sendIfOpen(ws, JSON.stringify({ type: "command_status", seq: frame.seq, state: "dropped", error: "SESSION_ENDED" } satisfies ServerFrame));
+      if (frame.type === "command") {
+        // The next seq is used up, as any dropped command's is: the client's numbering stays the gateway's (a
+        // restarted session takes its next command), and a reconnecting client is told this drop again.
+        if (frame.seq === session.nextCommandSeq) {
+          session.nextCommandSeq++;
+          session.counters.commands++;
+          session.counters.dropped++;
+          this.#commands.recordOutcome(frame.seq, "dropped", "SESSION_ENDED");
+          this.#save();
+        }
+        sendIfOpen(ws, JSON.stringify({ type: "command_status", seq: frame.seq, state: "dropped", error: "SESSION_ENDED" } satisfies ServerFrame));
+      }
       return sendError(ws, "SESSION_ENDED", `The session is ${session.state}: ${session.reason}.`, frameRef(frame));
     }
     switch (frame.type) {
@@ -743,14 +819,66 @@ export class SessionRelay extends DurableObject<Env> {
         if (deletedRows || session.messageSeq - this.#writtenMessageSeq >= ACK_WRITE_EVERY) break;
         return;
       }
+      case "commands_seen": {
+        // Never past what was received: a seq not yet sent cannot have been seen settled.
+        const seen = Math.min(frame.seq, session.nextCommandSeq - 1);
+        if (seen <= (session.commandsSeen ?? 0)) return;
+        session.commandsSeen = seen;
+        // Written with the next record write unless rows go now; lost in an eviction, it only means a longer replay.
+        if (this.#commands.forgetOutcomes(seen, session.nextCommandSeq)) break;
+        return;
+      }
       case "ping":
         sendIfOpen(ws, JSON.stringify({ type: "pong", t: frame.t } satisfies ServerFrame));
         return;
+      case "token":
+        await this.#renewToken(ws, frame.token);
+        break;
       case "close":
         await this.#end("close", frame.reason ?? "client_closed");
         break;
     }
     this.#save();
+  }
+
+  /**
+   * A `token` frame: verified exactly as the socket's bearer token was (signature, claims, expiry), and for the
+   * same access: this session's account, and its model if the token is narrowed to models. Then it is the
+   * socket's token: its expiry replaces the old one. A refused token changes nothing (the old one still runs).
+   */
+  async #renewToken(ws: WebSocket, token: string): Promise<void> {
+    const session = this.#session!;
+    let principal;
+    try {
+      principal = await verifyClientToken(this.env, token);
+    } catch (error) {
+      if (!(error instanceof ApiError)) throw error;
+      return sendError(ws, error.code, error.message, { type: "token" });
+    }
+    if (principal.accountId !== session.accountId || (principal.models && !principal.models.includes(session.model))) {
+      return sendError(ws, "TOKEN_NOT_FOR_SESSION", undefined, { type: "token" });
+    }
+    const attachment = ws.deserializeAttachment() as SocketAttachment;
+    const tokenDeadline = this.#tokenDeadline(principal.expiresAt);
+    ws.serializeAttachment({ ...attachment, tokenExpiresAt: principal.expiresAt, tokenDeadline } satisfies SocketAttachment);
+    if (attachment.connection === session.clientSocket) session.deadlines.tokenExpiry = tokenDeadline;
+    this.#scheduleAlarm();
+    this.#events.record(this.#clock.now(), "client_token_renewed", { expires_at: principal.expiresAt });
+    sendIfOpen(ws, JSON.stringify({ type: "token_accepted", expires_at: principal.expiresAt } satisfies ServerFrame));
+  }
+
+  /** A token expiring at `expiresAt` (Unix seconds, verified just now), as a deadline on this object's clock. */
+  #tokenDeadline(expiresAt: number): number {
+    return this.#clock.now() + (expiresAt * 1000 - Date.now());
+  }
+
+  /** Closes `ws` (CLOSE_TOKEN_EXPIRED) if its token has expired; it then counts as a client drop. */
+  async #closeIfTokenExpired(ws: WebSocket): Promise<boolean> {
+    const { tokenDeadline } = ws.deserializeAttachment() as SocketAttachment;
+    if (tokenDeadline === undefined || tokenDeadline > this.#clock.now()) return false;
+    if (ws.readyState === WebSocket.OPEN) ws.close(CLOSE_TOKEN_EXPIRED, "token expired");
+    await this.#onSocketGone(ws, `closed ${CLOSE_TOKEN_EXPIRED} token expired`);
+    return true;
   }
 
   #acceptCommand(ws: WebSocket, seq: number, command: Command, policy: CommandPolicy): void {
@@ -771,6 +899,7 @@ export class SessionRelay extends DurableObject<Env> {
         session.nextCommandSeq = seq + 1;
         session.counters.commands++;
         session.counters.dropped++;
+        this.#commands.recordOutcome(seq, "dropped", result.reason === "buffer_full" ? "COMMAND_BUFFER_FULL" : "COMMAND_DROPPED");
         this.#commandStatus(seq, "dropped", result.reason === "buffer_full" ? "COMMAND_BUFFER_FULL" : "COMMAND_DROPPED");
         if (result.reason === "buffer_full") sendError(ws, "COMMAND_BUFFER_FULL", undefined, { seq });
         return;
@@ -778,7 +907,10 @@ export class SessionRelay extends DurableObject<Env> {
         session.nextCommandSeq = seq + 1;
         session.counters.commands++;
         session.counters.replaced += result.replaced.length;
-        for (const replaced of result.replaced) this.#commandStatus(replaced, "replaced");
+        for (const replaced of result.replaced) {
+          this.#commands.recordOutcome(replaced, "replaced");
+          this.#commandStatus(replaced, "replaced");
+        }
         if (result.state === "delivered") this.#sendToRuntime({ type: "command", seq, command });
         this.#commandStatus(seq, result.state);
     }
@@ -791,6 +923,7 @@ export class SessionRelay extends DurableObject<Env> {
     session.counters.commands++;
     session.counters.dropped++;
     this.#events.record(this.#clock.now(), "command_refused", { seq, code });
+    this.#commands.recordOutcome(seq, "dropped", code);
     this.#commandStatus(seq, "dropped", code);
     sendError(ws, code, message, { seq });
   }
@@ -808,7 +941,17 @@ export class SessionRelay extends DurableObject<Env> {
     if (isEnded(session.state)) return new ApiError("SESSION_ENDED").toResponse();
     if (session.runtime?.runtimeId !== runtimeId) return new ApiError("RUNTIME_NOT_ASSIGNED").toResponse();
     const [runtime, server] = Object.values(new WebSocketPair()) as [WebSocket, WebSocket];
+    const replacedGreeted = this.#runtimeUp();
     this.#adoptSocket(server, "runtime", { awaitingHello: true });
+    // Until it says hello the new socket is not a runtime: one that replaced a working socket is a runtime drop
+    // (grace starts; its hello resumes), and one that never says hello is closed at this deadline.
+    session.deadlines.hello = this.#clock.now() + RUNTIME_HELLO_MS;
+    if (replacedGreeted) {
+      this.#events.record(this.#clock.now(), "runtime_dropped", { how: "replaced by a new socket, not greeted yet" });
+      this.#reconcileLinks();
+    } else {
+      this.#scheduleAlarm();
+    }
     this.#save();
     return new Response(null, { status: 101, webSocket: runtime });
   }
@@ -819,10 +962,14 @@ export class SessionRelay extends DurableObject<Env> {
     const frame = decoded.frame;
     const session = this.#session!;
     if (isEnded(session.state)) return sendRuntimeError(ws, "SESSION_ENDED", `The session is ${session.state}.`);
+    const attachment = ws.deserializeAttachment() as SocketAttachment;
+    // Nothing counts before the hello proves which runtime this is (a `release` must not end the session). A
+    // replaced socket that had said hello was the runtime: what it had in flight still counts.
+    if (attachment.awaitingHello && frame.type !== "hello") return sendRuntimeError(ws, "HELLO_REQUIRED", undefined, { type: frame.type });
     const stale = "generation" in frame && frame.generation !== session.generation;
     switch (frame.type) {
       case "hello":
-        if ((ws.deserializeAttachment() as SocketAttachment).connection !== session.runtimeSocket) return; // replaced
+        if (attachment.connection !== session.runtimeSocket) return; // replaced
         if (frame.runtime_id !== session.runtime?.runtimeId) {
           sendRuntimeError(ws, "RUNTIME_NOT_ASSIGNED");
           ws.close(4003, "not assigned");
@@ -870,6 +1017,12 @@ export class SessionRelay extends DurableObject<Env> {
       case "release":
         await this.#end("runtime_lost", `runtime_released: ${frame.reason}`);
         break;
+      case "frame_error":
+        // The runtime missed a frame (say a `session` frame it could not take: its model never started). Going on
+        // would leave the session ACTIVE, and billed, with nothing behind it.
+        this.#events.record(this.#clock.now(), "runtime_frame_error", { code: frame.code, frame_type: frame.frame_type, message: frame.message });
+        await this.#end("runtime_lost", `runtime_frame_error: ${frame.code}${frame.frame_type ? ` (${frame.frame_type})` : ""}`);
+        break;
     }
     this.#save();
   }
@@ -879,6 +1032,7 @@ export class SessionRelay extends DurableObject<Env> {
     const { awaitingHello: _greetedNow, ...attachment } = ws.deserializeAttachment() as SocketAttachment;
     ws.serializeAttachment(attachment satisfies SocketAttachment);
     this.#live.set("runtime", { ws, connection: attachment.connection, greeted: true, sentFromMemory: false });
+    session.deadlines.hello = undefined;
     session.runtimeEverConnected = true;
     this.#runtimeAcked = 0; // the record write at the end of this hello sends the safe point on the new socket
     this.#refused = false; // the hello's message_seq asks for everything after it
@@ -890,7 +1044,7 @@ export class SessionRelay extends DurableObject<Env> {
       type: "session",
       session_id: session.id,
       state: session.state,
-      message_seq: this.#messages.last,
+      message_seq: this.#messages.last - (session.messageBase ?? 0), // in this run's numbering
       ...(session.extraArgs && { extra_args: session.extraArgs }),
       ice_servers: iceServers,
     });
@@ -900,6 +1054,17 @@ export class SessionRelay extends DurableObject<Env> {
       for (const candidate of clientCandidates) this.#sendToRuntime({ type: "ice", generation: session.generation, candidate });
     }
     this.#resendToRuntime();
+    this.#reconcileLinks();
+  }
+
+  /** The hello deadline passed: a runtime socket that still has not said hello is closed, and counts as gone. */
+  #closeSilentRuntime(): void {
+    const session = this.#session!;
+    const live = this.#currentSocket("runtime");
+    if (!live || live.greeted) return;
+    session.runtimeSocket = null;
+    live.ws.close(CLOSE_NO_HELLO, "no hello in time");
+    this.#events.record(this.#clock.now(), "runtime_dropped", { how: `no hello within ${RUNTIME_HELLO_MS / 1000} s` });
     this.#reconcileLinks();
   }
 
@@ -916,8 +1081,11 @@ export class SessionRelay extends DurableObject<Env> {
    * A model message: sent on to a connected client and kept in memory (no write), or stored while the client is
    * away. Returns whether the record changed and must be written.
    */
-  #onModelMessage(ws: WebSocket, seq: number, scope: "application" | "runtime", data: unknown): boolean {
+  #onModelMessage(ws: WebSocket, runSeq: number, scope: "application" | "runtime", data: unknown): boolean {
     const session = this.#session!;
+    // Everything below is in the client's numbering; only what goes back to the runtime is in the run's.
+    const base = session.messageBase ?? 0;
+    const seq = base + runSeq;
     const frame = JSON.stringify({ type: "message", seq, scope, data } satisfies ServerFrame);
     const away = this.#clientSocket() === undefined;
     const expected = this.#messages.last + 1;
@@ -928,11 +1096,13 @@ export class SessionRelay extends DurableObject<Env> {
         // Sent before the runtime got our request to resend: the resend brings it again.
         if (this.#resendAskedFrom(expected)) return false;
         // After a wake-up a gap is how this object learns the runtime went on without it: nothing to report.
-        if (this.#messages.complete) sendRuntimeError(ws, "MESSAGE_SEQ_GAP", `Expected message ${expected}, got ${seq}.`, { seq, expected });
+        if (this.#messages.complete) {
+          sendRuntimeError(ws, "MESSAGE_SEQ_GAP", `Expected message ${expected - base}, got ${runSeq}.`, { seq: runSeq, expected: expected - base });
+        }
         this.#requestResend();
         return false;
       case "full":
-        sendRuntimeError(ws, "MESSAGE_BUFFER_FULL", undefined, { seq });
+        sendRuntimeError(ws, "MESSAGE_BUFFER_FULL", undefined, { seq: runSeq });
         // The runtime keeps it (not acknowledged); it is asked again once the client has made room.
         this.#refused = true;
         this.#markResendAsked(expected);
@@ -959,7 +1129,8 @@ export class SessionRelay extends DurableObject<Env> {
     const from = this.#messages.last + 1;
     this.#resendAsked = { connection: live.connection, from };
     this.#refused = false;
-    sendIfOpen(live.ws, JSON.stringify({ type: "resend_messages", from_seq: from } satisfies GatewayFrame));
+    const runFrom = from - (this.#session!.messageBase ?? 0);
+    sendIfOpen(live.ws, JSON.stringify({ type: "resend_messages", from_seq: runFrom } satisfies GatewayFrame));
   }
 
   #resendAskedFrom(from: number): boolean {
@@ -1011,8 +1182,13 @@ export class SessionRelay extends DurableObject<Env> {
     if (!attachment || !session) return;
     const current = attachment.role === "client" ? session.clientSocket : session.runtimeSocket;
     if (current !== attachment.connection) return; // a replaced socket
-    if (attachment.role === "client") session.clientSocket = null;
-    else session.runtimeSocket = null;
+    if (attachment.role === "client") {
+      session.clientSocket = null;
+      session.deadlines.tokenExpiry = undefined;
+    } else {
+      session.runtimeSocket = null;
+      session.deadlines.hello = undefined;
+    }
     if (!isEnded(session.state)) {
       if (attachment.role === "client") this.#clientLeft(attachment.sentFromMemory === true);
       this.#events.record(this.#clock.now(), `${attachment.role}_dropped`, { how });
@@ -1117,10 +1293,10 @@ export class SessionRelay extends DurableObject<Env> {
     this.#transition("queue", "queued");
     this.#save();
     // The pool assigns a free slot before answering (calling `assign` on this object), else returns the place.
-    const { position } = await this.#pool().enqueue(session.id);
+    const { position, runtimes } = await this.#pool().enqueue(session.id);
     if (position !== null) {
-      this.#events.record(this.#clock.now(), "queued", { position });
-      await this.queuePosition(position);
+      this.#events.record(this.#clock.now(), "queued", { position, runtimes });
+      await this.queuePosition(position, runtimes);
     }
   }
 
@@ -1134,6 +1310,7 @@ export class SessionRelay extends DurableObject<Env> {
     const now = this.#clock.now();
     for (const seq of this.#commands.dropAll()) {
       session.counters.dropped++;
+      this.#commands.recordOutcome(seq, "dropped", "SESSION_ENDED");
       this.#commandStatus(seq, "dropped", "SESSION_ENDED");
     }
     const { commands, acknowledged, dropped, replaced, messages } = session.counters;
@@ -1207,7 +1384,7 @@ export class SessionRelay extends DurableObject<Env> {
     }
   }
 
-  /** Frees the GPU slot or queue place at the pool. Returns how many runtimes the pool has (for the end reason). */
+  /** Frees the GPU slot or queue place at the pool. Returns how many runtimes are connected (for the end reason). */
   async #releaseSlot(): Promise<number | undefined> {
     const session = this.#session!;
     try {
@@ -1375,7 +1552,8 @@ export class SessionRelay extends DurableObject<Env> {
     // frame until the write is durable, and drops it if the write fails.
     if (session.messageSeq > this.#runtimeAcked && this.#runtimeUp()) {
       this.#runtimeAcked = session.messageSeq;
-      this.#sendToRuntime({ type: "message_ack", seq: session.messageSeq });
+      const runSeq = session.messageSeq - (session.messageBase ?? 0);
+      if (runSeq > 0) this.#sendToRuntime({ type: "message_ack", seq: runSeq });
     }
   }
 

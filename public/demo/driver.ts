@@ -34,6 +34,8 @@ export interface DriverEvents {
   stats(stats: LinkStats): void;
   /** Application-scope data from the model. */
   message(data: unknown): void;
+  /** An error the client reported (a ReactorError of either SDK: `{ code, message, recoverable }`). */
+  error(error: unknown): void;
   /** Bytes of a file upload sent so far (the native SDK reports them; the official client does not). */
   uploadProgress(loaded: number, total: number): void;
   log(kind: LogKind, text: string): void;

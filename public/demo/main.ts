@@ -34,6 +34,7 @@ import {
   showNotice,
   type Mode,
 } from "./view.ts";
+import { bannerForError, bannerForMessage, describeMessage } from "./messages.ts";
 
 const DRIVERS: Record<Mode, DriverFactory> = { native: nativeDriver, official: officialDriver };
 const PROMPT_MAX_CHARS = 200; // the demo model's limit for set_prompt
@@ -61,10 +62,13 @@ function refreshControls(): void {
 
 const events: DriverEvents = {
   status(next) {
+    const was = status;
     status = next;
     if (next !== "ready") link = {}; // figures of a connection that is gone would mislead
+    if (next === "disconnected" && was !== "disconnected") clearVideo();
     renderStatus(view, next);
     refreshControls();
+    refreshStats();
     note("info", `status: ${next}`);
   },
   sessionId: (id) => renderSessionId(view, id),
@@ -74,11 +78,21 @@ const events: DriverEvents = {
     renderSessionFacts(view, next);
   },
   video(stream) {
+    meter.reset(); // a new track: its frame rate is its own
     view.video.srcObject = stream;
     view.video.play().catch(() => undefined); // autoplay of a muted stream is allowed; play() only nudges it
   },
   stats: (next) => (link = next),
-  message: (data) => note(...describeMessage(data)),
+  message(data) {
+    note(...describeMessage(data));
+    const banner = bannerForMessage(data);
+    if (banner) showNotice(view, banner.text, "error", banner.title);
+  },
+  error(error) {
+    note("error", describeError(error));
+    const banner = bannerForError(error);
+    if (banner) showNotice(view, banner.text, "error", banner.title);
+  },
   uploadProgress: (loaded, total) => renderUpload(view, `uploading… ${Math.floor((100 * loaded) / total)} %`),
   log: note,
 };
@@ -91,15 +105,14 @@ function describeFacts({ state, reason, queuePosition, graceDeadline }: SessionF
   return parts.join(", ");
 }
 
-/** A model message as a log line: `command_result` replies stand out, anything else is shown as JSON. */
-function describeMessage(data: unknown): [LogKind, string] {
-  const reply = data as { type?: unknown; command?: unknown; ok?: unknown; prompt?: unknown; error?: unknown; bytes?: unknown; sha256?: unknown } | null;
-  if (reply?.type === "command_error") return ["error", `command_error ${JSON.stringify(data)}`.slice(0, 300)];
-  if (reply?.type !== "command_result") return ["info", `message ${JSON.stringify(data)}`.slice(0, 300)];
-  const outcome = reply.ok === true ? "ok" : `failed${reply.error === undefined ? "" : `: ${JSON.stringify(reply.error)}`}`;
-  const prompt = typeof reply.prompt === "string" ? ` — prompt "${reply.prompt}"` : "";
-  const file = typeof reply.sha256 === "string" ? ` — ${String(reply.bytes)} bytes, sha256 ${reply.sha256}` : "";
-  return [reply.ok === true ? "reply" : "error", `command_result ${String(reply.command)} ${outcome}${prompt}${file}`];
+/** No session any more: no picture (the placeholder, not a black frame) and no figures of the one that was. */
+function clearVideo(): void {
+  view.video.srcObject = null;
+  meter.reset({ frames: true });
+}
+
+function refreshStats(): void {
+  renderStats(view, link, meter.figures(), status);
 }
 
 async function connect(): Promise<void> {
@@ -115,8 +128,11 @@ async function connect(): Promise<void> {
     note("info", `connecting to model "${model}" with the ${mode} client`);
     await driver.connect(() => tokens.get());
   } catch (error) {
-    // Both clients report their own failures as `error` events (coded errors); log only what they could not.
-    if (!isCodedError(error)) note("error", `connect failed: ${describeError(error)}`);
+    // Both clients report their own failures as `error` events (coded errors); show only what they could not.
+    if (!isCodedError(error)) {
+      note("error", `connect failed: ${describeError(error)}`);
+      showNotice(view, describeError(error), "error", "Could not connect");
+    }
   } finally {
     refreshControls();
   }
@@ -137,6 +153,7 @@ function sendPrompt(event: SubmitEvent): void {
   if (prompt.length === 0 || prompt.length > PROMPT_MAX_CHARS || !driver) return;
   driver.sendPrompt(prompt);
   note("sent", `set_prompt "${prompt}"`);
+  view.prompt.value = ""; // ready for the next one; the log keeps what was sent
 }
 
 /** Uploads the picked file and sends it to the model as `set_image`; the model answers with its size and SHA-256. */
@@ -152,6 +169,7 @@ async function sendImage(): Promise<void> {
   } catch (error) {
     renderUpload(view, "upload failed");
     note("error", `upload failed: ${describeError(error)}`);
+    showNotice(view, describeError(error), "error", "The upload failed");
   }
 }
 
@@ -169,6 +187,7 @@ async function setUpToken(): Promise<void> {
       ? "No token: this gateway has no dev token route (it exists only under `npm start`, on 127.0.0.1). " +
           "Run `npm start` and open the address it prints, or paste a client token minted by your backend with `POST /tokens`."
       : `No token: ${result.detail}. Paste a client token minted with \`POST /tokens\` instead.`,
+    result.reason === "no-dev-route" ? "info" : "error",
   );
 }
 
@@ -181,7 +200,7 @@ function usePastedToken(event: SubmitEvent): void {
     showNotice(view, undefined);
     tokenReady();
   } catch (error) {
-    showNotice(view, describeError(error));
+    showNotice(view, describeError(error), "error", "That token cannot be used");
   }
 }
 
@@ -203,8 +222,9 @@ view.drop.addEventListener("click", () => {
 view.promptForm.addEventListener("submit", sendPrompt);
 view.upload.addEventListener("change", () => void sendImage());
 view.tokenForm.addEventListener("submit", usePastedToken);
+view.noticeClose.addEventListener("click", () => showNotice(view, undefined));
 setInterval(() => {
-  renderStats(view, link, meter.figures());
+  refreshStats();
   renderGrace(view, facts.graceDeadline);
 }, REFRESH_MS);
 

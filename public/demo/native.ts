@@ -31,7 +31,7 @@ export async function nativeDriver({ apiUrl, model, events }: DriverOptions): Pr
       events.sessionFacts({ state, reason, queuePosition, graceDeadline }),
     ),
     subscribe(client, "message", (data) => events.message(data)),
-    subscribe(client, "error", (error) => events.log("error", describeError(error))),
+    subscribe(client, "error", (error) => events.error(error)),
     subscribe(client, "trackReceived", (_name, track, stream) => {
       if (track.kind === "video") events.video(stream);
     }),

@@ -46,9 +46,10 @@ export async function officialDriver({ apiUrl, model, events }: DriverOptions): 
     ["statusChanged", (status: ReactorStatus) => events.status(status)],
     ["sessionIdChanged", (id: string | undefined) => events.sessionId(id)],
     ["message", (data: unknown) => events.message(data)],
-    ["error", (error: ReactorError) => events.log("error", describeError(error))],
+    ["error", (error: ReactorError) => events.error(error)],
     ["trackReceived", (_name: string, track: MediaStreamTrack, stream: MediaStream) => track.kind === "video" && events.video(stream)],
-    ["statsUpdate", (stats: ConnectionStats) => events.stats({ rttMs: stats.rtt, candidateType: stats.candidateType, fps: stats.framesPerSecond })],
+    // Not its framesPerSecond (the browser's estimate jumps after a reconnect): the page counts presented frames.
+    ["statsUpdate", (stats: ConnectionStats) => events.stats({ rttMs: stats.rtt, candidateType: stats.candidateType })],
   ];
   for (const [event, handler] of handlers) client.on(event, handler);
   events.sessionFacts({}); // this client does not report them

@@ -14,7 +14,9 @@ export type Mode = "native" | "official";
 export function bindView() {
   return {
     modeInputs: [...document.querySelectorAll<HTMLInputElement>('input[name="mode"]')],
-    notice: element("notice", HTMLParagraphElement),
+    notice: element("notice", HTMLDivElement),
+    noticeText: element("notice-text", HTMLParagraphElement),
+    noticeClose: element("notice-close", HTMLButtonElement),
     tokenStatus: element("token-status", HTMLParagraphElement),
     tokenForm: element("token-form", HTMLFormElement),
     tokenInput: element("token-input", HTMLInputElement),
@@ -30,6 +32,7 @@ export function bindView() {
     grace: element("grace", HTMLElement),
     video: element("video", HTMLVideoElement),
     videoPlaceholder: element("video-placeholder", HTMLParagraphElement),
+    liveBadge: element("live-badge", HTMLElement),
     promptForm: element("prompt-form", HTMLFormElement),
     prompt: element("prompt", HTMLInputElement),
     upload: element("upload", HTMLInputElement),
@@ -53,10 +56,17 @@ export function selectedMode(view: View): Mode {
   return view.modeInputs.find((input) => input.checked)?.value === "official" ? "official" : "native";
 }
 
-/** Shows a message above everything (instructions, fatal errors); `undefined` hides it. Text may hold `code`. */
-export function showNotice(view: View, text: string | undefined): void {
+export type NoticeKind = "info" | "error";
+
+/**
+ * Shows a banner above everything: instructions (`info`) or what went wrong (`error`, with a bold `title`);
+ * `undefined` hides it. Text may hold `code`.
+ */
+export function showNotice(view: View, text: string | undefined, kind: NoticeKind = "info", title?: string): void {
   view.notice.hidden = text === undefined;
-  view.notice.replaceChildren(...(text === undefined ? [] : withCode(text)));
+  view.notice.dataset["kind"] = kind;
+  const heading = title === undefined ? [] : [Object.assign(document.createElement("strong"), { textContent: title })];
+  view.noticeText.replaceChildren(...(text === undefined ? [] : [...heading, ...withCode(text)]));
 }
 
 /** Text with `backquoted` parts as <code> elements (built as nodes: nothing is parsed as HTML). */
@@ -134,7 +144,15 @@ function renderModelOptions(view: View, models: ModelSummary[]): void {
   view.model.value = chosen;
 }
 
-export function renderStats(view: View, link: LinkStats, video: VideoFigures): void {
+/** What the video area says while there is no picture. */
+const PLACEHOLDER: Record<ClientStatus, string> = {
+  disconnected: "Press Connect to start a session",
+  connecting: "Connecting…",
+  waiting: "Waiting for a GPU…",
+  ready: "Waiting for video…",
+};
+
+export function renderStats(view: View, link: LinkStats, video: VideoFigures, status: ClientStatus): void {
   view.rtt.textContent = link.rttMs === undefined ? DASH : `${Math.round(link.rttMs)} ms`;
   view.candidate.textContent = link.candidateType ?? DASH;
   const fps = link.fps ?? video.fps;
@@ -142,7 +160,10 @@ export function renderStats(view: View, link: LinkStats, video: VideoFigures): v
   view.bitrate.textContent = link.bitrateKbps === undefined ? DASH : `${Math.round(link.bitrateKbps)} kbit/s`;
   view.resolution.textContent = video.width > 0 ? `${video.width}×${video.height}` : DASH;
   view.frames.textContent = String(video.framesShown);
-  view.videoPlaceholder.hidden = video.width > 0;
+  const picture = video.width > 0 && status !== "disconnected";
+  view.videoPlaceholder.hidden = picture;
+  view.videoPlaceholder.textContent = PLACEHOLDER[status];
+  view.liveBadge.hidden = !(picture && status === "ready");
 }
 
 export function log(view: View, kind: LogKind, text: string): void {

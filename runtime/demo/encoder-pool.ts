@@ -7,14 +7,12 @@
  * client connects (docs/media-recipe.md). A session that finds none idle starts its own, as with `warm: 0`; when
  * it ends, its encoder is kept if fewer than `warm` are idle, else stopped.
  */
-import type { Log } from "../log.ts";
+import { errorText, type Log } from "../log.ts";
 import { rtpFields, startsVp8KeyFrame } from "../media/rtp.ts";
 import type { TestPatternEncoder } from "./encoder.ts";
 
 /** At 1 Mbit/s and 1200-byte packets a 1 s GOP is ~100 packets; this bounds memory if key frames stop coming. */
 const MAX_KEPT_PACKETS = 1000;
-/** start() waits this long at most for the warm encoders' first key frame. */
-const WARM_TIMEOUT_MS = 10_000;
 
 export interface Feed {
   encoder: TestPatternEncoder;
@@ -48,15 +46,22 @@ export class EncoderPool {
     this.#options = options;
   }
 
-  /** Starts the warm encoders; resolves once each has produced a key frame (a session taking it shows a picture at once). */
+  /**
+   * Starts the warm encoders; resolves once each has produced a key frame (a session taking it shows a picture at
+   * once) or failed. A failure is logged (one line: cause and fix) and does not stop the agent: each session then
+   * tries again, and its client is told if that fails too.
+   */
   async start(): Promise<void> {
-    for (let i = 0; i < this.#options.warm; i++) this.#idle.push(this.#startFeed().catch((error: unknown) => this.#warn("could not start a warm encoder", error)));
+    for (let i = 0; i < this.#options.warm; i++) {
+      this.#idle.push(
+        this.#startFeed().catch((error: unknown) => {
+          this.#options.log()("error", errorText(error));
+          return undefined;
+        }),
+      );
+    }
     const feeds = await Promise.all(this.#idle);
-    let timer: NodeJS.Timeout | undefined;
-    const late = new Promise<"late">((resolve) => (timer = setTimeout(() => resolve("late"), WARM_TIMEOUT_MS)));
-    const keyFrames = Promise.all(feeds.map((feed) => feed?.relay.keyFrame));
-    if ((await Promise.race([keyFrames, late])) === "late") this.#warn("warm encoders", new Error(`no key frame within ${WARM_TIMEOUT_MS} ms`));
-    clearTimeout(timer);
+    await Promise.all(feeds.map((feed) => feed?.relay.settled));
   }
 
   /** An encoder for a session: an idle one already producing video if there is one, else a new one. */
@@ -101,13 +106,13 @@ export class EncoderPool {
   }
 
   async #startFeed(): Promise<Feed> {
-    const relay = new PacketRelay();
+    const relay = new PacketRelay(this.#options.log);
     const encoder = await this.#options.start(relay);
     return { encoder, relay };
   }
 
   #warn(message: string, error: unknown): undefined {
-    this.#options.log()("warn", `${message}: ${error instanceof Error ? error.message : String(error)}`);
+    this.#options.log()("warn", `${message}: ${errorText(error)}`);
     return undefined;
   }
 }
@@ -122,16 +127,22 @@ export class PacketRelay {
   #sinceKeyFrame: Buffer[] = [];
   #keyFrameSeen = false;
   #failure: Error | undefined;
-  #onKeyFrame: (() => void) | undefined;
-  /** Settles at the encoder's first key frame. */
-  readonly keyFrame = new Promise<void>((resolve) => (this.#onKeyFrame = resolve));
+  #settle: ((failure: Error | undefined) => void) | undefined;
+  /** Where an idle encoder's failure is logged (with a session attached, the session reports it). */
+  readonly #idleLog: () => Log;
+  /** Settles at the encoder's first key frame (undefined) or its failure (the error), whichever comes first. */
+  readonly settled = new Promise<Error | undefined>((resolve) => (this.#settle = resolve));
+
+  constructor(idleLog: () => Log = () => () => undefined) {
+    this.#idleLog = idleLog;
+  }
 
   write(packet: Buffer): void {
     const fields = rtpFields(packet);
     if (fields && startsVp8KeyFrame(packet, fields.payloadOffset)) {
       this.#sinceKeyFrame = [];
       this.#keyFrameSeen = true;
-      this.#onKeyFrame?.();
+      this.#settle?.(undefined);
     }
     if (this.#keyFrameSeen && this.#sinceKeyFrame.length < MAX_KEPT_PACKETS) this.#sinceKeyFrame.push(packet);
     this.#target?.write(packet);
@@ -153,7 +164,9 @@ export class PacketRelay {
 
   fail(error: Error): void {
     this.#failure = error;
-    this.#target?.fail(error);
+    this.#settle?.(error);
+    if (this.#target) this.#target.fail(error);
+    else this.#idleLog()("error", error.message);
   }
 
   log(level: Parameters<Log>[0], message: string): void {

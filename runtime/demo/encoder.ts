@@ -1,29 +1,44 @@
 /**
  * The demo model's video: ffmpeg renders a moving test pattern with a text drawn into it, encodes it as VP8 in
  * real time and sends RTP to a local UDP port, where each packet goes to the session's video output. The recipe
- * and its measurements are in docs/media-recipe.md.
+ * and its measurements are in docs/media-recipe.md; which ffmpeg and font it uses, in ffmpeg.ts.
  *
  * ffmpeg runs under the project's tether (scripts/lib/tether.ts), as the leader of its own process group: if the
  * agent dies, however it dies, the encoder goes with it. The text changes by writing a new file and renaming it
- * over the one ffmpeg re-reads every frame (rewriting it in place crashed ffmpeg).
+ * over the one ffmpeg re-reads every frame (rewriting it in place crashed ffmpeg). ffmpeg runs in the encoder's
+ * temporary directory and names the text and font files there relatively, so no path needs escaping in its
+ * filter graph.
+ *
+ * An encoder has started once its first key frame arrives. Until then any failure — ffmpeg missing or not
+ * executable, exiting (a build without libvpx, say), or no key frame within `firstFrameTimeoutMs` — is final and
+ * reported once through `onFailure` as an EncoderUnavailable (one line: cause and fix). After it, an unexpected
+ * exit restarts ffmpeg, up to MAX_RESTARTS_PER_MINUTE.
  */
 import { spawn, type ChildProcess } from "node:child_process";
 import { createSocket, type Socket } from "node:dgram";
-import { existsSync } from "node:fs";
-import { mkdtemp, rename, rm, writeFile } from "node:fs/promises";
+import { copyFile, mkdtemp, rename, rm, symlink, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { createInterface } from "node:readline";
 import { fileURLToPath } from "node:url";
 import { stopGroup } from "../../scripts/lib/process-group.ts";
 import { errorText, type Log } from "../log.ts";
+import { rtpFields, startsVp8KeyFrame } from "../media/rtp.ts";
+import { checkFfmpeg, chooseFfmpeg, describeFfmpeg, encoderUnavailable, type FfmpegChoice, packagedFont } from "./ffmpeg.ts";
+import { fontMetrics } from "./font-metrics.ts";
+import { linesThatFit, prepareText, type TextBox } from "./prompt-text.ts";
 
 const TETHER = fileURLToPath(new URL("../../scripts/lib/tether.ts", import.meta.url));
-const FONT = "/usr/share/fonts/truetype/dejavu/DejaVuSans-Bold.ttf";
-/** Characters per line of drawn text at the default size (fits 640 px). */
-const LINE_CHARS = 32;
-/** Unexpected exits tolerated per minute before the encoder gives up. */
+/** The text's distance from the frame's edges (drawtext x/y), its box's border, and the space between lines. */
+const MARGIN = 20;
+const BOX_BORDER = 10;
+const LINE_SPACING = 6;
+/** Unexpected exits tolerated per minute, once running, before the encoder gives up. */
 const MAX_RESTARTS_PER_MINUTE = 3;
+/** From spawn to the first key frame: 0.2–0.4 s on a quiet machine, ~1 s on a busy one. */
+const FIRST_FRAME_TIMEOUT_MS = 10_000;
+/** ffmpeg's last lines on stderr, quoted when it fails. */
+const STDERR_LINES_KEPT = 5;
 
 export interface TestPatternOptions {
   width?: number;
@@ -34,34 +49,54 @@ export interface TestPatternOptions {
   text: string;
   /** Each RTP packet (VP8), as ffmpeg sent it. */
   onPacket(packet: Buffer): void;
-  /** The encoder kept crashing and gave up. */
+  /** The encoder cannot start, or kept crashing and gave up: an EncoderUnavailable (cause and fix), once. */
   onFailure?(error: Error): void;
   log: Log;
-  ffmpegPath?: string;
+  /** Which ffmpeg (default: the packaged one, ffmpeg.ts). */
+  ffmpeg?: FfmpegChoice;
+  /** The .ttf drawtext uses (default: the packaged DejaVu Sans Bold). */
+  fontFile?: string;
+  firstFrameTimeoutMs?: number;
 }
 
 export class TestPatternEncoder {
   readonly #options: TestPatternOptions;
+  readonly #ffmpeg: FfmpegChoice & { command: string };
   readonly #dir: string;
   readonly #udp: Socket;
+  readonly #box: TextBox;
   #child: ChildProcess | undefined;
   #stopping: Promise<void> | undefined;
   #exits: number[] = [];
   #restartTimer: NodeJS.Timeout | undefined;
+  #firstFrameTimer: NodeJS.Timeout | undefined;
+  #started = false;
+  #failed = false;
+  #stderr: string[] = [];
   #textWrites = 0;
 
-  private constructor(options: TestPatternOptions, dir: string, udp: Socket) {
+  private constructor(options: TestPatternOptions, ffmpeg: FfmpegChoice & { command: string }, dir: string, udp: Socket, box: TextBox) {
     this.#options = options;
+    this.#ffmpeg = ffmpeg;
     this.#dir = dir;
     this.#udp = udp;
+    this.#box = box;
   }
 
-  /** Starts the encoder; packets flow to `onPacket` from then on. */
+  /**
+   * Starts the encoder; packets flow to `onPacket` from its first key frame on. Throws an EncoderUnavailable when
+   * ffmpeg cannot be run at all; later failures go to `onFailure`.
+   */
   static async start(options: TestPatternOptions): Promise<TestPatternEncoder> {
+    const choice = options.ffmpeg ?? chooseFfmpeg();
+    const ffmpeg = { ...choice, command: checkFfmpeg(choice) };
+    const fontFile = options.fontFile ?? packagedFont();
+    const box = textBox(fontFile, options.width ?? 640, options.height ?? 360);
     const dir = await mkdtemp(path.join(tmpdir(), "reactor-demo-"));
     const udp = createSocket("udp4");
     try {
-      await writeFile(path.join(dir, "text.txt"), wrapText(options.text));
+      await linkFont(fontFile, path.join(dir, "font.ttf"));
+      await writeFile(path.join(dir, "text.txt"), prepareText(options.text, box));
       await new Promise<void>((resolve, reject) => {
         udp.once("error", reject);
         udp.bind(0, "127.0.0.1", () => resolve());
@@ -71,17 +106,9 @@ export class TestPatternEncoder {
       await rm(dir, { recursive: true, force: true });
       throw error;
     }
-    const spawned = performance.now();
-    let first = true;
-    udp.on("message", (packet) => {
-      if (first) {
-        first = false;
-        options.log("debug", `encoder: first RTP packet ${Math.round(performance.now() - spawned)} ms after start`);
-      }
-      options.onPacket(packet);
-    });
+    const encoder = new TestPatternEncoder(options, ffmpeg, dir, udp, box);
+    udp.on("message", (packet) => encoder.#onPacket(packet));
     udp.on("error", (error) => options.log("warn", `encoder UDP socket: ${errorText(error)}`));
-    const encoder = new TestPatternEncoder(options, dir, udp);
     encoder.#spawn();
     return encoder;
   }
@@ -91,10 +118,10 @@ export class TestPatternEncoder {
     return this.#child?.pid;
   }
 
-  /** Draws `text` from the next frame on. */
+  /** Draws `text` from the next frame on (prepared to fit: prompt-text.ts). */
   async setText(text: string): Promise<void> {
     const next = path.join(this.#dir, `text.${++this.#textWrites}.tmp`);
-    await writeFile(next, wrapText(text));
+    await writeFile(next, prepareText(text, this.#box));
     await rename(next, path.join(this.#dir, "text.txt"));
   }
 
@@ -102,6 +129,7 @@ export class TestPatternEncoder {
   stop(): Promise<void> {
     this.#stopping ??= (async () => {
       clearTimeout(this.#restartTimer);
+      clearTimeout(this.#firstFrameTimer);
       const child = this.#child;
       this.#child = undefined;
       if (child?.pid !== undefined && child.exitCode === null && child.signalCode === null) await stopGroup(child.pid, 2000);
@@ -111,45 +139,106 @@ export class TestPatternEncoder {
     return this.#stopping;
   }
 
+  #onPacket(packet: Buffer): void {
+    if (this.#failed) return;
+    if (!this.#started) {
+      const fields = rtpFields(packet);
+      if (!fields || !startsVp8KeyFrame(packet, fields.payloadOffset)) return;
+      this.#started = true;
+      clearTimeout(this.#firstFrameTimer);
+      this.#options.log("debug", `encoder: first key frame after ${Math.round(performance.now() - this.#spawnedAt)} ms`);
+    }
+    this.#options.onPacket(packet);
+  }
+
+  #spawnedAt = 0;
+
   #spawn(): void {
     const { log } = this.#options;
-    const port = this.#udp.address().port;
-    const args = ffmpegArgs({ ...this.#options, textFile: path.join(this.#dir, "text.txt"), port });
+    const args = ffmpegArgs({ ...this.#options, textFile: "text.txt", fontFile: "font.ttf", port: this.#udp.address().port });
     // The tether leads the group and holds our pipe as its lifeline (see scripts/lib/tether.ts).
-    const child = spawn(process.execPath, [TETHER, this.#options.ffmpegPath ?? "ffmpeg", ...args], {
+    const child = spawn(process.execPath, [TETHER, this.#ffmpeg.command, ...args], {
+      cwd: this.#dir,
       stdio: ["pipe", "ignore", "pipe"],
       detached: true,
     });
     this.#child = child;
-    createInterface({ input: child.stderr! }).on("line", (line) => log("debug", `ffmpeg: ${line}`));
-    child.once("error", (error) => log("error", `cannot start ffmpeg: ${errorText(error)}`));
+    this.#spawnedAt = performance.now();
+    this.#stderr = [];
+    createInterface({ input: child.stderr! }).on("line", (line) => {
+      this.#stderr = [...this.#stderr.slice(1 - STDERR_LINES_KEPT), line];
+      log("debug", `ffmpeg: ${line}`);
+    });
+    child.once("error", (error) => this.#fail(`cannot start the tether for ${describeFfmpeg(this.#ffmpeg)} (${errorText(error)})`));
     child.once("exit", (code, signal) => {
       if (this.#child !== child) return; // stopped on purpose
       this.#child = undefined;
-      this.#onUnexpectedExit(new Error(`ffmpeg exited (${signal ?? `code ${code}`})`));
+      // Let the last stderr lines arrive: they usually say why.
+      setTimeout(() => this.#onUnexpectedExit(signal ?? `code ${code}`), 50);
     });
+    if (!this.#started) {
+      const timeoutMs = this.#options.firstFrameTimeoutMs ?? FIRST_FRAME_TIMEOUT_MS;
+      clearTimeout(this.#firstFrameTimer);
+      this.#firstFrameTimer = setTimeout(() => this.#fail(`${describeFfmpeg(this.#ffmpeg)} sent no video within ${timeoutMs / 1000} s${this.#lastWords()}`), timeoutMs);
+    }
   }
 
-  #onUnexpectedExit(error: Error): void {
+  #onUnexpectedExit(how: string): void {
+    if (this.#stopping || this.#failed) return;
+    if (!this.#started) return this.#fail(`${describeFfmpeg(this.#ffmpeg)} exited (${how}) before its first frame${this.#lastWords()}`);
     const now = Date.now();
     this.#exits = [...this.#exits.filter((at) => now - at < 60_000), now];
     if (this.#exits.length > MAX_RESTARTS_PER_MINUTE) {
-      this.#options.log("error", `${error.message}; giving up after ${MAX_RESTARTS_PER_MINUTE} restarts in a minute`);
-      this.#options.onFailure?.(error);
-      return;
+      return this.#fail(`${describeFfmpeg(this.#ffmpeg)} exited (${how}) ${this.#exits.length} times in a minute${this.#lastWords()}`);
     }
-    this.#options.log("warn", `${error.message}; restarting it`);
+    this.#options.log("warn", `demo encoder: ffmpeg exited (${how}); restarting it`);
     this.#restartTimer = setTimeout(() => {
       if (!this.#stopping) this.#spawn();
     }, 500);
   }
+
+  /** Final: stops ffmpeg and tells the owner once. */
+  #fail(cause: string): void {
+    if (this.#failed || this.#stopping) return;
+    this.#failed = true;
+    clearTimeout(this.#firstFrameTimer);
+    const child = this.#child;
+    this.#child = undefined;
+    if (child?.pid !== undefined && child.exitCode === null && child.signalCode === null) void stopGroup(child.pid, 2000).catch(() => undefined);
+    this.#options.onFailure?.(encoderUnavailable(this.#ffmpeg, cause));
+  }
+
+  /** `: "<ffmpeg's last stderr line>"`, if it said anything. */
+  #lastWords(): string {
+    const last = this.#stderr.findLast((line) => line.trim() !== "");
+    return last ? `: "${last.trim().slice(0, 200)}"` : "";
+  }
 }
 
-export function ffmpegArgs(options: { width?: number; height?: number; fps?: number; bitrateKbps?: number; textFile: string; port: number }): string[] {
-  const { width = 640, height = 360, fps = 30, bitrateKbps = 1000 } = options;
-  if (!/^[\w/.-]+$/.test(options.textFile)) throw new Error(`the text file path must not need escaping in a filter graph: ${options.textFile}`);
-  const font = existsSync(FONT) ? `fontfile=${FONT}:` : "";
-  const draw = `drawtext=textfile=${options.textFile}:reload=1:expansion=none:${font}fontsize=${Math.round(height / 13)}:fontcolor=white:box=1:boxcolor=black:boxborderw=10:line_spacing=6:x=20:y=20`;
+/** Where the prompt may go: the frame less the margins and the box's border, at the size ffmpegArgs() draws. */
+function textBox(fontFile: string, width: number, height: number): TextBox {
+  const metrics = fontMetrics(fontFile);
+  const fontSize = fontSizeFor(height);
+  const inset = 2 * MARGIN;
+  return { metrics, fontSize, maxWidth: width - inset, maxLines: linesThatFit(metrics, fontSize, LINE_SPACING, height - inset) };
+}
+
+const fontSizeFor = (height: number) => Math.round(height / 13);
+
+/** A symbolic link to the font where the platform allows one, else a copy (~700 KB). */
+async function linkFont(from: string, to: string): Promise<void> {
+  await symlink(from, to).catch(() => copyFile(from, to));
+}
+
+/** The encoder's command line; `fontFile` defaults to the packaged font's absolute path. */
+export function ffmpegArgs(options: { width?: number; height?: number; fps?: number; bitrateKbps?: number; textFile: string; fontFile?: string; port: number }): string[] {
+  const { width = 640, height = 360, fps = 30, bitrateKbps = 1000, fontFile = packagedFont() } = options;
+  for (const file of [options.textFile, fontFile]) {
+    if (!/^[\w/.-]+$/.test(file)) throw new Error(`a file named in the filter graph must not need escaping: ${file}`);
+  }
+  const draw =
+    `drawtext=textfile=${options.textFile}:reload=1:expansion=none:fontfile=${fontFile}:fontsize=${fontSizeFor(height)}` +
+    `:fontcolor=white:box=1:boxcolor=black:boxborderw=${BOX_BORDER}:line_spacing=${LINE_SPACING}:x=${MARGIN}:y=${MARGIN}`;
   const bitrate = `${bitrateKbps}k`;
   return [
     ...["-hide_banner", "-loglevel", "warning", "-nostats", "-nostdin"],
@@ -158,29 +247,4 @@ export function ffmpegArgs(options: { width?: number; height?: number; fps?: num
     ...["-g", String(fps), "-keyint_min", String(fps), "-b:v", bitrate, "-maxrate", bitrate, "-bufsize", bitrate, "-undershoot-pct", "95", "-threads", "1"],
     ...["-f", "rtp", "-payload_type", "96", `rtp://127.0.0.1:${options.port}?pkt_size=1200`],
   ];
-}
-
-/** Breaks text into lines of at most LINE_CHARS characters, at spaces where possible. */
-export function wrapText(text: string, width = LINE_CHARS): string {
-  const lines: string[] = [];
-  for (const paragraph of text.replace(/\r/g, "").split("\n")) {
-    let line = "";
-    for (const word of paragraph.split(/\s+/).filter(Boolean)) {
-      for (let rest = word; rest.length > 0; ) {
-        const room = line ? width - line.length - 1 : width;
-        if (rest.length <= room) {
-          line = line ? `${line} ${rest}` : rest;
-          rest = "";
-        } else if (line) {
-          lines.push(line);
-          line = "";
-        } else {
-          lines.push(rest.slice(0, width));
-          rest = rest.slice(width);
-        }
-      }
-    }
-    lines.push(line);
-  }
-  return lines.join("\n");
 }

@@ -1,7 +1,14 @@
 /**
  * The demo model: a live `main_video` track (VP8, 640×360, 30 fps) of a moving test pattern with the latest
  * `set_prompt` text drawn into it, so a prompt visibly changes the stream. One ffmpeg per session, started when
- * the session is assigned (before the client's offer arrives) and stopped when it ends.
+ * the session is assigned (before the client's offer arrives) and stopped when it ends. ffmpeg and its font come
+ * from npm unless another ffmpeg is asked for (ffmpeg.ts); the prompt is fitted to the frame (prompt-text.ts).
+ *
+ * When a session's encoder cannot start (or gives up), the session stays up without video and its client is told,
+ * with an application message `{ type: "error", code: "ENCODER_UNAVAILABLE", message }` — the message is the one
+ * line the agent logs, cause and fix — sent at once and again whenever the client opens a data channel (the
+ * official client reads messages only there); `set_prompt` then fails with the same message. Never a silent
+ * black video.
  *
  * `spareEncoders: n` keeps n encoders running while idle (encoder-pool.ts): a new session takes one that is already
  * producing video (with its latest key frame kept), so its first frame does not wait for ffmpeg to start (~150–400
@@ -15,9 +22,10 @@
  */
 import { createHash } from "node:crypto";
 import { json, object, record, string } from "../../src/protocol/schema.ts";
-import type { Log } from "../log.ts";
+import { errorText, type Log } from "../log.ts";
 import { defineModel } from "../model.ts";
 import { TestPatternEncoder } from "./encoder.ts";
+import { chooseFfmpeg, describeFfmpeg, ENCODER_UNAVAILABLE, EncoderUnavailable, type FfmpegChoice } from "./ffmpeg.ts";
 import { EncoderPool } from "./encoder-pool.ts";
 
 export interface DemoModelOptions {
@@ -29,16 +37,29 @@ export interface DemoModelOptions {
   initialPrompt?: string;
   /** Encoders kept running while idle, taken by new sessions and given back when they end (default 0). */
   spareEncoders?: number;
+  /** Another ffmpeg than the packaged one: a path, or a name looked up on PATH. */
   ffmpegPath?: string;
+  /** Which ffmpeg, with where it was asked for (runtime/main.ts: `--ffmpeg`, REACTOR_FFMPEG); wins over ffmpegPath. */
+  ffmpeg?: FfmpegChoice;
 }
 
 export const DEMO_MODEL_NAME = "demo";
+
+/** The application message a session's client gets when its video cannot be produced. */
+export interface EncoderError {
+  type: "error";
+  code: typeof ENCODER_UNAVAILABLE;
+  /** One line: the cause and the fix, as the agent logs it. */
+  message: string;
+}
+
 const INITIAL_PROMPT = "Send set_prompt to change this text";
 
 export function demoModel(options: DemoModelOptions = {}) {
   const { width = 640, height = 360, fps = 30, bitrateKbps = 1000, spareEncoders = 0 } = options;
   let log: Log = () => undefined; // the agent's, from start()
   const text = options.initialPrompt ?? INITIAL_PROMPT;
+  const ffmpeg = options.ffmpeg ?? chooseFfmpeg(options.ffmpegPath);
   const encoders = new EncoderPool({
     warm: spareEncoders,
     start: (relay) =>
@@ -48,7 +69,7 @@ export function demoModel(options: DemoModelOptions = {}) {
         fps,
         bitrateKbps,
         text,
-        ffmpegPath: options.ffmpegPath,
+        ffmpeg,
         log: (level, message) => relay.log(level, message),
         onPacket: (packet) => relay.write(packet),
         onFailure: (error) => relay.fail(error),
@@ -76,22 +97,32 @@ export function demoModel(options: DemoModelOptions = {}) {
     emissionFps: fps,
     async start(context) {
       log = context.log;
+      log("info", `video by ${describeFfmpeg(ffmpeg)} (${ffmpeg.source === "package" ? "installed from npm" : `chosen with ${ffmpeg.source}`})`);
       await encoders.start();
     },
     stop: () => encoders.stop(),
     async onSession(session) {
       const video = session.video("main_video");
-      const feed = await encoders.take({
-        write: (packet) => video.writeRtp(packet),
-        fail: (error) => session.release(`video encoder failed: ${error.message}`),
-        log: session.log,
+      /** Why this session has no video, once its encoder failed: told to the client, logged once. */
+      let unavailable: EncoderError | undefined;
+      const report = (error: unknown) => {
+        if (unavailable) return;
+        const message = errorText(error);
+        unavailable = { type: "error", code: ENCODER_UNAVAILABLE, message };
+        session.log("error", message);
+        session.emit(unavailable);
+      };
+      const feed = await encoders.take({ write: (packet) => video.writeRtp(packet), fail: report, log: session.log }).catch((error: unknown) => {
+        if (!(error instanceof EncoderUnavailable)) throw error; // the model failed: the session is released
+        report(error);
+        return undefined;
       });
-      const { encoder } = feed;
       return {
         async onCommand(command) {
           switch (command.type) {
             case "set_prompt":
-              await encoder.setText(command.data.prompt);
+              if (!feed || unavailable) throw new Error(unavailable?.message ?? "no encoder");
+              await feed.encoder.setText(command.data.prompt);
               session.emit({ type: "command_result", command: command.type, ok: true, prompt: command.data.prompt });
               return;
             case "echo":
@@ -105,7 +136,10 @@ export function demoModel(options: DemoModelOptions = {}) {
         onFileUploaded({ upload_id, name, mime_type, size }) {
           session.emit({ type: "file_uploaded", upload_id, name, mime_type, size });
         },
-        close: () => encoders.give(feed),
+        onClientConnected() {
+          if (unavailable) session.emit(unavailable);
+        },
+        close: () => (feed ? encoders.give(feed) : undefined),
       };
     },
   });

@@ -1,13 +1,15 @@
 /**
  * A small process supervisor for `npm start`: it starts child processes (each in its own process group), forwards
- * their output line by line with a name prefix, and stops all of them (children of children included) on Ctrl-C,
- * SIGTERM, or when one of them exits on its own.
+ * their output line by line with a name prefix, and stops all of them (children of children included) on Ctrl-C or
+ * SIGTERM. A child that exits on its own is restarted if its spec has a restart policy (restart-policy.ts) and the
+ * policy agrees; otherwise, or once the policy gives up, the supervisor's owner is told (`onUnexpectedExit`).
  */
 import { spawn } from "node:child_process";
 import path from "node:path";
 import { createInterface } from "node:readline";
 import { fileURLToPath } from "node:url";
 import { stopGroup } from "./process-group.ts";
+import type { RestartPolicy } from "./restart-policy.ts";
 
 /** Runs each child, and stops its group if we die without stopping it (see tether.ts). */
 const TETHER = path.join(path.dirname(fileURLToPath(import.meta.url)), "tether.ts");
@@ -19,6 +21,11 @@ export interface ChildSpec {
   args: string[];
   cwd?: string;
   env?: NodeJS.ProcessEnv;
+  /**
+   * Restart it when it exits on its own, as the policy says (default: never). Read at each exit, so it may be set
+   * once the child is known to start properly.
+   */
+  restart?: RestartPolicy;
 }
 
 export interface ChildExit {
@@ -26,6 +33,16 @@ export interface ChildExit {
   code: number | null;
   signal: NodeJS.Signals | null;
   error?: Error;
+  /** How long it ran. */
+  ranMs: number;
+  /** Set when its restart policy gave up on it: why. */
+  gaveUp?: string;
+}
+
+/** A restart that is coming: after `delayMs`, the `attempt`-th since the child last ran a while. */
+export interface PlannedRestart {
+  delayMs: number;
+  attempt: number;
 }
 
 export type OutputSink = (name: string, line: string, stream: "stdout" | "stderr") => void;
@@ -55,6 +72,8 @@ export class ManagedChild {
 
   constructor(spec: ChildSpec, output: OutputSink) {
     this.name = spec.name;
+    const startedAt = performance.now();
+    const ranMs = () => Math.round(performance.now() - startedAt);
     const child = spawn(process.execPath, [TETHER, spec.command, ...spec.args], {
       cwd: spec.cwd,
       env: spec.env ?? process.env,
@@ -63,8 +82,8 @@ export class ManagedChild {
       detached: true, // own process group: Ctrl-C reaches only the supervisor, which then stops the whole group
     });
     this.exited = new Promise((resolve) => {
-      child.once("error", (error) => resolve({ name: spec.name, code: null, signal: null, error }));
-      child.once("exit", (code, signal) => resolve({ name: spec.name, code, signal }));
+      child.once("error", (error) => resolve({ name: spec.name, code: null, signal: null, error, ranMs: ranMs() }));
+      child.once("exit", (code, signal) => resolve({ name: spec.name, code, signal, ranMs: ranMs() }));
     });
     this.pid = child.pid ?? -1;
     for (const stream of ["stdout", "stderr"] as const) {
@@ -91,11 +110,23 @@ export class Supervisor {
   #stopping: Promise<void> | undefined;
   readonly #name: string;
   readonly #unexpectedExit: ((exit: ChildExit) => void) | undefined;
+  readonly #onRestart: ((exit: ChildExit, restart: PlannedRestart) => void) | undefined;
+  readonly #restartTimers = new Set<NodeJS.Timeout>();
 
-  constructor(options: { name?: string; output?: OutputSink; onUnexpectedExit?: (exit: ChildExit) => void } = {}) {
+  constructor(
+    options: {
+      name?: string;
+      output?: OutputSink;
+      /** A child exited on its own and is not restarted (no policy, or it gave up: `exit.gaveUp`). */
+      onUnexpectedExit?: (exit: ChildExit) => void;
+      /** A child exited on its own and will be restarted. */
+      onRestart?: (exit: ChildExit, restart: PlannedRestart) => void;
+    } = {},
+  ) {
     this.#name = options.name ?? "supervisor";
     this.#output = options.output ?? prefixedOutput([this.#name]);
     this.#unexpectedExit = options.onUnexpectedExit;
+    this.#onRestart = options.onRestart;
   }
 
   get children(): readonly ManagedChild[] {
@@ -110,10 +141,38 @@ export class Supervisor {
     if (this.stopping) throw new Error(`not starting ${spec.name}: the supervisor is stopping`);
     const child = new ManagedChild(spec, this.#output);
     this.#children.push(child);
-    void child.exited.then((exit) => {
-      if (!child.stopRequested && !this.stopping) this.#unexpectedExit?.(exit);
-    });
+    this.#watch(child, spec);
     return child;
+  }
+
+  /** The running process of the child named `name` (a restart replaces it). */
+  child(name: string): ManagedChild | undefined {
+    return this.#children.find((child) => child.name === name);
+  }
+
+  #watch(child: ManagedChild, spec: ChildSpec): void {
+    void child.exited.then((exit) => {
+      if (child.stopRequested || this.stopping) return;
+      const decision = spec.restart?.afterCrash(exit.ranMs);
+      if (!decision) return this.#unexpectedExit?.(exit);
+      if (!decision.restart) return this.#unexpectedExit?.({ ...exit, gaveUp: decision.reason });
+      this.#onRestart?.(exit, { delayMs: decision.delayMs, attempt: decision.attempt });
+      // What the crashed process left in its group goes first (its own tethered children go by themselves).
+      void child
+        .stop(2000)
+        .catch((error: Error) => this.log(`could not stop what ${child.name} left behind: ${error.message}`, "stderr"))
+        .then(() => {
+          if (this.stopping) return;
+          const timer = setTimeout(() => {
+            this.#restartTimers.delete(timer);
+            if (this.stopping) return;
+            const next = new ManagedChild(spec, this.#output);
+            this.#children[this.#children.indexOf(child)] = next; // same place: stopAll keeps its order
+            this.#watch(next, spec);
+          }, decision.delayMs);
+          this.#restartTimers.add(timer);
+        });
+    });
   }
 
   /** Prints a line of the supervisor's own (or of a step it runs, under `name`), prefixed like the children's. */
@@ -124,6 +183,7 @@ export class Supervisor {
   /** Stops every child, newest first (later children may depend on earlier ones). Safe to call more than once. */
   stopAll(graceMs = 10_000): Promise<void> {
     this.#stopping ??= (async () => {
+      for (const timer of this.#restartTimers) clearTimeout(timer);
       for (const child of [...this.#children].reverse()) {
         try {
           await child.stop(graceMs);

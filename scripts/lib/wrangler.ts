@@ -1,6 +1,7 @@
 /** Running the wrangler CLI from scripts: quiet, local-only, with the project's Node. */
 import { spawn } from "node:child_process";
 import { readdir } from "node:fs/promises";
+import path from "node:path";
 import { MIGRATIONS_DIR, PROJECT_ROOT, WRANGLER_BIN, WRANGLER_CONFIG } from "./paths.ts";
 
 /** No telemetry, no calls to Cloudflare for `request.cf`, no local observability dashboard. The caller's env wins. */
@@ -23,7 +24,7 @@ export interface DevServerOptions {
   port: number;
   /** `--persist-to`: local D1 / Durable Object / R2 state. */
   stateDir: string;
-  /** Secrets file; when set, wrangler reads it instead of `.dev.vars` next to the config. */
+  /** Secrets file; when set, wrangler reads it instead of `.dev.vars` next to the config. Relative: to the cwd. */
   envFile?: string;
   /** Extra `--var NAME:value` bindings (they override the secrets file). */
   vars?: Record<string, string>;
@@ -47,7 +48,8 @@ export function wranglerDevArgs(options: DevServerOptions): string[] {
     "--persist-to", options.stateDir,
     "--show-interactive-dev-session=false",
     ...(options.inspectorPort ? ["--inspector-port", String(options.inspectorPort)] : []),
-    ...(options.envFile ? ["--env-file", options.envFile] : []),
+    // Absolute: wrangler resolves a relative --env-file against the config's directory, not the working directory.
+    ...(options.envFile ? ["--env-file", path.resolve(options.envFile)] : []),
     ...Object.entries(options.vars ?? {}).flatMap(([name, value]) => ["--var", `${name}:${value}`]),
   ];
 }

@@ -6,7 +6,7 @@
  */
 import { COMMAND_POLICIES, type Capabilities, type SessionState } from "../../src/protocol/common.ts";
 import { ENDED_STATES } from "../../src/protocol/sessions.ts";
-import type { ServerFrame } from "../../src/protocol/signaling.ts";
+import { CLOSE_TOKEN_EXPIRED, type ServerFrame } from "../../src/protocol/signaling.ts";
 import { CommandHandle, CommandQueue, fitsInFrame } from "./command-queue.ts";
 import { nextPhase, statusOf, type ClientStatus, type Phase, type PhaseEvent } from "./connection-state.ts";
 import { Emitter } from "./emitter.ts";
@@ -14,7 +14,7 @@ import { ReactorError, SDK_ERROR_CODES, sdkError, sessionEndedError } from "./er
 import type { ClientEvents, SendCommandOptions, SessionInfo } from "./events.ts";
 import { Media } from "./media.ts";
 import { MessageInbox } from "./message-inbox.ts";
-import { watchNetwork } from "./network-watch.ts";
+import { isOffline, watchNetwork } from "./network-watch.ts";
 import { resolveOptions, type ClientOptions, type ResolvedOptions, type TokenSource } from "./options.ts";
 import { SessionApi } from "./rest.ts";
 import { SignalingSocket } from "./signaling-socket.ts";
@@ -57,6 +57,8 @@ export class Client {
   #lastRestart = 0;
   #restartTimer: ReturnType<typeof setTimeout> | undefined;
   #stopWatching: (() => void) | undefined;
+  /** A network change is being looked into (browsers fire `online` several times at once). */
+  #checkingPath = false;
   #waiters: { resolve(): void; reject(error: ReactorError): void }[] = [];
   #closeTimer: ReturnType<typeof setTimeout> | undefined;
 
@@ -268,13 +270,18 @@ export class Client {
 
   #openSocket(jwt: string): void {
     this.#welcome = undefined;
-    const url = `${this.#options.apiUrl.replace(/^http/, "ws")}/v1/sessions/${encodeURIComponent(this.#sessionId!)}/signal`;
+    // `generation`: the peer connection this client still holds (0: none), so that the gateway does not count the
+    // runtime's view of another one as "the peer connection is up" (ACTIVE) while this client negotiates a new one.
+    const base = `${this.#options.apiUrl.replace(/^http/, "ws")}/v1/sessions/${encodeURIComponent(this.#sessionId!)}/signal`;
+    const url = `${base}?generation=${this.#media.heldGeneration}`;
     this.#socketToken = jwt;
     const socket: SignalingSocket = new SignalingSocket({
       url,
       token: jwt,
       WebSocket: this.#options.WebSocket,
       keepAliveMs: this.#options.keepAliveMs,
+      // A token function renews the socket's token in place before it expires (else the gateway closes it, 4001).
+      ...(typeof this.#token === "function" && { renewToken: () => this.#nextToken() }),
       handlers: {
         frame: (frame) => socket === this.#socket && this.#onFrame(frame),
         invalid: (error) => socket === this.#socket && this.#emitError(error),
@@ -342,7 +349,33 @@ export class Client {
     this.#media.onWelcome();
     this.#commands.attach((frame) => this.#socket?.send(frame) ?? false, nextCommandSeq);
     this.#inbox.resetAcknowledged();
-    this.#stopWatching ??= watchNetwork(() => this.restartIce());
+    this.#stopWatching ??= watchNetwork(() => this.#onNetworkChange());
+  }
+
+  /**
+   * Back online, or on another network. A socket waiting out its backoff reconnects now: the wait was for the
+   * network, which is back. A live connection renews its peer connection only if the path is gone: one that still
+   * carries media is kept (a new generation would cost a renegotiation and a gap in the video for nothing).
+   */
+  #onNetworkChange(): void {
+    if (isOffline()) return; // a change to no network at all: the `online` that follows is the one to act on
+    if (this.#phase === "recovering") {
+      clearTimeout(this.#recovery?.timer);
+      void this.#attempt();
+      return;
+    }
+    if (this.#phase !== "live" || this.#checkingPath) return;
+    this.#checkingPath = true;
+    const media = this.#media;
+    void media
+      .pathLost()
+      .then((lost) => {
+        if (!lost || media !== this.#media || this.#phase !== "live" || !this.#socket?.open) return;
+        clearTimeout(this.#restartTimer); // now rather than when a throttled restart would have come
+        this.#restartTimer = undefined;
+        if (media.restart()) this.#lastRestart = Date.now();
+      })
+      .finally(() => (this.#checkingPath = false));
   }
 
   #onSessionEnded(state: SessionState, reason: string | undefined): void {
@@ -387,6 +420,11 @@ export class Client {
       return void this.#endByRest(); // closed before the gateway confirmed the end
     }
     if (info.code === 4000) return this.#fail(sdkError("SESSION_REPLACED", { component: "api" }));
+    // The token expired on the open socket. A token function gives a fresh one (the reconnect below asks it); a
+    // fixed token cannot open another socket.
+    if (info.code === CLOSE_TOKEN_EXPIRED && typeof this.#token !== "function") {
+      return this.#fail(new ReactorError({ code: "TOKEN_EXPIRED", message: "The token expired; pass connect() a token function to renew it.", recoverable: false, component: "api" }));
+    }
     if (!this.#move("socketLost")) return;
     this.#recovery ??= { since: Date.now(), attempt: 0 };
     if (this.#recovery.attempt === 0) {
@@ -553,7 +591,8 @@ export class Client {
         this.#stats.follow(link && !link.closed ? { pc: link.pc, generation: link.generation } : undefined);
         this.#updateStatus();
       },
-      onInterrupted: () => media === this.#media && this.restartIce(),
+      // Offline, a new generation could gather no path: the `online` event renews it (see #onNetworkChange).
+      onInterrupted: () => media === this.#media && !isOffline() && this.restartIce(),
       onError: (error) => media === this.#media && this.#emitError(error),
     });
     return media;

@@ -81,11 +81,16 @@ interface Entry {
 
 export type SendFrame = (frame: ClientFrame) => boolean;
 
+/** `commands_seen` goes out when everything sent is settled, or when the settled point has moved this far. */
+const SEEN_EVERY = 32;
+
 export class CommandQueue {
   /** Commands not final yet: those with a seq (ascending), then those never sent (in submission order). */
   #entries: Entry[] = [];
   #nextSeq = 1;
   #send: SendFrame | undefined;
+  /** The last `commands_seen` sent: the gateway tells a new socket the state of every seq after it. */
+  #seenSent = 0;
 
   submit(type: string, data: unknown, policy: CommandPolicy, uploads?: Record<string, FileRef>): CommandHandle {
     const entry = this.#entry(type, data, policy, uploads);
@@ -127,10 +132,28 @@ export class CommandQueue {
   onStatus(seq: number, state: CommandState, error?: string): void {
     for (const entry of this.#entries) {
       if (entry.seq === seq) entry.update(state, error);
-      // Acknowledgements are cumulative: an earlier command whose own status was lost with a socket is done too.
-      else if (state === "acknowledged" && entry.seq !== undefined && entry.seq < seq) entry.update("acknowledged");
+      // The runtime acknowledges cumulatively, in order: an earlier command the gateway said it *delivered* is done
+      // too. Never one whose state is unknown here: it may have been dropped or replaced, and the gateway tells
+      // each seq's final state (again on the next socket, if this one dies first).
+      else if (state === "acknowledged" && entry.seq !== undefined && entry.seq < seq && entry.handle.state === "delivered") entry.update("acknowledged");
     }
     this.#prune();
+    this.#sayWhatIsSeen();
+  }
+
+  /** Every seq up to this one has a final state here. */
+  get settledThrough(): number {
+    const open = this.#entries.find((entry) => entry.seq !== undefined);
+    return open ? open.seq! - 1 : this.#nextSeq - 1;
+  }
+
+  /** Tells the gateway how far every state is known (cumulative), so it stops keeping them for a next socket. */
+  #sayWhatIsSeen(): void {
+    const settled = this.settledThrough;
+    if (settled <= this.#seenSent) return;
+    const allSettled = this.#entries.every((entry) => entry.seq === undefined);
+    if (!allSettled && settled - this.#seenSent < SEEN_EVERY) return;
+    if (this.#send?.({ type: "commands_seen", seq: settled })) this.#seenSent = settled;
   }
 
   /** The session is over: nothing still pending will be delivered. */

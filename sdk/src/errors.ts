@@ -1,16 +1,21 @@
 /**
- * The one error type of the SDK. Gateway errors keep the gateway's code (`TOKEN_EXPIRED`, `COMMAND_BUFFER_FULL`…,
- * see src/errors.ts); the SDK's own codes are listed in `SDK_ERROR_CODES`. `retryAfter` (seconds) is always set on
- * recoverable errors.
+ * The one error type of the SDK. Gateway errors keep the gateway's code (`TOKEN_EXPIRED`, `CONCURRENCY_LIMIT`…,
+ * see src/errors.ts); the SDK's own codes are listed in `SDK_ERROR_CODES`. `retryAfter` (seconds) is set on
+ * recoverable errors, except those that waiting alone does not cure (`CONCURRENCY_LIMIT`: end a session first).
  */
+import type { ErrorCode } from "../../src/errors.ts";
+
 export type ErrorComponent = "api" | "gpu" | "sdk";
 
+/** Every code a ReactorError may carry: the gateway's (src/errors.ts) and the SDK's own. */
+export type ReactorErrorCode = ErrorCode | SdkErrorCode;
+
 export interface ReactorErrorInit {
-  code: string;
+  code: ReactorErrorCode | (string & {});
   message: string;
   recoverable: boolean;
-  /** Seconds; defaults to 1 on recoverable errors, absent otherwise. */
-  retryAfter?: number;
+  /** Seconds; defaults to 1 on recoverable errors, absent otherwise. `null`: no wait helps, none is set. */
+  retryAfter?: number | null;
   component: ErrorComponent;
   /** Why the session ended, when the error is about its end (`no_runtime`, `max_duration`…). */
   reason?: string;
@@ -19,7 +24,8 @@ export interface ReactorErrorInit {
 }
 
 export class ReactorError extends Error {
-  readonly code: string;
+  /** A gateway or SDK code (switch on it: `ReactorErrorCode` lists them); a newer gateway may send others. */
+  readonly code: ReactorErrorCode | (string & {});
   readonly recoverable: boolean;
   readonly retryAfter: number | undefined;
   readonly component: ErrorComponent;
@@ -32,7 +38,7 @@ export class ReactorError extends Error {
     this.name = "ReactorError";
     this.code = init.code;
     this.recoverable = init.recoverable;
-    this.retryAfter = init.recoverable ? (init.retryAfter ?? DEFAULT_RETRY_AFTER) : init.retryAfter;
+    this.retryAfter = init.retryAfter === null ? undefined : init.recoverable ? (init.retryAfter ?? DEFAULT_RETRY_AFTER) : init.retryAfter;
     this.component = init.component;
     this.timestamp = Date.now();
     this.reason = init.reason;
@@ -88,6 +94,7 @@ const END_REASONS: [prefix: string, code: SdkErrorCode][] = [
   ["client_reconnect_timeout", "RECONNECT_TIMEOUT"],
   ["runtime_lost", "RUNTIME_LOST"],
   ["runtime_released", "RUNTIME_LOST"],
+  ["runtime_frame_error", "RUNTIME_LOST"],
   ["max_duration", "SESSION_MAX_DURATION"],
 ];
 

@@ -5,7 +5,7 @@
 export { Client } from "./client.ts";
 export { CommandHandle, type CommandPolicy, type CommandState } from "./command-queue.ts";
 export type { ClientStatus } from "./connection-state.ts";
-export { ReactorError, SDK_ERROR_CODES, type ErrorComponent, type SdkErrorCode } from "./errors.ts";
+export { ReactorError, SDK_ERROR_CODES, type ErrorComponent, type ReactorErrorCode, type SdkErrorCode } from "./errors.ts";
 export type { ClientEvents, SendCommandOptions, SessionInfo } from "./events.ts";
 export type { ClientOptions, TokenSource } from "./options.ts";
 export type { RTCPeerConnectionConstructor } from "./peer-link.ts";

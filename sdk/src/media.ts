@@ -22,6 +22,8 @@ export interface MediaOptions {
 
 /** How often a generation may be refused as stale before giving up (each refusal moves past it). */
 const STALE_RETRIES = 8;
+/** After a network change, a connected link that receives nothing for this long has lost its path. */
+const PATH_PROBE_MS = 1000;
 
 export class Media {
   readonly #options: MediaOptions;
@@ -49,6 +51,32 @@ export class Media {
 
   get current(): PeerLink | undefined {
     return this.#current;
+  }
+
+  /**
+   * The generation of a link worth keeping across a new signaling socket (answered, not closed, path not lost), or
+   * 0. The gateway is told it when the socket opens: for any other generation, whatever the runtime last said about
+   * its peer connection is stale, and the session is not ACTIVE again until a new generation connects.
+   */
+  get heldGeneration(): number {
+    const link = this.#current;
+    return link && link.answered && !link.closed && !link.interrupted ? link.generation : 0;
+  }
+
+  /**
+   * After a network change: has the current link lost its path? Yes if ICE says so, or if it is connected but
+   * nothing arrives for a moment (the old path may be gone before ICE notices). A link still negotiating, or none,
+   * is left to negotiate: no.
+   */
+  async pathLost(): Promise<boolean> {
+    const link = this.#current;
+    if (!link || link.closed || !link.answered) return false;
+    if (link.interrupted) return true;
+    if (!link.connected) return false;
+    const before = await link.bytesReceived();
+    await new Promise((resolve) => setTimeout(resolve, PATH_PROBE_MS));
+    if (link !== this.#current || link.closed) return false;
+    return link.interrupted || (await link.bytesReceived()) <= before;
   }
 
   /** Makes the next generation's peer connection now, while the caller waits for the gateway anyway. */

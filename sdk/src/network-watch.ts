@@ -1,7 +1,8 @@
 /**
  * Browser hints that the network changed (`online`, and the Network Information API's `change` where it exists).
- * The path the media took may be gone even though nothing failed yet: the client answers with an ICE restart.
- * Outside a browser there is nothing to watch; ICE `disconnected`/`failed` still triggers restarts.
+ * The client answers by reconnecting at once if its signaling socket is down, and by renewing the peer connection
+ * if its path is gone (see Client). Outside a browser there is nothing to watch; ICE `disconnected`/`failed` still
+ * triggers restarts.
  */
 type Target = { addEventListener(type: string, listener: () => void): void; removeEventListener(type: string, listener: () => void): void };
 
@@ -15,4 +16,9 @@ export function watchNetwork(onChange: () => void): () => void {
   return () => {
     for (const [target, type] of targets) target.removeEventListener(type, onChange);
   };
+}
+
+/** The browser knows it has no network (`navigator.onLine === false`): offering a new peer connection is pointless. */
+export function isOffline(): boolean {
+  return (globalThis as { navigator?: { onLine?: unknown } }).navigator?.onLine === false;
 }

@@ -98,6 +98,20 @@ export class PeerLink {
     return this.#closed;
   }
 
+  /** Bytes received on this connection so far (media, RTCP and ICE: anything at all means the path works). */
+  async bytesReceived(): Promise<number> {
+    let reports: { type: string; bytesReceived?: number }[];
+    try {
+      reports = [...(await this.pc.getStats()).values()] as typeof reports;
+    } catch {
+      return 0; // closed meanwhile
+    }
+    // The transport counts everything; implementations without transport stats (werift) count media per stream.
+    const transports = reports.filter((report) => report.type === "transport");
+    const counted = transports.length > 0 ? transports : reports.filter((report) => report.type === "inbound-rtp");
+    return counted.reduce((sum, report) => sum + (report.bytesReceived ?? 0), 0);
+  }
+
   async applyAnswer(sdp: string): Promise<void> {
     if (this.#answered || this.#closed) return; // the gateway repeats the answer after a reconnect
     this.#answered = true;

@@ -79,7 +79,9 @@ export function httpError(method: string, path: string, response: { status: numb
   const parsed = parse(ErrorResponse, json);
   if (parsed.ok) {
     const { code, message, recoverable, retry_after } = parsed.value.error;
-    return new ReactorError({ code, message, recoverable, retryAfter: retry_after ?? (header || undefined), component: "api" });
+    // A 429 that names no time (CONCURRENCY_LIMIT) is not cured by waiting: no retryAfter is made up for it.
+    const noWait = response.status === 429 && retry_after === undefined && !header;
+    return new ReactorError({ code, message, recoverable, retryAfter: noWait ? null : (retry_after ?? (header || undefined)), component: "api" });
   }
   const serverSide = response.status >= 500 || response.status === 429;
   return new ReactorError({

@@ -25,11 +25,42 @@ export interface SocketOptions {
   /** Ping period; the socket counts as dead after 2.5 periods without any frame. 0 disables. */
   keepAliveMs: number;
   handlers: SocketHandlers;
+  /**
+   * A fresh token, asked for ahead of the current one's expiry (at 80 % of its lifetime, or 60 s before it,
+   * whichever is sooner) and sent as a `token` frame: the gateway closes a socket whose token expired (4001).
+   * Without it the socket lives as long as the token it opened with.
+   */
+  renewToken?: () => Promise<string>;
 }
 
 const OPEN = 1;
 /** Reported when the keep-alive finds the connection silent (not a code the gateway sends). */
 export const KEEPALIVE_TIMEOUT_CODE = 4408;
+/** A renewal that failed is tried again this much later, while the current token still runs. */
+const RENEW_RETRY_MS = 5000;
+
+/** `exp` and `iat` of a JWT (Unix seconds), read without verifying: only to time the renewal. */
+export function tokenTimes(jwt: string): { exp: number; iat: number } | undefined {
+  try {
+    const payload = jwt.split(".")[1] ?? "";
+    const json = atob(payload.replace(/-/g, "+").replace(/_/g, "/").padEnd(Math.ceil(payload.length / 4) * 4, "="));
+    const { exp, iat } = JSON.parse(json) as { exp?: unknown; iat?: unknown };
+    if (typeof exp !== "number") return undefined;
+    return { exp, iat: typeof iat === "number" ? iat : Math.floor(Date.now() / 1000) };
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * When to renew a token living from `iat` to `exp` (Unix seconds): 80 % into its life, or 60 s before its end if
+ * that is sooner — but never before half of it, so short tokens are not renewed the moment they arrive.
+ */
+export function renewAtMs(times: { exp: number; iat: number }): number {
+  const startMs = times.iat * 1000;
+  const lifetimeMs = (times.exp - times.iat) * 1000;
+  return Math.max(startMs + 0.5 * lifetimeMs, Math.min(startMs + 0.8 * lifetimeMs, times.exp * 1000 - 60_000));
+}
 
 export class SignalingSocket {
   readonly #ws: WebSocketLike;
@@ -38,9 +69,17 @@ export class SignalingSocket {
   #done = false;
   #lastHeard = Date.now();
   #keepAlive: ReturnType<typeof setInterval> | undefined;
+  readonly #renewToken: (() => Promise<string>) | undefined;
+  #renewTimer: ReturnType<typeof setTimeout> | undefined;
+  /** The token this socket runs on (the one it opened with, or the last renewal the gateway accepted). */
+  #token: string;
+  /** A renewal sent and not answered yet. */
+  #renewing: string | undefined;
 
   constructor(options: SocketOptions) {
     this.#handlers = options.handlers;
+    this.#renewToken = options.renewToken;
+    this.#token = options.token;
     this.#ws = new options.WebSocket(options.url, ["reactor.v1", `bearer.${options.token}`]);
     this.#ws.addEventListener("message", (event) => this.#onMessage((event as MessageEvent).data));
     this.#ws.addEventListener("close", (event) => this.#onClose((event as CloseEvent).code, (event as CloseEvent).reason));
@@ -82,14 +121,54 @@ export class SignalingSocket {
       this.#handlers.invalid(new ReactorError({ code: decoded.code, message, recoverable: false, component: "api" }));
       return;
     }
-    if (decoded.frame.type === "welcome") this.#welcomed = true;
-    this.#handlers.frame(decoded.frame);
+    const frame = decoded.frame;
+    if (frame.type === "welcome") {
+      this.#welcomed = true;
+      this.#scheduleRenewal();
+    }
+    if (frame.type === "token_accepted") {
+      const before = tokenTimes(this.#token)?.exp ?? 0;
+      if (this.#renewing !== undefined) this.#token = this.#renewing;
+      this.#renewing = undefined;
+      // A token function that returns the same token again must not make this a busy loop.
+      this.#scheduleRenewal((tokenTimes(this.#token)?.exp ?? 0) > before ? undefined : RENEW_RETRY_MS);
+      return;
+    }
+    if (frame.type === "error" && (frame.ref as { type?: unknown } | undefined)?.type === "token") {
+      // Refused: the socket keeps its current token; try another one a little later, while that one runs.
+      this.#renewing = undefined;
+      this.#scheduleRenewal(RENEW_RETRY_MS);
+    }
+    this.#handlers.frame(frame);
   }
 
   #onClose(code: number, reason: string): void {
     if (this.#done) return;
     this.#finish();
     this.#handlers.closed({ code, reason, welcomed: this.#welcomed });
+  }
+
+  /** Renews the token ahead of its expiry (`retryInMs`: sooner, after a failure), if there is a way to. */
+  #scheduleRenewal(retryInMs?: number): void {
+    clearTimeout(this.#renewTimer);
+    const times = tokenTimes(this.#token);
+    if (!this.#renewToken || !times || this.#done) return;
+    const now = Date.now();
+    if (times.exp * 1000 <= now) return; // too late: the gateway closes the socket, and recovery opens a new one
+    const delay = retryInMs ?? Math.max(0, renewAtMs(times) - now);
+    this.#renewTimer = setTimeout(() => void this.#renew(), Math.min(delay, times.exp * 1000 - now));
+  }
+
+  async #renew(): Promise<void> {
+    let token: string;
+    try {
+      token = await this.#renewToken!();
+    } catch {
+      return this.#scheduleRenewal(RENEW_RETRY_MS);
+    }
+    if (this.#done) return;
+    this.#renewing = token;
+    if (!this.send({ type: "token", token })) this.#renewing = undefined;
   }
 
   #startKeepAlive(periodMs: number): void {
@@ -106,5 +185,6 @@ export class SignalingSocket {
   #finish(): void {
     this.#done = true;
     clearInterval(this.#keepAlive);
+    clearTimeout(this.#renewTimer);
   }
 }

@@ -9,7 +9,11 @@ export interface ClientStats {
   candidateType: string | undefined;
   /** For a relay candidate: how it reaches the TURN server, "udp", "tcp" or "tls". */
   relayProtocol: string | undefined;
-  /** Received video frames per second. */
+  /**
+   * Video frames decoded per second over the last sample period (framesDecoded deltas: a burst at the start of a
+   * peer connection, or a stall, is not smoothed away by the browser's own estimate). Undefined for the first
+   * period of each peer connection generation, and until the first frame is decoded.
+   */
   fps: number | undefined;
   /** Received media bitrate over the last sample period, kbit/s. */
   bitrateKbps: number | undefined;
@@ -32,7 +36,7 @@ export class StatsSampler {
   readonly #onSample: (stats: ClientStats) => void;
   #timer: ReturnType<typeof setInterval> | undefined;
   #source: Source | undefined;
-  #previous: { generation: number; bytes: number; at: number } | undefined;
+  #previous: { generation: number; bytes: number; frames: number; at: number } | undefined;
 
   constructor(intervalMs: number, onSample: (stats: ClientStats) => void) {
     this.#intervalMs = intervalMs;
@@ -79,15 +83,18 @@ export class StatsSampler {
     const bytes = reports
       .filter((report) => report.type === "inbound-rtp")
       .reduce((sum, report) => sum + ((report["bytesReceived"] as number | undefined) ?? 0), 0);
+    const frames = (video?.["framesDecoded"] as number | undefined) ?? 0;
     const now = Date.now();
     const previous = this.#previous?.generation === generation ? this.#previous : undefined;
-    this.#previous = { generation, bytes, at: now };
+    this.#previous = { generation, bytes, frames, at: now };
+    // From a period that started with frames already decoded: the first frames of a connection come in a burst.
+    const fps = previous && previous.frames > 0 && now > previous.at ? Math.round(((frames - previous.frames) * 10_000) / (now - previous.at)) / 10 : undefined;
     const rtt = pair?.["currentRoundTripTime"] as number | undefined;
     return {
       rttMs: rtt === undefined ? undefined : Math.round(rtt * 1000 * 10) / 10,
       candidateType: local?.["candidateType"] as string | undefined,
       relayProtocol: local?.["relayProtocol"] as string | undefined,
-      fps: video?.["framesPerSecond"] as number | undefined,
+      fps,
       bitrateKbps: previous && now > previous.at ? Math.round(((bytes - previous.bytes) * 8) / (now - previous.at)) : undefined,
       framesDecoded: video?.["framesDecoded"] as number | undefined,
       generation,

@@ -23,6 +23,8 @@ export interface ClientPrincipal {
   models: string[] | null;
   /** Most sessions this token may ever create, or null for no token-level cap. */
   maxSessions: number | null;
+  /** Longest any of its sessions may run (seconds, from first ACTIVE), or null for the account's limit alone. */
+  maxSessionSeconds: number | null;
 }
 
 const ClientClaims = object({
@@ -139,22 +141,52 @@ async function verifyAgainst(env: Env, keys: SigningKeySet, token: string): Prom
   };
 }
 
-/** Several details narrow together: a model must match every list, and the smallest session cap wins. */
-function narrowing(details: AuthorizationDetail[]): Pick<ClientPrincipal, "models" | "maxSessions"> {
+/** Several details narrow together: a model must match every list, and the smallest cap of each kind wins. */
+function narrowing(details: AuthorizationDetail[]): Pick<ClientPrincipal, "models" | "maxSessions" | "maxSessionSeconds"> {
   let models: string[] | null = null;
   let maxSessions: number | null = null;
+  let maxSessionSeconds: number | null = null;
   for (const detail of details) {
     const match = detail.resources?.models?.match;
     if (match) models = models ? models.filter((name) => match.includes(name)) : [...match];
     const cap = detail.constraints?.max_sessions;
     if (cap !== undefined) maxSessions = Math.min(maxSessions ?? cap, cap);
+    const duration = detail.constraints?.max_session_duration_seconds;
+    if (duration !== undefined) maxSessionSeconds = Math.min(maxSessionSeconds ?? duration, duration);
   }
-  return { models, maxSessions };
+  return { models, maxSessions, maxSessionSeconds };
 }
 
-function joseErrorCode(error: unknown): ErrorCode {
-  if (error instanceof joseErrors.JWTExpired) return "TOKEN_EXPIRED";
-  if (error instanceof joseErrors.JWTClaimValidationFailed) {
+/**
+ * Every error class jose can throw, with the code a client sees. jose checks some things before the signature (a
+ * `crit` header it does not support, a malformed header or payload), so whatever a forged token makes it throw
+ * must land here: an unmapped one would be a 500 and an "unhandled error" log line per request. Most specific
+ * first (JWTExpired is a JWTClaimValidationFailed; every class is a JOSEError). Some cannot be reached with this
+ * gateway's single-key, JWS-only verification (JWE and JWKS failures) and are mapped all the same, so a jose
+ * upgrade that starts throwing them still answers 401; test/worker/token-attacks.test.ts checks that every class
+ * jose exports is in this table.
+ */
+export const JOSE_ERROR_CODES: readonly [errorClass: abstract new (...args: never[]) => Error, code: ErrorCode][] = [
+  [joseErrors.JWTExpired, "TOKEN_EXPIRED"],
+  [joseErrors.JWTClaimValidationFailed, "TOKEN_CLAIMS_INVALID"], // refined by claim in joseErrorCode
+  [joseErrors.JWSSignatureVerificationFailed, "TOKEN_SIGNATURE_INVALID"],
+  [joseErrors.JOSEAlgNotAllowed, "TOKEN_ALGORITHM_NOT_ALLOWED"],
+  [joseErrors.JOSENotSupported, "TOKEN_UNSUPPORTED"],
+  [joseErrors.JWSInvalid, "TOKEN_MALFORMED"],
+  [joseErrors.JWTInvalid, "TOKEN_MALFORMED"],
+  [joseErrors.JWEInvalid, "TOKEN_MALFORMED"],
+  [joseErrors.JWEDecryptionFailed, "TOKEN_MALFORMED"],
+  [joseErrors.JWKSNoMatchingKey, "TOKEN_KEY_UNKNOWN"],
+  [joseErrors.JWKSMultipleMatchingKeys, "TOKEN_KEY_UNKNOWN"],
+  [joseErrors.JWKSInvalid, "TOKEN_KEY_UNKNOWN"],
+  [joseErrors.JWKSTimeout, "TOKEN_KEY_UNKNOWN"],
+  [joseErrors.JWKInvalid, "TOKEN_KEY_UNKNOWN"],
+  [joseErrors.JOSEError, "TOKEN_INVALID"], // any other (future) jose failure: still a token that does not verify
+];
+
+/** The code for an error thrown while verifying a token; anything that is not jose's is a bug, and re-thrown. */
+export function joseErrorCode(error: unknown): ErrorCode {
+  if (error instanceof joseErrors.JWTClaimValidationFailed && !(error instanceof joseErrors.JWTExpired)) {
     switch (error.claim) {
       case "iss":
         return "TOKEN_ISSUER_INVALID";
@@ -168,8 +200,7 @@ function joseErrorCode(error: unknown): ErrorCode {
         return "TOKEN_CLAIMS_INVALID";
     }
   }
-  if (error instanceof joseErrors.JWSSignatureVerificationFailed) return "TOKEN_SIGNATURE_INVALID";
-  if (error instanceof joseErrors.JOSEAlgNotAllowed) return "TOKEN_ALGORITHM_NOT_ALLOWED";
-  if (error instanceof joseErrors.JWTInvalid || error instanceof joseErrors.JWSInvalid) return "TOKEN_MALFORMED";
+  const entry = JOSE_ERROR_CODES.find(([errorClass]) => error instanceof errorClass);
+  if (entry) return entry[1];
   throw error;
 }

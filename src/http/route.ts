@@ -3,11 +3,11 @@
  * validation) and records the same declaration for the OpenAPI document. Handlers receive their validated body.
  */
 import type { Context, Hono } from "hono";
-import { ApiError } from "../errors.ts";
+import { ApiError, type ErrorCode } from "../errors.ts";
 import type { ApiKeyRecord } from "../auth/api-keys.ts";
 import type { ClientPrincipal } from "../auth/tokens.ts";
 import { schemaErrorCode } from "../protocol/frames.ts";
-import { parse, type JsonSchema, type Schema } from "../protocol/schema.ts";
+import { parse, type JsonSchema, type Schema, type SchemaError } from "../protocol/schema.ts";
 import { readJson } from "./body.ts";
 import { authenticators } from "./middleware/authenticate.ts";
 
@@ -39,6 +39,40 @@ export interface RouteSpec<B> {
 /** The answer for a path no route serves (also what a disabled route answers, so the two look the same). */
 export const noSuchRoute = (): ApiError => new ApiError("NOT_FOUND", "No such route.");
 
+/**
+ * The answer for a request no route served: 405 METHOD_NOT_ALLOWED with an `Allow` header when a declared route
+ * serves its path with other methods (`DELETE /tokens`), else 404 NOT_FOUND. CORS preflights never get here: the
+ * CORS middleware answers every OPTIONS itself.
+ */
+export function unrouted(request: Request): Response {
+  const path = new URL(request.url).pathname;
+  const methods = new Set(declaredRoutes.filter((spec) => routePattern(spec.path).test(path)).map((spec) => spec.method.toUpperCase()));
+  if (methods.size === 0) return noSuchRoute().toResponse();
+  if (methods.has("GET")) methods.add("HEAD"); // Hono answers HEAD with the GET route
+  methods.add("OPTIONS");
+  const allow = METHOD_ORDER.filter((method) => methods.has(method)).join(", ");
+  return new ApiError("METHOD_NOT_ALLOWED", `${request.method} is not allowed on ${path}; use ${allow}.`).toResponse({ Allow: allow });
+}
+
+const METHOD_ORDER = ["GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS"];
+const patterns = new Map<string, RegExp>();
+
+/** A declared path (`/sessions/:id`) as a regular expression matching the paths it serves. */
+function routePattern(path: string): RegExp {
+  let pattern = patterns.get(path);
+  if (!pattern) {
+    const source = path.split(/(:\w+)/).map((part) => (part.startsWith(":") ? "[^/]+" : part.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")));
+    patterns.set(path, (pattern = new RegExp(`^${source.join("")}$`)));
+  }
+  return pattern;
+}
+
+/** A body's schema failure as the most precise code: a forbidden key, an unknown field, an oversized SDP, or a mismatch. */
+function bodyErrorCode(error: SchemaError): ErrorCode {
+  const code = schemaErrorCode(error);
+  return code === "SDP_TOO_LARGE" || code === "FORBIDDEN_KEY" || code === "UNKNOWN_FIELD" ? code : "INVALID_REQUEST";
+}
+
 type Handler<B> = (c: AppContext, body: B) => Response | Promise<Response>;
 
 export const declaredRoutes: RouteSpec<unknown>[] = [];
@@ -54,10 +88,7 @@ export function route<B = undefined>(
     if (!body) return handler(c, undefined as B);
     const raw = await readJson(c.req.raw, { optional: spec.bodyOptional });
     const result = parse(body, raw ?? {});
-    if (!result.ok) {
-      const code = schemaErrorCode(result.error) === "SDP_TOO_LARGE" ? "SDP_TOO_LARGE" : "INVALID_REQUEST";
-      throw new ApiError(code, result.error.message);
-    }
+    if (!result.ok) throw new ApiError(bodyErrorCode(result.error), result.error.message);
     return handler(c, result.value);
   });
 }

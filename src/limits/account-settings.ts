@@ -10,6 +10,7 @@ export type LimitOverrides = { [K in keyof LimitSettings]?: number | null };
 const COLUMNS = {
   concurrentSessions: "concurrent_sessions",
   sessionCreationsPerMinute: "session_creations_per_minute",
+  accountSessionCreationsPerMinute: "account_session_creations_per_minute",
   tokenMintsPerMinute: "token_mints_per_minute",
   turnCredentialsPerMinute: "turn_credentials_per_minute",
   maxSessionSeconds: "max_session_seconds",

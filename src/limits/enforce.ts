@@ -1,7 +1,8 @@
 /**
  * The limit checks on the request paths: a session slot on POST /sessions, and the mint rate on POST /tokens.
- * Each is one call to the account's AccountLimits object; a refusal becomes the ApiError the client sees
- * (429 RATE_LIMITED with Retry-After, or 403 for a token's spent session cap).
+ * Each is one call to the account's AccountLimits object; a refusal becomes the ApiError the client sees: 429
+ * RATE_LIMITED with Retry-After (a rate window), 429 CONCURRENCY_LIMIT without one (all concurrent sessions in use),
+ * or 403 TOKEN_SESSION_LIMIT (a token's spent session cap).
  */
 import type { LimitDecision, SlotRequest } from "../../durable-objects/limits/account-limits.ts";
 import type { ClientPrincipal } from "../auth/tokens.ts";
@@ -18,7 +19,7 @@ export function allowed(decision: LimitDecision): LimitSettings {
   throw new ApiError(decision.code, decision.message, decision.retryAfter);
 }
 
-/** A slot for a new session of `model` (concurrency, creation rate, the token's max_sessions), or an ApiError. */
+/** A slot for a new session of `model` (concurrency, creation rates, the token's max_sessions), or an ApiError. */
 export async function acquireCreationSlot(env: Env, principal: ClientPrincipal, sessionId: string, model: string): Promise<LimitSettings> {
   const request: SlotRequest = {
     accountId: principal.accountId,

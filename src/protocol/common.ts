@@ -15,7 +15,19 @@ export const LIMITS = {
   candidatesPerGeneration: 256,
   /** Most candidates in one REST trickle request. */
   candidatesPerRequest: 64,
+  /**
+   * Largest `extra_args` of a session, as UTF-8 JSON: well under `frameBytes`, so the `session` frame that carries
+   * them to the runtime (with its ICE servers) always fits in one frame the runtime accepts.
+   */
+  extraArgsBytes: 64 * 1024,
 } as const;
+
+/** Whether `value` as UTF-8 JSON takes at most `maxBytes` (a UTF-16 unit is 1–3 bytes: only long text is encoded). */
+export function jsonFits(value: unknown, maxBytes: number): boolean {
+  const text = JSON.stringify(value) ?? "";
+  if (text.length * 3 <= maxBytes) return true;
+  return text.length <= maxBytes && new TextEncoder().encode(text).byteLength <= maxBytes;
+}
 
 export const SESSION_STATES = ["CREATED", "WAITING", "ACTIVE", "RECONNECTING", "CLOSED", "INACTIVE"] as const;
 export type SessionState = (typeof SESSION_STATES)[number];

@@ -21,8 +21,9 @@ export function decodeFrame<T>(schema: Schema<T>, raw: string | ArrayBuffer): De
   return { ok: false, code: schemaErrorCode(result.error), message: result.error.message };
 }
 
-/** The most precise code for a schema failure: an unknown `type`, an oversized SDP, or a generic mismatch. */
+/** The most precise code for a schema failure: its own (a forbidden key, an unknown field), an unknown `type`, an oversized SDP, or a mismatch. */
 export function schemaErrorCode(error: SchemaError): ErrorCode {
+  if (error.code) return error.code;
   if (error.path === "$.type") return "UNKNOWN_FRAME_TYPE";
   if (/\.sdp(_offer)?$/.test(error.path) && error.problem.startsWith("must be at most")) return "SDP_TOO_LARGE";
   return "FRAME_INVALID";

@@ -9,23 +9,47 @@ export const MAX_TOKEN_LIFETIME_SECONDS = 6 * 60 * 60;
 
 const ModelName = string({ min: 1, max: 128, pattern: /^[A-Za-z0-9][A-Za-z0-9._:/-]*$/ });
 
-/** RFC 9396-style narrowing of a token, as Reactor's scoped tokens carry it. */
+/**
+ * RFC 9396-style narrowing of a token, as Reactor's scoped tokens carry it. Strict at every level: a misspelt
+ * restriction must be refused, never dropped (dropped, it would mint a token with no restriction at all).
+ */
 export const AuthorizationDetail = object(
   {
     type: literal("session"),
-    resources: optional(object({ models: optional(object({ match: array(ModelName, { min: 1, max: 64 }) })) })),
-    constraints: optional(object({ max_sessions: optional(integer({ min: 1, max: 100_000 })) })),
+    resources: optional(
+      object({ models: optional(object({ match: array(ModelName, { min: 1, max: 64 }) }, { strict: true })) }, { strict: true }),
+    ),
+    constraints: optional(
+      object(
+        {
+          max_sessions: optional(integer({ min: 1, max: 100_000 })),
+          max_session_duration_seconds: optional(
+            integer({ min: 1, max: 86_400, description: "Ends each session the token creates this long after it is first ACTIVE (as SESSION_MAX_SECONDS)." }),
+          ),
+        },
+        { strict: true },
+      ),
+    ),
   },
   { strict: true },
 );
 export type AuthorizationDetail = Infer<typeof AuthorizationDetail>;
 
-export const TokenRequest = object({
-  expires_after: optional(
-    integer({ min: 1, description: `Lifetime in seconds; values above ${MAX_TOKEN_LIFETIME_SECONDS} are clamped.` }),
-  ),
-  authorization_details: optional(array(AuthorizationDetail, { min: 1, max: 8 })),
-});
+/** How to narrow a token, told with every UNKNOWN_FIELD of POST /tokens (GET /v1/whoami reports the result). */
+export const TOKEN_NARROWING_HINT =
+  'Lifetime: "expires_after" (seconds). Narrowing: "authorization_details": [{"type": "session", ' +
+  '"resources": {"models": {"match": ["<model>"]}}, "constraints": {"max_sessions": <n>, "max_session_duration_seconds": <s>}}]; ' +
+  "GET /v1/whoami shows the result as models, max_sessions and max_session_duration_seconds";
+
+export const TokenRequest = object(
+  {
+    expires_after: optional(
+      integer({ min: 1, description: `Lifetime in seconds; values above ${MAX_TOKEN_LIFETIME_SECONDS} are clamped.` }),
+    ),
+    authorization_details: optional(array(AuthorizationDetail, { min: 1, max: 8 })),
+  },
+  { strict: true, hint: TOKEN_NARROWING_HINT },
+);
 export type TokenRequest = Infer<typeof TokenRequest>;
 
 export const TokenResponse = object({
@@ -40,6 +64,7 @@ export const WhoAmIResponse = object({
   expires_at: integer(),
   models: nullable(array(string())),
   max_sessions: nullable(integer()),
+  max_session_duration_seconds: nullable(integer()),
 });
 
 export const ErrorResponse = object({

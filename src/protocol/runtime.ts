@@ -59,6 +59,12 @@ export const RuntimeSessionFrame = union("type", {
   message: object({ seq: Sequence, scope: MessageScope, data: json() }),
   /** The runtime ends the session (model error, shutdown). */
   release: object({ reason: string({ max: 256 }) }),
+  /**
+   * The runtime could not take a frame the gateway sent (too large, not JSON, not the protocol): it missed part of
+   * the session, so the gateway ends it (INACTIVE, reason `runtime_frame_error: <code>`) rather than leave it
+   * running without a model. `frame_type`: the unreadable frame's type, when the runtime could tell.
+   */
+  frame_error: object({ code: string({ max: 64 }), message: optional(string({ max: 1024 })), frame_type: optional(string({ max: 64 })) }),
 });
 export type RuntimeSessionFrame = Infer<typeof RuntimeSessionFrame>;
 

@@ -11,12 +11,15 @@ export type JsonSchema = { [key: string]: unknown };
 export class SchemaError extends Error {
   readonly path: string;
   readonly problem: string;
+  /** Set when the failure has a more precise error code than a generic mismatch (`FORBIDDEN_KEYS`, strict objects). */
+  readonly code: "FORBIDDEN_KEY" | "UNKNOWN_FIELD" | undefined;
 
-  constructor(path: string, problem: string) {
+  constructor(path: string, problem: string, code?: "FORBIDDEN_KEY" | "UNKNOWN_FIELD") {
     super(`${path}: ${problem}`);
     this.name = "SchemaError";
     this.path = path;
     this.problem = problem;
+    this.code = code;
   }
 }
 
@@ -215,6 +218,14 @@ export function array<T>(item: Schema<T>, rules: { min?: number; max?: number } 
   };
 }
 
+/**
+ * Keys a record refuses. JSON.parse makes `"__proto__"` an ordinary own key, but copying it into a new object with
+ * `out[key] = …` would set that object's prototype instead: the key would vanish from every check that iterates
+ * the record (a FileRef under it would skip its upload check) while still being inherited by lookups. The other two
+ * are refused with it because code downstream (ours, a runtime's, a model's) treats them as special just as often.
+ */
+export const FORBIDDEN_KEYS: ReadonlySet<string> = new Set(["__proto__", "constructor", "prototype"]);
+
 export function record<T>(value: Schema<T>, rules: { maxKeys?: number } = {}): Schema<Record<string, T>> {
   const { maxKeys = Number.POSITIVE_INFINITY } = rules;
   return {
@@ -223,10 +234,13 @@ export function record<T>(value: Schema<T>, rules: { maxKeys?: number } = {}): S
       const keys = Object.keys(input);
       if (keys.length > maxKeys) fail(path, `must have at most ${maxKeys} keys`);
       const out: Record<string, T> = {};
-      for (const key of keys) out[key] = value.check(input[key], `${path}.${key}`);
+      for (const key of keys) {
+        if (FORBIDDEN_KEYS.has(key)) throw new SchemaError(`${path}.${key}`, `the key ${key} is not accepted`, "FORBIDDEN_KEY");
+        out[key] = value.check(input[key], `${path}.${key}`);
+      }
       return out;
     },
-    json: { type: "object", additionalProperties: value.json },
+    json: { type: "object", additionalProperties: value.json, propertyNames: { not: { enum: [...FORBIDDEN_KEYS] } } },
   };
 }
 
@@ -243,9 +257,14 @@ export interface ObjectSchema<S extends Shape> extends Schema<ObjectOf<S>> {
 
 /**
  * An object with known fields. Unknown fields are dropped (forward compatibility: newer peers may add fields)
- * unless `strict` is set, in which case they are rejected.
+ * unless `strict` is set, in which case they are rejected (code UNKNOWN_FIELD), all of them named at once, with
+ * the fields that exist and `hint` (what to send instead). Strict suits request bodies whose fields narrow or
+ * restrict something: a misspelt restriction silently dropped would grant more than was asked for.
  */
-export function object<S extends Shape>(shape: S, options: { strict?: boolean; description?: string } = {}): ObjectSchema<S> {
+export function object<S extends Shape>(
+  shape: S,
+  options: { strict?: boolean; description?: string; hint?: string } = {},
+): ObjectSchema<S> {
   const entries = Object.entries(shape);
   const required = entries.filter(([, schema]) => !schema.optional).map(([key]) => key);
   return {
@@ -253,7 +272,8 @@ export function object<S extends Shape>(shape: S, options: { strict?: boolean; d
     check(value, path = "$") {
       if (!isPlainObject(value)) fail(path, `expected object, got ${describe(value)}`);
       if (options.strict) {
-        for (const key in value) if (!(key in shape)) fail(`${path}.${key}`, "is not allowed");
+        const unknown = Object.keys(value).filter((key) => !Object.hasOwn(shape, key));
+        if (unknown.length > 0) throw unknownFields(path, unknown, Object.keys(shape), options.hint);
       }
       const out: Record<string, unknown> = {};
       for (const [key, schema] of entries) {
@@ -310,6 +330,13 @@ export function union<const K extends string, V extends Variants>(key: K, varian
       discriminator: { propertyName: key },
     },
   };
+}
+
+function unknownFields(path: string, unknown: string[], known: string[], hint: string | undefined): SchemaError {
+  const list = (keys: string[]) => keys.map((key) => JSON.stringify(key)).join(", ");
+  const problem =
+    `unknown field${unknown.length > 1 ? "s" : ""} ${list(unknown)}; the fields here are ${list(known)}` + (hint ? `. ${hint}` : "");
+  return new SchemaError(path, problem, "UNKNOWN_FIELD");
 }
 
 export function isPlainObject(value: unknown): value is Record<string, unknown> {

@@ -22,6 +22,9 @@ import { array, boolean, integer, json, nullable, number, object, oneOf, optiona
 export const KEEPALIVE_PING = '{"type":"ping"}';
 export const KEEPALIVE_PONG = '{"type":"pong"}';
 
+/** Close code of a signaling socket whose token expired without a renewal (`token` frame). */
+export const CLOSE_TOKEN_EXPIRED = 4001;
+
 export const ClientFrame = union("type", {
   /** A new peer connection generation (first connect, ICE restart, reconnect). Older generations are dropped. */
   offer: object({ generation: Generation, sdp: Sdp }),
@@ -31,6 +34,17 @@ export const ClientFrame = union("type", {
   command: object({ seq: Sequence, command: Command, policy: optional(oneOf(COMMAND_POLICIES)) }),
   /** Cumulative acknowledgement of model messages received. */
   ack: object({ message_seq: integer({ min: 0 }) }),
+  /**
+   * Cumulative: the client has seen the final state (acknowledged, dropped, replaced) of every command up to `seq`.
+   * Until then the gateway keeps what it needs to tell a reconnecting client those states again.
+   */
+  commands_seen: object({ seq: Sequence }),
+  /**
+   * A fresh token for this socket, before the one it opened with expires (verified like the bearer token: same
+   * account, access to this session). Answered `token_accepted`, or `error` with the token's code (the socket keeps
+   * its current token). A socket whose token expires without renewal is closed with CLOSE_TOKEN_EXPIRED.
+   */
+  token: object({ token: string({ min: 1, max: 8192 }) }),
   ping: object({ t: optional(number()) }),
   /** End the session for good. */
   close: object({ reason: optional(string({ max: 256 })) }),
@@ -70,5 +84,7 @@ export const ServerFrame = union("type", {
     ref: optional(json()),
   }),
   pong: object({ t: optional(number()) }),
+  /** The `token` frame's token now authorizes this socket, until `expires_at` (Unix seconds). */
+  token_accepted: object({ expires_at: integer() }),
 });
 export type ServerFrame = Infer<typeof ServerFrame>;

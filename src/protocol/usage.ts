@@ -50,6 +50,10 @@ export type SessionUsage = Infer<typeof SessionUsage>;
 const LimitValues = object({
   concurrent_sessions: integer({ min: 0, description: "Sessions at once (waiting and connecting included), across the account's API keys." }),
   session_creations_per_minute: integer({ min: 0, description: "Per model, over a sliding minute." }),
+  account_session_creations_per_minute: integer({
+    min: 0,
+    description: "Across all the account's models, over a sliding minute (so made-up or many model names cannot multiply the per-model rate).",
+  }),
   token_mints_per_minute: integer({ min: 0, description: "Per API key, over a sliding minute." }),
   turn_credentials_per_minute: integer({ min: 0, description: "TURN credentials issued to the account (ice_servers, turn-credentials), over a sliding minute." }),
   max_session_seconds: integer({ min: 1, description: "From the first time a session is ACTIVE." }),
@@ -70,6 +74,7 @@ export const AccountLimitsRequest = object(
   {
     concurrent_sessions: Override(100_000),
     session_creations_per_minute: Override(1_000_000),
+    account_session_creations_per_minute: Override(1_000_000),
     token_mints_per_minute: Override(1_000_000),
     turn_credentials_per_minute: Override(1_000_000),
     max_session_seconds: Override(7 * 24 * 3600, 1),
@@ -84,6 +89,7 @@ export const AccountLimitsResponse = object({
   overrides: object({
     concurrent_sessions: nullable(integer()),
     session_creations_per_minute: nullable(integer()),
+    account_session_creations_per_minute: nullable(integer()),
     token_mints_per_minute: nullable(integer()),
     turn_credentials_per_minute: nullable(integer()),
     max_session_seconds: nullable(integer()),

@@ -16,6 +16,7 @@ const ACCOUNT = /^[a-z0-9][a-z0-9_-]{0,62}$/;
 const toWire = (limits: LimitSettings): LimitValues => ({
   concurrent_sessions: limits.concurrentSessions,
   session_creations_per_minute: limits.sessionCreationsPerMinute,
+  account_session_creations_per_minute: limits.accountSessionCreationsPerMinute,
   token_mints_per_minute: limits.tokenMintsPerMinute,
   turn_credentials_per_minute: limits.turnCredentialsPerMinute,
   max_session_seconds: limits.maxSessionSeconds,
@@ -25,6 +26,9 @@ function fromWire(body: AccountLimitsRequest): LimitOverrides {
   const overrides: LimitOverrides = {};
   if (body.concurrent_sessions !== undefined) overrides.concurrentSessions = body.concurrent_sessions;
   if (body.session_creations_per_minute !== undefined) overrides.sessionCreationsPerMinute = body.session_creations_per_minute;
+  if (body.account_session_creations_per_minute !== undefined) {
+    overrides.accountSessionCreationsPerMinute = body.account_session_creations_per_minute;
+  }
   if (body.token_mints_per_minute !== undefined) overrides.tokenMintsPerMinute = body.token_mints_per_minute;
   if (body.turn_credentials_per_minute !== undefined) overrides.turnCredentialsPerMinute = body.turn_credentials_per_minute;
   if (body.max_session_seconds !== undefined) overrides.maxSessionSeconds = body.max_session_seconds;
@@ -45,6 +49,7 @@ function adminAnswer(c: AppContext, account: string, overrides: LimitOverrides) 
     overrides: {
       concurrent_sessions: overrides.concurrentSessions ?? null,
       session_creations_per_minute: overrides.sessionCreationsPerMinute ?? null,
+      account_session_creations_per_minute: overrides.accountSessionCreationsPerMinute ?? null,
       token_mints_per_minute: overrides.tokenMintsPerMinute ?? null,
       turn_credentials_per_minute: overrides.turnCredentialsPerMinute ?? null,
       max_session_seconds: overrides.maxSessionSeconds ?? null,

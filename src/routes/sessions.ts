@@ -9,7 +9,9 @@ import { sessionSettings } from "../config.ts";
 import { ApiError } from "../errors.ts";
 import { asReactorIceServers, iceServersFor, issuesTurn } from "../ice-servers.ts";
 import { acquireCreationSlot, checkTurnRate } from "../limits/enforce.ts";
+import { requireKnownModel } from "../models/known.ts";
 import { route, type AppContext, type AppEnv, type RouteSpec } from "../http/route.ts";
+import { jsonFits, LIMITS } from "../protocol/common.ts";
 import { ErrorResponse } from "../protocol/http.ts";
 import {
   CreateConnectionResponse,
@@ -55,14 +57,26 @@ export function sessionRoutes(app: Hono<AppEnv>): void {
     {
       method: "post",
       path: "/sessions",
-      summary: "Create a session on a model. It is WAITING until a GPU is free (not billed meanwhile).",
+      summary:
+        "Create a session on a model a runtime has registered. It is WAITING until a GPU is free (not billed meanwhile); " +
+        "while no runtime of the model is connected its reason is no_runtime_connected.",
       body: CreateSessionRequest,
       responses: {
         200: { description: "The session.", schema: SessionResponse },
         400: { description: "Invalid body.", schema: ErrorResponse },
         401: refused,
+        413: { description: "EXTRA_ARGS_TOO_LARGE: extra_args exceed 64 KiB of JSON.", schema: ErrorResponse },
         403: { description: "The token is narrowed to other models, or has created its max_sessions.", schema: ErrorResponse },
-        429: { description: "Over an account limit (concurrent sessions, creations per minute); see Retry-After.", schema: ErrorResponse },
+        404: {
+          description: "MODEL_NOT_FOUND: no runtime has ever served a model by that name; the message names the known models the token may use.",
+          schema: ErrorResponse,
+        },
+        429: {
+          description:
+            "CONCURRENCY_LIMIT: the account has all its concurrent sessions (no Retry-After: end one first). " +
+            "RATE_LIMITED: over a creation rate (per model, or for the whole account); see Retry-After.",
+          schema: ErrorResponse,
+        },
       },
     },
     async (c, body) => {
@@ -70,6 +84,10 @@ export function sessionRoutes(app: Hono<AppEnv>): void {
       if (principal.models && !principal.models.includes(body.model.name)) {
         throw new ApiError("MODEL_NOT_ALLOWED", `This token may use only: ${principal.models.join(", ")}.`);
       }
+      // They travel to the runtime in one frame: bounded well under its frame limit, or the model would never start.
+      if (body.extra_args !== undefined && !jsonFits(body.extra_args, LIMITS.extraArgsBytes)) throw new ApiError("EXTRA_ARGS_TOO_LARGE");
+      // Before anything is created or counted: a made-up name gets no session, no pool, no slot (src/models/known.ts).
+      await requireKnownModel(c.env.DB, body.model.name, principal.models);
       const sessionId = `ses_${randomId(16)}`;
       // The slot is taken before the session exists; if creating it fails, the slot audit frees the slot.
       const limits = await acquireCreationSlot(c.env, principal, sessionId, body.model.name);
@@ -82,7 +100,8 @@ export function sessionRoutes(app: Hono<AppEnv>): void {
           tokenId: principal.tokenId,
           model: body.model.name,
           extraArgs: body.extra_args,
-          maxDurationMs: limits.maxSessionSeconds * 1000,
+          maxDurationMs: Math.min(limits.maxSessionSeconds, principal.maxSessionSeconds ?? Infinity) * 1000,
+          tokenMaxDurationMs: principal.maxSessionSeconds === null ? undefined : principal.maxSessionSeconds * 1000,
         }),
       );
       return c.json(session);
@@ -124,7 +143,7 @@ export function sessionRoutes(app: Hono<AppEnv>): void {
         200: { description: "The session.", schema: SessionResponse },
         401: refused,
         404: notFound,
-        429: { description: "The account has all its concurrent sessions; see Retry-After.", schema: ErrorResponse },
+        429: { description: "CONCURRENCY_LIMIT: the account has all its concurrent sessions; end one first.", schema: ErrorResponse },
       },
     },
     async (c) => c.json(unwrap(await sessionStub(c).restart(c.get("principal").accountId))),

@@ -42,12 +42,26 @@ export function socketRoutes(app: Hono<AppEnv>): void {
         "The native SDK's signaling socket: trickle ICE, status, commands and model messages (frames in src/protocol/signaling.ts). " +
         "Browsers authenticate with the subprotocols 'reactor.v1, bearer.<jwt>'.",
       auth: "bearer",
-      responses: upgradeResponses,
+      responses: { ...upgradeResponses, 400: { description: "`generation` is not a non-negative integer.", schema: ErrorResponse } },
+      parameters: [
+        {
+          name: "generation",
+          in: "query",
+          required: false,
+          schema: { type: "integer", minimum: 0 },
+          description:
+            "The peer connection generation the client still holds (0: none). For any other, the runtime's report of " +
+            "its peer connection is stale: the session becomes ACTIVE only once a new generation connects.",
+        },
+      ],
     },
     async (c) => {
       requireUpgrade(c);
       const principal = c.get("principal");
-      const headers = { "X-Account-Id": principal.accountId, "X-Token-Expires-At": String(principal.expiresAt) };
+      const held = c.req.query("generation");
+      if (held !== undefined && !/^\d{1,9}$/.test(held)) throw new ApiError("INVALID_REQUEST", "generation: must be a non-negative integer.");
+      const headers: Record<string, string> = { "X-Account-Id": principal.accountId, "X-Token-Expires-At": String(principal.expiresAt) };
+      if (held !== undefined) headers["X-Held-Generation"] = held;
       return sessionStub(c).fetch(forward(c, "/signal", headers));
     },
   );

@@ -30,7 +30,10 @@ export function tokenRoutes(app: Hono<AppEnv>): void {
       bodyOptional: true,
       responses: {
         200: { description: "A signed token.", schema: TokenResponse },
-        400: { description: "Malformed body.", schema: ErrorResponse },
+        400: {
+          description: "Malformed body (INVALID_JSON, INVALID_REQUEST), or a field this endpoint does not know (UNKNOWN_FIELD, naming it).",
+          schema: ErrorResponse,
+        },
         401: { description: "Missing, unknown or revoked API key.", schema: ErrorResponse },
         429: { description: "The API key minted too many tokens in the last minute; see Retry-After.", schema: ErrorResponse },
       },
@@ -60,6 +63,7 @@ export function tokenRoutes(app: Hono<AppEnv>): void {
         expires_at: principal.expiresAt,
         models: principal.models,
         max_sessions: principal.maxSessions,
+        max_session_duration_seconds: principal.maxSessionSeconds,
       });
     },
   );

@@ -13,6 +13,7 @@ import { JWT_PATTERN, mintToken, startGateway, type TestGateway } from "./suppor
 type KeyJson = ApiKeyRecord & { key?: string };
 
 const keys = (...args: string[]) => runScript("keys.ts", args);
+const curlTo = (gateway: string) => `curl -X POST ${gateway}/tokens -H "Reactor-API-Key: rk_`;
 
 function expectSuccess(result: ScriptResult): ScriptResult {
   expect(result.code, `exit code; stderr:\n${result.stderr}`).toBe(0);
@@ -47,6 +48,7 @@ describe("keys CLI on local D1", SLOW, () => {
     expect(key, result.stdout).toBeDefined();
     expect(result.stdout).toMatch(/API KEY \(shown only this once/);
     expect(result.stdout).toContain("account acme");
+    expect(result.stdout).toContain(curlTo("http://127.0.0.1:8787"));
 
     created = json<KeyJson>(await keys("create", "--account", "acme", "--state-dir", stateDir, "--json"));
     expect(created).toMatchObject({ account_id: "acme", name: "default", revoked_at: null });
@@ -54,10 +56,17 @@ describe("keys CLI on local D1", SLOW, () => {
     expect(created.key!.startsWith(created.prefix)).toBe(true);
   });
 
+  it("prints the curl for the local gateway's port (PORT, as npm start reads it)", async () => {
+    const result = expectSuccess(
+      await runScript("keys.ts", ["create", "--account", "acme", "--name", "port", "--state-dir", stateDir], { env: { PORT: "9123" } }),
+    );
+    expect(result.stdout).toContain(curlTo("http://127.0.0.1:9123"));
+  });
+
   it("lists keys without ever showing them", async () => {
     const listed = json<{ keys: KeyJson[] }>(await keys("list", "--account", "acme", "--state-dir", stateDir, "--json"));
-    expect(listed.keys).toHaveLength(2);
-    expect(listed.keys.map((key) => key.name).sort()).toEqual(["backend", "default"]);
+    expect(listed.keys).toHaveLength(3);
+    expect(listed.keys.map((key) => key.name).sort()).toEqual(["backend", "default", "port"]);
     for (const key of listed.keys) expect(key).not.toHaveProperty("key");
 
     const human = expectSuccess(await keys("list", "--state-dir", stateDir));
@@ -146,6 +155,8 @@ describe("keys created by the CLI on a gateway", SLOW, () => {
     const remote = ["--url", gateway.url, "--admin-token", gateway.adminToken];
     const created = json<KeyJson>(await keys("create", "--account", "remote", "--name", "ci", ...remote, "--json"));
     expect(created).toMatchObject({ account_id: "remote", name: "ci" });
+    // Told in human form, the curl goes to the gateway the key was made on.
+    expect(expectSuccess(await keys("create", "--account", "remote-human", ...remote)).stdout).toContain(curlTo(gateway.url));
 
     const minted = await mintToken(gateway.url, created.key!);
     expect(minted.status).toBe(200);

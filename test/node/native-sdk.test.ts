@@ -3,16 +3,19 @@
  * the real runtime agent serving the demo model (werift + ffmpeg, live VP8). One GPU slot, so the queue is real too.
  * The same SDK also runs in Node (werift as its RTCPeerConnection, or none).
  */
+import { randomBytes } from "node:crypto";
+import { request as httpRequest } from "node:http";
 import type { Page } from "playwright-core";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { RTCPeerConnection as WeriftPeerConnection } from "werift";
 import { clientToken } from "../../bench/lib/gateway.ts";
+import { registerModel } from "../../bench/lib/peers.ts";
 import { RuntimeAgent } from "../../runtime/agent.ts";
 import { demoModel } from "../../runtime/demo/model.ts";
 import { Client, jitteredBackoff, type ClientStats, type RTCPeerConnectionConstructor } from "../../sdk/src/index.ts";
 import { launchBrowser, servePage, type ServedPage, type TestBrowser } from "./support/browser.ts";
 import { startGateway, type TestGateway } from "./support/gateway.ts";
-import { sdkHarness, sdkPage, type SdkHarness, type SdkState } from "./support/sdk-page.ts";
+import { sdkHarness, sdkPage, type CreateOptions, type SdkHarness, type SdkState } from "./support/sdk-page.ts";
 
 /** Generous: two cores shared by workerd, ffmpeg, werift and Chromium. */
 const WAIT = { timeout: 45_000, interval: 100 };
@@ -50,12 +53,12 @@ afterEach(async () => {
   }
 });
 
-async function openClient(modelName = "demo"): Promise<SdkHarness> {
+async function openClient(modelName = "demo", extra: Omit<CreateOptions, "apiUrl" | "modelName"> = {}): Promise<SdkHarness> {
   const page = await browser.newPage();
   pages.push(page);
   await page.goto(site.url);
   const sdk = sdkHarness(page);
-  await sdk.create({ apiUrl: gateway.url, modelName });
+  await sdk.create({ apiUrl: gateway.url, modelName, ...extra });
   return sdk;
 }
 
@@ -116,6 +119,9 @@ describe("sessions, media, commands and messages", () => {
       );
       await expect.poll(async () => (await sdk.state()).stats.at(-1)?.framesDecoded ?? 0, WAIT).toBeGreaterThan(0);
       await expect.poll(async () => (await sdk.state()).stats.at(-1)?.bitrateKbps ?? 0, WAIT).toBeGreaterThan(0);
+      // Frames decoded per second of the last period: the demo model sends 30 (a loaded machine decodes fewer).
+      await expect.poll(async () => (await sdk.state()).stats.at(-1)?.fps ?? 0, WAIT).toBeGreaterThan(0);
+      expect((await sdk.state()).stats.at(-1)!.fps).toBeLessThanOrEqual(36);
       expect((await sdk.state()).stats.at(-1)).toMatchObject({ candidateType: "host", rttMs: expect.any(Number), fps: expect.any(Number), generation: 1 });
       expect((await sdk.state()).errors).toEqual([]);
     }));
@@ -196,6 +202,50 @@ describe("sessions, media, commands and messages", () => {
       expect(replies(state).map((reply) => (reply.data as { n: number }).n)).toEqual([1, 2, 3]);
     }));
 
+  it("after a dropped connection the session goes RECONNECTING once, then ACTIVE once the new peer connection is up: no flapping", () =>
+    withLogs(async () => {
+      const sdk = await readyClient();
+      const before = await sdk.state();
+      await sdk.dropConnection();
+      await expect.poll(async () => (await sdk.state()).statuses.slice(before.statuses.length), WAIT).toEqual(["connecting", "ready"]);
+      await expectVideoAdvances(sdk); // time for any late report to show
+      const state = await sdk.state();
+      // Every state the gateway reported since the drop (repeats of one state, e.g. a new grace deadline, folded).
+      const states = state.infos.slice(before.infos.length).map((info) => info.state);
+      expect(states.filter((s, i) => s !== states[i - 1])).toEqual(["RECONNECTING", "ACTIVE"]);
+      expect(state.statuses.slice(before.statuses.length)).toEqual(["connecting", "ready"]);
+      // The new peer connection's first frames come in a burst: the frame rate is not read from it (30 fps sent).
+      expect(Math.max(...state.stats.map((sample) => sample.fps ?? 0))).toBeLessThanOrEqual(36);
+    }));
+
+  it("back online after an outage, the client reconnects at once: the backoff wait is cut short", () =>
+    withLogs(async () => {
+      // A backoff far longer than the test waits: a reconnect that waited for it would not come in time.
+      const backoffMs = 20_000;
+      const sdk = await openClient("demo", { backoff: { initialMs: backoffMs, maxMs: backoffMs, jitter: 0, marginMs: 0 }, options: { keepAliveMs: 1000 } });
+      await sdk.connect(jwt);
+      await expectStatus(sdk, "ready");
+      const { sessionId } = await sdk.state();
+      const context = pages.at(-1)!.context();
+      await context.setOffline(true);
+      // Offline, the keep-alive finds the socket silent and drops it; the client waits out its backoff.
+      await expect.poll(async () => (await sdk.state()).errors.map((error) => error.code), WAIT).toEqual(["DISCONNECTED"]);
+      await context.setOffline(false);
+      await expectStatus(sdk, "ready");
+      const state = await sdk.state();
+      const at = (direction: string, type: string, after = 0) => state.wire.find(([d, t, ms]) => d === direction && t === type && ms >= after)?.[2] ?? NaN;
+      const closed = state.errors[0]!.ms; // DISCONNECTED: the keep-alive gave up on the socket
+      const online = at("!", "online", closed);
+      const reopened = at("<", "(open)", closed);
+      expect(reopened).toBeGreaterThan(online); // no attempt while offline (the backoff was running)…
+      expect(reopened - closed).toBeLessThan(backoffMs); // …and none waited for its end once online
+      expect(state.sessionId).toBe(sessionId);
+      expect(state.errors.map((error) => error.code)).toEqual(["DISCONNECTED"]);
+      // Back online, at most one new peer connection: never one per `online` event or a throttled second one.
+      expect(state.wire.filter(([direction, type, ms]) => direction === ">" && type === "offer" && ms > online).length).toBeLessThanOrEqual(1);
+      await expectVideoAdvances(sdk);
+    }));
+
   it("a signaling-only drop keeps the peer connection: a new socket, the same generation, no new track", () =>
     withLogs(async () => {
       const sdk = await readyClient();
@@ -212,12 +262,26 @@ describe("sessions, media, commands and messages", () => {
       await expectVideoAdvances(sdk);
     }));
 
-  it("a network change restarts ICE on the same session and the video goes on", () =>
+  it("a network change keeps a peer connection that still carries media: no new offer, the same generation", () =>
+    withLogs(async () => {
+      const sdk = await readyClient();
+      await expect.poll(async () => (await sdk.state()).stats.at(-1)?.generation, WAIT).toBe(1);
+      await sdk.networkChanged();
+      await sdk.networkChanged(); // browsers fire several at once
+      await expectVideoAdvances(sdk, 90); // ~3 s of video: longer than the client looks at the path
+      const state = await sdk.state();
+      expect(state.wire.filter(([direction, type]) => direction === ">" && type === "offer")).toHaveLength(1);
+      expect(state.stats.at(-1)?.generation).toBe(1);
+      expect(state.tracks).toHaveLength(1);
+      expect(state.statuses.at(-1)).toBe("ready");
+    }));
+
+  it("restartIce() renews the peer connection on the same session and the video goes on", () =>
     withLogs(async () => {
       const sdk = await readyClient();
       const { sessionId } = await sdk.state();
       await expect.poll(async () => (await sdk.state()).stats.at(-1)?.generation, WAIT).toBe(1);
-      await sdk.networkChanged();
+      await sdk.restartIce();
       await expect.poll(async () => (await sdk.state()).stats.at(-1)?.generation, WAIT).toBe(2);
       await expectStatus(sdk, "ready");
       const state = await sdk.state();
@@ -311,8 +375,40 @@ describe("unhappy paths", () => {
       expect(state.errors.map((error) => error.code)).toEqual(["TOKEN_EXPIRED"]);
     }));
 
+  it("a session over the account's concurrent sessions fails connect() at once with CONCURRENCY_LIMIT: one request, no retryAfter", () =>
+    withLogs(async () => {
+      const busy = await mintToken("busy");
+      const auth = { Authorization: `Bearer ${busy.jwt}`, "Content-Type": "application/json" };
+      const held: string[] = [];
+      try {
+        // The account's five concurrent sessions (the default limit), created over REST.
+        for (let n = 0; n < 5; n++) {
+          const response = await fetch(`${gateway.url}/sessions`, { method: "POST", headers: auth, body: JSON.stringify({ model: { name: "demo" } }) });
+          expect(response.status).toBe(200);
+          held.push(((await response.json()) as { session_id: string }).session_id);
+        }
+        const sdk = await openClient();
+        const creations: string[] = [];
+        pages.at(-1)!.on("request", (request) => request.method() === "POST" && creations.push(request.url()));
+        await sdk.connect(busy.jwt);
+        const state = await sdk.state();
+        expect(state.connectResult).toBe("error:CONCURRENCY_LIMIT");
+        expect(state.errors).toEqual([expect.objectContaining({ code: "CONCURRENCY_LIMIT", recoverable: true, component: "api" })]);
+        expect(state.errors[0]!.retryAfter).toBeUndefined(); // waiting alone does not help: a session must end first
+        expect(state.status).toBe("disconnected");
+        expect(state.sessionId).toBeNull();
+        expect(state.sockets).toBe(0);
+        await new Promise((resolve) => setTimeout(resolve, 1500)); // long enough for a retry to show, were there one
+        expect(creations).toEqual([`${gateway.url}/sessions`]);
+        expect((await sdk.state()).errors).toHaveLength(1);
+      } finally {
+        for (const id of held) await fetch(`${gateway.url}/sessions/${id}`, { method: "DELETE", headers: auth });
+      }
+    }));
+
   it("a model no runtime serves ends with MODEL_UNAVAILABLE once the queue wait is over", () =>
     withLogs(async () => {
+      await registerModel(gateway, "no-such-model"); // known (a runtime served it once), so the session waits
       const sdk = await openClient("no-such-model");
       await sdk.connect(jwt);
       expect((await sdk.state()).status).toBe("waiting");
@@ -364,6 +460,20 @@ describe("unhappy paths", () => {
       expect(state.errors.at(-1)).toMatchObject({ code: "SESSION_ENDED", reason: "client_closed", recoverable: false });
       expect(state.status).toBe("disconnected");
       expect(state.commands[index]).toMatchObject({ done: "dropped", error: "SESSION_ENDED" });
+    }));
+
+  it("a signaling socket whose `generation` is not a non-negative integer is refused with INVALID_REQUEST", () =>
+    withLogs(async () => {
+      const sdk = await readyClient();
+      const { sessionId } = await sdk.state();
+      for (const generation of ["-1", "one", "1.5", ""]) {
+        const answer = await upgradeStatus(`/v1/sessions/${sessionId}/signal?generation=${generation}`);
+        expect(answer).toMatchObject({ status: 400, code: "INVALID_REQUEST" });
+      }
+      expect((await upgradeStatus(`/v1/sessions/${sessionId}/signal?generation=0`)).status).toBe(101); // takes the session over
+      await expectStatus(sdk, "disconnected");
+      // The client left the session to the newcomer: end it, so the one GPU slot is free for the next test.
+      await fetch(`${gateway.url}/sessions/${sessionId}`, { method: "DELETE", headers: { Authorization: `Bearer ${jwt}` } });
     }));
 
   it("another connection taking the session over stops this client with SESSION_REPLACED, without ending the session", () =>
@@ -467,17 +577,48 @@ describe("jitteredBackoff", () => {
   });
 });
 
-async function mintShortToken(): Promise<{ jwt: string; expires_at: number }> {
+/** A WebSocket upgrade of `path` with the client token: the HTTP status, and the error code of a refusal. */
+function upgradeStatus(path: string): Promise<{ status: number; code?: string }> {
+  return new Promise((resolve, reject) => {
+    const request = httpRequest(`${gateway.url}${path}`, {
+      headers: {
+        Connection: "Upgrade",
+        Upgrade: "websocket",
+        "Sec-WebSocket-Version": "13",
+        "Sec-WebSocket-Key": randomBytes(16).toString("base64"),
+        "Sec-WebSocket-Protocol": `reactor.v1, bearer.${jwt}`,
+      },
+    });
+    request.on("upgrade", (response, socket) => {
+      socket.destroy();
+      resolve({ status: response.statusCode ?? 0 });
+    });
+    request.on("response", (response) => {
+      let body = "";
+      response.on("data", (chunk: Buffer) => (body += chunk.toString()));
+      response.on("end", () => resolve({ status: response.statusCode ?? 0, code: (JSON.parse(body) as { error?: { code?: string } }).error?.code }));
+    });
+    request.on("error", reject);
+    request.end();
+  });
+}
+
+function mintShortToken(): Promise<{ jwt: string; expires_at: number }> {
+  return mintToken("short-lived", { expires_after: 1 });
+}
+
+/** A client token of a new API key of `account`. */
+async function mintToken(account: string, body: Record<string, unknown> = {}): Promise<{ jwt: string; expires_at: number }> {
   const created = await fetch(`${gateway.url}/admin/keys`, {
     method: "POST",
     headers: { Authorization: `Bearer ${gateway.adminToken}`, "Content-Type": "application/json" },
-    body: JSON.stringify({ account: "short-lived" }),
+    body: JSON.stringify({ account }),
   });
   const { key } = (await created.json()) as { key: string };
   const minted = await fetch(`${gateway.url}/tokens`, {
     method: "POST",
     headers: { "Reactor-API-Key": key, "Content-Type": "application/json" },
-    body: JSON.stringify({ expires_after: 1 }),
+    body: JSON.stringify(body),
   });
   return (await minted.json()) as { jwt: string; expires_at: number };
 }

@@ -9,7 +9,7 @@
 import type { Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { clientToken } from "../../bench/lib/gateway.ts";
-import { BenchRuntime, type NodePeer } from "../../bench/lib/peers.ts";
+import { BenchRuntime, registerModel, type NodePeer } from "../../bench/lib/peers.ts";
 import { RuntimeAgent } from "../../runtime/agent.ts";
 import { demoModel } from "../../runtime/demo/model.ts";
 import { launchBrowser, servePage, type ServedPage, type TestBrowser } from "./support/browser.ts";
@@ -37,7 +37,8 @@ it("the official client waits in the queue, is assigned, sends its offer through
   await page.goto(site.url); // another origin than the gateway: every call is cross-origin, with preflights
   const state = () => page.evaluate(() => (window as unknown as { harness: { state(): HarnessState } }).harness.state());
 
-  // No runtime yet: connect() creates the session and waits.
+  // The model is known (a runtime served it once) but no runtime is connected: connect() creates the session and waits.
+  await registerModel(gateway, model);
   await page.evaluate(
     ([apiUrl, token, modelName]) => {
       void (window as unknown as { harness: { connect(o: object): Promise<void> } }).harness.connect({ apiUrl, jwt: token, modelName });
@@ -116,6 +117,7 @@ describe("with the runtime agent serving the demo model (1 slot)", () => {
 
   beforeAll(async () => {
     jwt = await clientToken(gateway);
+    await registerModel(gateway, "demo"); // known, with no runtime connected yet: the first client waits for one
   });
 
   afterAll(async () => {

@@ -5,6 +5,9 @@
  */
 import { spawn } from "node:child_process";
 import { once } from "node:events";
+import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import path from "node:path";
 import type { AddressInfo } from "node:net";
 import { createInterface } from "node:readline";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -15,7 +18,7 @@ import { createSession, openSignal, type Frame, type NodePeer } from "../../benc
 import { RuntimeAgent } from "../../runtime/agent.ts";
 import { Backoff } from "../../runtime/backoff.ts";
 import { checkCommand } from "../../runtime/commands.ts";
-import { wrapText } from "../../runtime/demo/encoder.ts";
+import { chooseFfmpeg } from "../../runtime/demo/ffmpeg.ts";
 import { demoModel } from "../../runtime/demo/model.ts";
 import { decodeEnvelope } from "../../runtime/envelope.ts";
 import { parseCli } from "../../runtime/main.ts";
@@ -445,6 +448,71 @@ describe("ending", () => {
   });
 });
 
+describe("when the demo model's encoder cannot start", () => {
+  const noFfmpeg = "demo encoder: cannot start ffmpeg at /nonexistent/ffmpeg (ENOENT: no such file): fix --ffmpeg <path>, or leave it out to use the packaged ffmpeg";
+
+  it("logs the cause and the fix in one line, tells each client (on the data channel too) with ENCODER_UNAVAILABLE, and keeps the session", async () => {
+    const log = recordingLog();
+    const model: AnyModel = { ...demoModel({ ffmpeg: chooseFfmpeg("/nonexistent/ffmpeg", "--ffmpeg"), spareEncoders: 1 }), name: "demo-no-ffmpeg" };
+    const agent = new RuntimeAgent({ gatewayUrl: gateway.url, token: gateway.runtimeToken, model, slots: 2, log, warmUp: false });
+    await agent.start(); // its warm encoder failed: said once, and the agent serves all the same
+    try {
+      expect(log.lines.filter((line) => line.includes("demo encoder"))).toEqual([`error ${noFfmpeg}`]);
+      const told = { type: "error", code: "ENCODER_UNAVAILABLE", message: noFfmpeg };
+
+      // A native client: the message waits for it at the gateway; set_prompt fails with the same words.
+      const sessionId = await createSession(gateway.url, jwt, model.name);
+      const signal = await openSignal(gateway.url, jwt, sessionId);
+      const messages = messageReader(signal);
+      expect(await messages.next((data) => data.type === "error")).toEqual(told);
+      expect(log.lines).toContain(`error session ${sessionId}: ${noFfmpeg}`);
+      const native = new MediaClient(); // its peer connection comes up: only the video is missing
+      await negotiateNative(signal, native);
+      await signal.next((frame) => frame.type === "status" && frame.state === "ACTIVE", 30_000);
+      signal.send({ type: "command", seq: 1, command: { type: "set_prompt", data: { prompt: "a red fox" } } });
+      expect(await messages.next((data) => data.type === "command_error")).toMatchObject({ command: "set_prompt", code: "COMMAND_FAILED", message: expect.stringContaining(noFfmpeg) });
+      expect(agent.sessions.map((session) => session.id)).toContain(sessionId); // not released: the client decides
+
+      // A REST client (as the official one) reads messages only on its data channel: it is told there.
+      const restSession = await createSession(gateway.url, jwt, model.name);
+      await waitAssigned(gateway.url, jwt, restSession);
+      const client = new MediaClient({ dataChannel: true });
+      await negotiateRest(gateway.url, jwt, restSession, client);
+      await until(() => client.channelMessages.some((message) => JSON.stringify(message.data) === JSON.stringify(told)), "the error on the data channel");
+      expect(client.packets + native.packets).toBe(0);
+      signal.send({ type: "close" });
+      await native.close();
+      signal.close();
+      await fetch(`${gateway.url}/sessions/${restSession}`, { method: "DELETE", headers: { Authorization: `Bearer ${jwt}` } });
+      await client.close();
+    } finally {
+      await agent.stop();
+    }
+  });
+
+  it("an ffmpeg that exits before its first frame: the client gets its last words and the fix", async () => {
+    const dir = await mkdtemp(path.join(tmpdir(), "fake-ffmpeg-"));
+    const fake = path.join(dir, "ffmpeg");
+    await writeFile(fake, "#!/bin/sh\necho \"Unknown encoder 'libvpx'\" >&2\nexit 1\n", { mode: 0o755 });
+    const log = recordingLog();
+    const model: AnyModel = { ...demoModel({ ffmpeg: chooseFfmpeg(fake, "REACTOR_FFMPEG") }), name: "demo-bad-ffmpeg" };
+    const agent = new RuntimeAgent({ gatewayUrl: gateway.url, token: gateway.runtimeToken, model, slots: 1, log, warmUp: false });
+    await agent.start();
+    try {
+      const sessionId = await createSession(gateway.url, jwt, model.name);
+      const signal = await openSignal(gateway.url, jwt, sessionId);
+      const expected = `demo encoder: ffmpeg at ${fake} exited (code 1) before its first frame: "Unknown encoder 'libvpx'": fix REACTOR_FFMPEG, or unset it to use the packaged ffmpeg`;
+      expect(await messageReader(signal).next((data) => data.type === "error")).toEqual({ type: "error", code: "ENCODER_UNAVAILABLE", message: expected });
+      expect(log.lines).toContain(`error session ${sessionId}: ${expected}`);
+      signal.send({ type: "close" });
+      signal.close();
+    } finally {
+      await agent.stop();
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+});
+
 describe("the CLI", () => {
   /** `node runtime/main.ts` serving the demo model, once it has registered. */
   async function startCli(runtimeId: string) {
@@ -499,6 +567,14 @@ describe("the CLI", () => {
     expect(() => parseCli(["--token", "rt_x", "--log-level", "loud"], {})).toThrow(/--log-level/);
     expect(() => parseCli(["--tokn", "rt_x"], {})).toThrow(/Unknown option/);
     expect(parseCli([], { REACTOR_RUNTIME_TOKEN: "rt_env", REACTOR_GATEWAY_URL: "http://gw:1" })).toMatchObject({ token: "rt_env", gatewayUrl: "http://gw:1", model: "demo", slots: 1 });
+  });
+
+  it("runs the ffmpeg installed from npm unless --ffmpeg or REACTOR_FFMPEG asks for another (the flag wins)", () => {
+    const packaged = parseCli(["--token", "rt_x"], {})!.ffmpeg;
+    expect(packaged).toEqual({ command: expect.stringMatching(/node_modules\/@ffmpeg-installer\/linux-x64\/ffmpeg$/), source: "package" });
+    expect(parseCli(["--token", "rt_x"], { REACTOR_FFMPEG: "/opt/ffmpeg" })!.ffmpeg).toEqual({ command: "/opt/ffmpeg", source: "REACTOR_FFMPEG" });
+    expect(parseCli(["--token", "rt_x", "--ffmpeg", "ffmpeg"], { REACTOR_FFMPEG: "/opt/ffmpeg" })!.ffmpeg).toEqual({ command: "ffmpeg", source: "--ffmpeg" });
+    expect(parseCli(["--token", "rt_x", "--ffmpeg", "bin/ffmpeg"], {})!.ffmpeg).toEqual({ command: `${process.cwd()}/bin/ffmpeg`, source: "--ffmpeg" });
   });
 });
 
@@ -623,12 +699,6 @@ describe("building blocks", () => {
     expect(key(rtp([0x11, 0x00]))).toBe(false); // PID=1: not partition 0
     expect(key(rtp([0x10, 0x00], true))).toBe(true); // behind an RTP header extension
     expect(rtpFields(Buffer.from([0x40, 0, 0]))).toBeUndefined();
-  });
-
-  it("prompt text is wrapped to the frame width, long words split", () => {
-    expect(wrapText("a red fox jumps over the lazy dog and keeps running far away")).toBe("a red fox jumps over the lazy\ndog and keeps running far away");
-    expect(wrapText("x".repeat(70))).toBe(`${"x".repeat(32)}\n${"x".repeat(32)}\n${"x".repeat(6)}`);
-    expect(wrapText("one\ntwo")).toBe("one\ntwo");
   });
 
   it("data channel envelopes are checked before anything reads them", () => {

@@ -1,10 +1,13 @@
 /**
  * `npm start` end to end, in a temporary state directory and secrets file: it builds the demo page, boots a
  * gateway that serves it, starts a runtime agent for the demo model, and Ctrl-C (SIGINT) or SIGTERM stops it all
- * (wrangler, workerd, the agent and its ffmpeg) with no process left behind.
+ * (wrangler, workerd, the agent and its ffmpeg) with no process left behind. On a machine without ffmpeg: a
+ * stand-in `ffmpeg` that fails like a missing one comes first on PATH, so only the one installed from npm can work.
+ * A crashed agent is restarted with the gateway kept up; an encoder that cannot start is reported to the client.
  */
 import { spawn, type ChildProcess } from "node:child_process";
-import { mkdtemp, readFile, rm } from "node:fs/promises";
+import { readFileSync, readlinkSync } from "node:fs";
+import { mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { parseEnv } from "node:util";
@@ -13,7 +16,10 @@ import { DEFAULT_DEV_API_KEY } from "../../scripts/lib/dev-vars.ts";
 import { freePort, portAvailable } from "../../scripts/lib/http.ts";
 import { devToken } from "../../scripts/lib/local-gateway.ts";
 import { PROJECT_ROOT } from "../../scripts/lib/paths.ts";
-import { launchBrowser } from "./support/browser.ts";
+import type { Page } from "playwright-core";
+import { launchBrowser, servePage, type TestBrowser } from "./support/browser.ts";
+import { reactorClientPage, type HarnessWindow } from "./support/browser.test-page.ts";
+import { directoryFingerprint } from "./support/checkout.ts";
 import { scriptEnv } from "./support/cli.ts";
 import { JWT_PATTERN, mintToken } from "./support/gateway.ts";
 import { descendants, stillRunning, type ProcessInfo } from "./support/processes.ts";
@@ -64,6 +70,8 @@ async function startScript(args: string[], env: NodeJS.ProcessEnv = {}): Promise
   const [banner, url] = await ready;
   return { child, url: url!, banner, output: () => output, exit };
 }
+
+const escapeRegExp = (text: string) => text.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
@@ -124,10 +132,44 @@ async function firstFrame(url: string, jwt: string, sessionId: string, type: str
   }
 }
 
+/** The official client (2.9.0) in a tab of `browser`, connected to `url` for model demo. */
+async function officialClient(browser: TestBrowser, siteUrl: string, url: string, jwt: string) {
+  const page: Page = await browser.newPage();
+  await page.goto(siteUrl);
+  await page.evaluate(([apiUrl, token]) => void (window as unknown as HarnessWindow).harness.connect({ apiUrl, jwt: token, modelName: "demo" }), [url, jwt] as const);
+  return {
+    state: () => page.evaluate(() => (window as unknown as HarnessWindow).harness.state()),
+    sessionId: () => page.evaluate(() => (window as unknown as HarnessWindow).harness.sessionId()),
+    inboundVideo: () => page.evaluate(() => (window as unknown as HarnessWindow).harness.inboundVideo()),
+    close: () => page.close(),
+  };
+}
+
+/** The argv of a process, from /proc (empty if it is gone). */
+function argv(pid: number): string[] {
+  try {
+    return readFileSync(`/proc/${pid}/cmdline`, "utf8").split("\0").filter(Boolean);
+  } catch {
+    return [];
+  }
+}
+
+/** The runtime agent's own process under start.ts (Node names its main thread, so by argv; not its tether's). */
+const agentProcess = (started: Started) => descendants(started.child.pid!).find((info) => argv(info.pid)[1]?.endsWith(path.join("runtime", "main.ts")));
+
 let workDir: string;
+/** The checkout's public/build/ before these tests: the script builds and serves a copy (--assets-dir) instead. */
+let checkoutBuild: string;
+/** PATH with a stand-in `ffmpeg` first that fails as a missing binary does: any use of a system ffmpeg fails. */
+let noFfmpegPath: string;
 
 beforeAll(async () => {
   workDir = await mkdtemp(path.join(tmpdir(), "npm-start-"));
+  checkoutBuild = await directoryFingerprint();
+  const shims = path.join(workDir, "shims");
+  await mkdir(shims);
+  await writeFile(path.join(shims, "ffmpeg"), '#!/bin/sh\necho "ffmpeg: not found" >&2\nexit 127\n', { mode: 0o755 });
+  noFfmpegPath = `${shims}${path.delimiter}${process.env.PATH ?? ""}`;
 });
 
 afterEach(() => {
@@ -140,17 +182,19 @@ afterAll(async () => {
 });
 
 describe("npm start", () => {
-  it("serves the demo page and a demo runtime on a free port; the dev key and /dev/token mint JWTs; Ctrl-C stops everything", async () => {
+  it("serves the demo page and a demo runtime on a free port with no ffmpeg on the machine; the dev key and /dev/token mint JWTs; the official client decodes video; a crashed agent is restarted; Ctrl-C stops everything", async () => {
     const port = await freePort();
     const devVars = path.join(workDir, ".dev.vars");
-    const started = await startScript(["--state-dir", path.join(workDir, "state"), "--dev-vars", devVars, "--slots", "3"], {
+    const started = await startScript(["--state-dir", path.join(workDir, "state"), "--dev-vars", devVars, "--assets-dir", path.join(workDir, "site"), "--slots", "3"], {
       PORT: String(port),
+      PATH: noFfmpegPath,
     });
     const { url, banner } = started;
     expect(url).toBe(`http://127.0.0.1:${port}`); // and BANNER has the page's URL on its first line
     expect(banner).toContain(`Reactor gateway running at ${url}`);
     expect(banner).toContain(`Reactor-API-Key: ${DEFAULT_DEV_API_KEY}`);
     expect(banner).toContain("/openapi.json");
+    expect(banner).toContain("1 spare encoder kept running for a fast first frame: ~15 % of a core while idle (--spare-encoders 0 turns it off)");
     expect(started.output()).toContain(`DEV_API_KEY is the documented default ${DEFAULT_DEV_API_KEY}; it is public, for local use only.`);
 
     const secrets = parseEnv(await readFile(devVars, "utf8"));
@@ -188,16 +232,55 @@ describe("npm start", () => {
 
     // The page, as a person opens it: it gets its token from /dev/token and reaches the agent's video (no STUN).
     const browser = await launchBrowser();
+    const site = await servePage(await reactorClientPage());
     try {
       const tab = await browser.newPage();
       await tab.goto(`${url}/`);
       await tab.getByRole("button", { name: "Connect", exact: true }).click();
       await expect.poll(() => tab.locator("#status").innerText(), { timeout: 60_000 }).toBe("ready");
+      await tab.close();
+
+      // The official client, unmodified, decodes the video of the ffmpeg installed from npm (the only one that works here).
+      const client = await officialClient(browser, site.url, url, jwt);
+      await expect.poll(async () => (await client.state()).status, { timeout: 60_000 }).toBe("ready");
+      await expect.poll(async () => (await client.state()).frames, { timeout: 30_000 }).toBeGreaterThan(10);
+      expect(await client.inboundVideo()).toMatchObject({ frameWidth: 640, frameHeight: 360, framesDecoded: expect.any(Number) });
+      expect((await client.inboundVideo())!.framesDecoded).toBeGreaterThan(10);
+      const encoders = descendants(started.child.pid!).filter((info) => info.command === "ffmpeg");
+      expect(encoders.length).toBeGreaterThanOrEqual(2); // the session's and the spare one
+      for (const { pid } of encoders) expect(readlinkSync(`/proc/${pid}/exe`)).toMatch(/node_modules\/@ffmpeg-installer\/linux-x64\/ffmpeg$/);
+      const crashedSession = (await client.sessionId())!;
+
+      // The agent crashes: the gateway stays up, the agent is restarted and registers again under the same id, which
+      // ends the session its previous process held; a new session is served by the new process.
+      const agent = agentProcess(started)!;
+      expect(agent).toBeDefined();
+      process.kill(agent.pid, "SIGKILL");
+      await eventually("the restart to be announced", () =>
+        /runtime agent stopped unexpectedly \(signal SIGKILL\) after .* s; restarting it in .* s \(restart 1\)/.test(started.output()) || undefined,
+      );
+      expect((await fetch(`${url}/health`)).status).toBe(200);
+      const restarted = await eventually("a new agent process", () => {
+        const next = agentProcess(started);
+        return next && next.pid !== agent.pid ? next : undefined;
+      });
+      await eventually("the new agent to register", () => (started.output().match(/registered as npm-start-\d+ for model demo/g)?.length === 2 || undefined), 60_000);
+      expect((await fetch(`${url}/health`)).status).toBe(200);
+      await expect
+        .poll(async () => (await getJson(`${url}/sessions/${crashedSession}`, jwt)).body, { timeout: 30_000 })
+        .toMatchObject({ state: "INACTIVE", reason: expect.stringContaining("runtime_restarted") });
+      await client.close();
+      const next = await officialClient(browser, site.url, url, jwt);
+      await expect.poll(async () => (await next.state()).status, { timeout: 60_000 }).toBe("ready");
+      await expect.poll(async () => (await next.state()).frames, { timeout: 30_000 }).toBeGreaterThan(10);
+      // Served by the new process: its encoders (each under a tether) are its children.
+      expect(descendants(restarted.pid).filter((info) => info.command === "ffmpeg").length).toBeGreaterThanOrEqual(1);
+      await next.close();
     } catch (error) {
-      (error as Error).message += `\n--- browser ---\n${browser.logs().join("\n")}`;
+      (error as Error).message += `\n--- browser ---\n${browser.logs().join("\n")}\n--- npm start ---\n${started.output()}`;
       throw error;
     } finally {
-      await browser.close();
+      await Promise.all([browser.close(), site.close()]);
     }
 
     // No STUN by default: clients and runtimes get no ICE servers (host candidates only), over REST and the socket.
@@ -219,7 +302,7 @@ describe("npm start", () => {
     const devVars = path.join(workDir, ".dev.vars");
     const before = await readFile(devVars, "utf8");
     const customKey = `rk_${"custom".repeat(8)}`;
-    const started = await startScript(["--state-dir", path.join(workDir, "state"), "--dev-vars", devVars, "--no-runtime"], {
+    const started = await startScript(["--state-dir", path.join(workDir, "state"), "--dev-vars", devVars, "--assets-dir", path.join(workDir, "site"), "--no-runtime"], {
       PORT: String(await freePort()),
       DEV_API_KEY: customKey,
     });
@@ -240,10 +323,43 @@ describe("npm start", () => {
     expect(leftovers).toEqual([]);
   }, BOOT_TEST_TIMEOUT_MS);
 
+  it("with an ffmpeg that cannot start: one line with the cause and the fix, and the official client is told why it gets no video", async () => {
+    const started = await startScript(
+      ["--state-dir", path.join(workDir, "state"), "--dev-vars", path.join(workDir, ".dev.vars"), "--assets-dir", path.join(workDir, "site"), "--slots", "1", "--ffmpeg", "/nonexistent/ffmpeg"],
+      { PORT: String(await freePort()), PATH: noFfmpegPath },
+    );
+    const line = "demo encoder: cannot start ffmpeg at /nonexistent/ffmpeg (ENOENT: no such file): fix --ffmpeg <path>, or leave it out to use the packaged ffmpeg";
+    // The spare encoder could not start: said once, in one line, and the agent serves all the same.
+    expect(started.output().split("\n").filter((text) => text.includes("demo encoder"))).toEqual([expect.stringMatching(new RegExp(`^\\[runtime\\] +error ${escapeRegExp(line)}$`))]);
+
+    const browser = await launchBrowser();
+    const site = await servePage(await reactorClientPage());
+    try {
+      const client = await officialClient(browser, site.url, started.url, await devToken(started.url));
+      await expect.poll(async () => (await client.state()).status, { timeout: 60_000 }).toBe("ready");
+      await expect.poll(async () => (await client.state()).messages, { timeout: 30_000 }).toContainEqual({ type: "error", code: "ENCODER_UNAVAILABLE", message: line });
+      expect((await client.state()).frames).toBe(0);
+      const sessionId = await client.sessionId();
+      expect(started.output()).toContain(`session ${sessionId}: ${line}`);
+      await client.close();
+    } catch (error) {
+      (error as Error).message += `\n--- browser ---\n${browser.logs().join("\n")}\n--- npm start ---\n${started.output()}`;
+      throw error;
+    } finally {
+      await Promise.all([browser.close(), site.close()]);
+    }
+    const { code, leftovers } = await stopWith(started, "SIGTERM");
+    expect(code).toBe(143);
+    expect(leftovers).toEqual([]);
+  }, BOOT_TEST_TIMEOUT_MS);
+
   it.each([
     ["a malformed DEV_API_KEY", [], { DEV_API_KEY: "not-a-key" }, 1, "DEV_API_KEY (environment) is not a valid API key"],
     ["zero slots", ["--slots", "0"], {}, 2, 'invalid slots "0"'],
     ["slots without a runtime", ["--no-runtime", "--slots", "3"], {}, 2, "--slots is for the runtime agent"],
+    ["spare encoders without a runtime", ["--no-runtime", "--spare-encoders", "0"], {}, 2, "--spare-encoders is for the runtime agent"],
+    ["a spare encoder count that is not a number", ["--spare-encoders", "lots"], {}, 2, 'invalid spare-encoders "lots"'],
+    ["an ffmpeg without a runtime", ["--no-runtime", "--ffmpeg", "/usr/bin/ffmpeg"], {}, 2, "--ffmpeg is for the runtime agent"],
   ])("refuses %s before starting anything", async (_, args, env, expectedCode, message) => {
     const paths = ["--dev-vars", path.join(workDir, "x.vars"), "--state-dir", path.join(workDir, "x-state")];
     const child = spawnStart([...paths, ...args], { PORT: String(await freePort()), ...env });
@@ -252,5 +368,11 @@ describe("npm start", () => {
     const code = await new Promise((resolve) => child.once("exit", resolve));
     expect(code).toBe(expectedCode);
     expect(stderr).toContain(message);
+  });
+});
+
+describe("the checkout", () => {
+  it("has the same public/build/ as before these tests (npm start built and served a copy in --assets-dir)", async () => {
+    expect(await directoryFingerprint()).toBe(checkoutBuild);
   });
 });

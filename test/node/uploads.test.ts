@@ -10,6 +10,7 @@ import type { Page } from "playwright-core";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { RTCPeerConnection as WeriftPeerConnection } from "werift";
 import { clientToken } from "../../bench/lib/gateway.ts";
+import { registerModel } from "../../bench/lib/peers.ts";
 import { RuntimeAgent } from "../../runtime/agent.ts";
 import { demoModel } from "../../runtime/demo/model.ts";
 import { Client, FileRef, type ReactorError, type RTCPeerConnectionConstructor, type UploadProgress } from "../../sdk/src/index.ts";
@@ -68,6 +69,7 @@ async function withLogs<T>(work: () => Promise<T>): Promise<T> {
 /** A session on a model nobody serves (it waits), with one complete upload: a file of *another* session. */
 async function foreignUpload(): Promise<{ sessionId: string; uploadId: string; size: number }> {
   const headers = { Authorization: `Bearer ${jwt}`, "Content-Type": "application/json" };
+  await registerModel(gateway, "nobody-serves-this"); // known, with no runtime connected: the session waits
   const created = await fetch(`${gateway.url}/sessions`, { method: "POST", headers, body: JSON.stringify({ model: { name: "nobody-serves-this" } }) });
   const { session_id: sessionId } = (await created.json()) as { session_id: string };
   const slot = await fetch(`${gateway.url}/sessions/${sessionId}/uploads`, {

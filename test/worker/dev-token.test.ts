@@ -78,6 +78,11 @@ describe("POST /dev/token on a local development gateway", () => {
     const response = await post(`${LOCAL}/dev/token`, { body: { expires_after: -1 } });
     expect(response.status).toBe(400);
     expect(await errorCode(response)).toBe("INVALID_REQUEST");
+    const unknown = await post(`${LOCAL}/dev/token`, { body: { models: ["demo"], max_sessions: 1 } });
+    expect(unknown.status).toBe(400);
+    expect((await unknown.json()) as unknown).toMatchObject({
+      error: { code: "UNKNOWN_FIELD", message: expect.stringMatching(/"models", "max_sessions".*authorization_details/) },
+    });
   });
 
   it("refuses with API_KEY_INVALID when DEV_API_KEY is not an active key of this gateway", async () => {
@@ -122,9 +127,17 @@ describe("POST /dev/token anywhere else is a route that does not exist", () => {
 
   it("other methods and /dev/ paths answer the same 404", async () => {
     for (const [method, url] of [["GET", `${LOCAL}/dev/token`], ["POST", `${LOCAL}/dev/other`]] as const) {
-      const response = await app.request(url, { method }, devEnv);
+      const response = await app.request(url, { method }, env); // no DEV_API_KEY: the route does not exist
       expect(response.status).toBe(404);
       expect(await errorCode(response)).toBe("NOT_FOUND");
     }
+  });
+
+  it("where the route exists, another method is 405 METHOD_NOT_ALLOWED, and other /dev/ paths 404", async () => {
+    const wrongMethod = await app.request(`${LOCAL}/dev/token`, { method: "GET" }, devEnv);
+    expect(wrongMethod.status).toBe(405);
+    expect(wrongMethod.headers.get("Allow")).toBe("POST, OPTIONS");
+    expect(await errorCode(wrongMethod)).toBe("METHOD_NOT_ALLOWED");
+    expect(await errorCode(await app.request(`${LOCAL}/dev/other`, { method: "POST" }, devEnv))).toBe("NOT_FOUND");
   });
 });

@@ -4,5 +4,7 @@ declare namespace Cloudflare {
     /** Protocol fuzzing: frames per run and the seed (vitest.config.ts passes them from the environment). */
     FUZZ_FRAMES: string;
     FUZZ_SEED: string;
+    CHAOS_SEEDS: string;
+    CHAOS_SEED: string;
   }
 }

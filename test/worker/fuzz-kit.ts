@@ -10,6 +10,7 @@
  */
 import { env } from "cloudflare:workers";
 import fc from "fast-check";
+import { progressLine } from "../../scripts/lib/fuzz-progress.ts";
 import { ERROR_CODES } from "../../src/errors.ts";
 import { LIMITS } from "../../src/protocol/common.ts";
 import type { JsonSchema } from "../../src/protocol/schema.ts";
@@ -255,9 +256,14 @@ export function samples(schema: JsonSchema, options: { binary?: boolean; oversiz
 
 // ── Invariants ────────────────────────────────────────────────────────────────────────────────────────────────
 
-/** Tally of one fuzz target, printed at the end of the run. */
+/** How often a running target prints its progress (a nightly run takes minutes; `npm run fuzz` sums the lines). */
+export const PROGRESS_EVERY_MS = 10_000;
+
+/** Tally of one fuzz target: its progress printed every PROGRESS_EVERY_MS while it runs, its summary at the end. */
 export class Tally {
   readonly target: string;
+  /** Frames this target is to send. */
+  readonly planned: number;
   frames = 0;
   overSocket = 0;
   rejections = 0;
@@ -266,15 +272,25 @@ export class Tally {
   readonly problems: string[] = [];
   readonly started = Date.now();
   finished: number | undefined;
+  #reported = Date.now();
 
-  constructor(target: string) {
+  constructor(target: string, planned: number) {
     this.target = target;
+    this.planned = planned;
   }
 
   sent(sample: Sample, overSocket = false): void {
     this.frames++;
     if (overSocket) this.overSocket++;
     this.byHow.set(sample.how, (this.byHow.get(sample.how) ?? 0) + 1);
+    // Date.now() moves on across the batches' I/O, so a check per frame is cheap and a report at most one batch late.
+    if (Date.now() - this.#reported >= PROGRESS_EVERY_MS) this.#progress();
+  }
+
+  #progress(): void {
+    this.#reported = Date.now();
+    const rate = this.frames / Math.max((this.#reported - this.started) / 1000, 0.001);
+    console.log(progressLine(this.target, this.frames, this.planned, rate)); // scripts/fuzz.ts sums these
   }
 
   /** An error answer: its code must be one of src/errors.ts (and, over HTTP, answered with that code's status). */
@@ -290,6 +306,7 @@ export class Tally {
 
   finish(): void {
     this.finished = Date.now();
+    this.#progress();
   }
 
   problem(what: string): void {

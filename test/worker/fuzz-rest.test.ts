@@ -58,7 +58,7 @@ interface Fixture {
 }
 let f: Fixture;
 
-const tally = new Tally("REST bodies, paths, queries and headers (every declared route)");
+const tally = new Tally("REST bodies, paths, queries and headers (every declared route)", Math.round(TOTAL * SHARE));
 const consoleErrors: string[] = [];
 
 beforeAll(async () => {

@@ -89,7 +89,7 @@ function endsTheSession(schema: Schema<unknown>, raw: string | ArrayBuffer, curr
   const decoded = decodeFrame(schema, raw);
   if (!decoded.ok) return false;
   const frame = decoded.frame as { type: string; generation?: number; runtime_id?: string };
-  if (frame.type === "close" || frame.type === "release") return true;
+  if (frame.type === "close" || frame.type === "release" || frame.type === "frame_error") return true; // frame_error: the runtime missed a frame, the session ends
   if (frame.type === "hello" && frame.runtime_id !== currentRuntime) return true; // an impostor's hello closes the socket (tested in session-bad-input)
   return frame.type === "offer" && (frame.generation ?? 0) > 990_000;
 }
@@ -181,7 +181,7 @@ async function controlAnswers(expectedRejections: number): Promise<Frame[]> {
 describe.sequential(`protocol fuzzing over the sockets (seed ${SEED})`, () => {
   const nativeFrames = Math.round(TOTAL * SHARE.native);
   it(`native signaling socket: ${nativeFrames} generated and mutated ClientFrames`, { timeout: timeout(nativeFrames) }, async () => {
-    const tally = new Tally("native signaling socket (ClientFrame)");
+    const tally = new Tally("native signaling socket (ClientFrame)", nativeFrames);
     tallies.push(tally);
     await fuzz(
       tally,
@@ -205,7 +205,7 @@ describe.sequential(`protocol fuzzing over the sockets (seed ${SEED})`, () => {
 
   const runtimeFrames = Math.round(TOTAL * SHARE.runtime);
   it(`runtime session socket: ${runtimeFrames} generated and mutated RuntimeSessionFrames`, { timeout: timeout(runtimeFrames) }, async () => {
-    const tally = new Tally("runtime session socket (RuntimeSessionFrame)");
+    const tally = new Tally("runtime session socket (RuntimeSessionFrame)", runtimeFrames);
     tallies.push(tally);
     await fuzz(
       tally,
@@ -256,7 +256,7 @@ describe.sequential(`protocol fuzzing over the sockets (seed ${SEED})`, () => {
 
   const controlFrames = Math.round(TOTAL * SHARE.control);
   it(`runtime control socket: ${controlFrames} generated and mutated RuntimeControlFrames; the pool still assigns`, { timeout: timeout(controlFrames) }, async () => {
-    const tally = new Tally("runtime control socket (RuntimeControlFrame)");
+    const tally = new Tally("runtime control socket (RuntimeControlFrame)", controlFrames);
     tallies.push(tally);
     await fuzz(
       tally,

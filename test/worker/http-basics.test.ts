@@ -86,6 +86,35 @@ describe("meta", () => {
     expect(await errorCode(response)).toBe("NOT_FOUND");
   });
 
+  it.each([
+    ["DELETE", "/tokens", "POST, OPTIONS"],
+    ["GET", "/sessions", "POST, OPTIONS"],
+    ["PATCH", "/sessions/ses_0123456789abcdefghijkl", "GET, HEAD, PUT, DELETE, OPTIONS"],
+    ["POST", "/v1/models", "GET, HEAD, OPTIONS"],
+    ["PUT", "/sessions/ses_0123456789abcdefghijkl/transport/webrtc/ice_servers", "GET, HEAD, OPTIONS"],
+  ])("answers %s %s (a known path, another method) 405 METHOD_NOT_ALLOWED with Allow: %s", async (method, path, allow) => {
+    const response = await call(path, { method, headers: { Origin: "https://app.example" } });
+    expect(response.status).toBe(405);
+    expect(response.headers.get("Allow")).toBe(allow);
+    expect(response.headers.get("Access-Control-Allow-Origin")).toBe("https://app.example"); // readable by the page
+    const { error } = (await response.json()) as { error: { code: string; message: string } };
+    expect(error).toMatchObject({ code: "METHOD_NOT_ALLOWED", message: `${method} is not allowed on ${path}; use ${allow}.` });
+  });
+
+  it("still answers CORS preflights on those paths, and 404 where no route has the path at all", async () => {
+    const preflight = await call("/tokens", {
+      method: "OPTIONS",
+      headers: { Origin: "https://app.example", "Access-Control-Request-Method": "POST", "Access-Control-Request-Headers": "content-type" },
+    });
+    expect(preflight.status).toBe(204);
+    expect(preflight.headers.get("Access-Control-Allow-Methods")).toContain("POST");
+    for (const path of ["/tokens/extra", "/sessions/ses_0123456789abcdefghijkl/nope", "/v1"]) {
+      const response = await call(path, { method: "DELETE" });
+      expect(response.status, path).toBe(404);
+      expect(response.headers.get("Allow"), path).toBeNull();
+    }
+  });
+
   it("refuses oversized JSON bodies before parsing them", async () => {
     const key = await newApiKey();
     const response = await call("/tokens", {

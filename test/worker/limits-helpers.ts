@@ -2,7 +2,7 @@
 import { env } from "cloudflare:workers";
 import { expect } from "vitest";
 import { call, mintToken, newApiKey } from "./helpers.ts";
-import { advanceClock, clientHeaders, getJson, type ClientAccount } from "./scripted.ts";
+import { advanceClock, clientHeaders, getJson, registerModel, type ClientAccount } from "./scripted.ts";
 
 export const SECOND = 1000;
 const ADMIN = { Authorization: "Bearer test-admin-token", "Content-Type": "application/json" };
@@ -27,8 +27,9 @@ export async function setLimits(account: string, body: Record<string, number | n
   return response;
 }
 
-/** POST /sessions as the official client sends it; the raw response (refusals included). */
-export function postSession(client: ClientAccount, model: string): Promise<Response> {
+/** POST /sessions as the official client sends it, on a registered model; the raw response (refusals included). */
+export async function postSession(client: ClientAccount, model: string): Promise<Response> {
+  await registerModel(model);
   return call("/sessions", {
     method: "POST",
     headers: clientHeaders(client),
@@ -50,6 +51,18 @@ export async function expectRateLimited(response: Response): Promise<number> {
   expect(body.error.retry_after).toBeGreaterThan(0);
   expect(response.headers.get("Retry-After")).toBe(String(Math.ceil(body.error.retry_after)));
   return body.error.retry_after;
+}
+
+/**
+ * Asserts the refusal of a creation or restart while the account has all its concurrent sessions: 429
+ * CONCURRENCY_LIMIT, recoverable, and no retry_after or Retry-After (nobody knows when a session will end).
+ */
+export async function expectConcurrencyLimited(response: Response): Promise<void> {
+  expect(response.status).toBe(429);
+  const body = (await response.json()) as { error: Record<string, unknown> };
+  expect(body.error).toMatchObject({ code: "CONCURRENCY_LIMIT", recoverable: true, message: expect.stringContaining("end one first") });
+  expect(body.error).not.toHaveProperty("retry_after");
+  expect(response.headers.get("Retry-After")).toBeNull();
 }
 
 export const del = (client: ClientAccount, sessionId: string) => getJson(client, `/sessions/${sessionId}`, { method: "DELETE" });

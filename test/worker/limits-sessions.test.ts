@@ -12,6 +12,7 @@ import {
   advanceAccountClock,
   clientOf,
   del,
+  expectConcurrencyLimited,
   expectRateLimited,
   freshAccount,
   limitsStub,
@@ -42,13 +43,13 @@ async function fill(client: ClientAccount, model: string, count: number): Promis
 }
 
 describe("concurrent sessions per account (default 5)", () => {
-  it("the 6th is refused 429 RATE_LIMITED with Retry-After, and succeeds once one has ended", async () => {
+  it("the 6th is refused 429 CONCURRENCY_LIMIT, recoverable, with no Retry-After; it succeeds once one has ended", async () => {
     const client = await clientOf(freshAccount());
     const model = freshModel();
     const [first] = await fill(client, model, 5); // no runtime: all five are WAITING
 
     const refused = await postSession(client, model);
-    await expectRateLimited(refused);
+    await expectConcurrencyLimited(refused);
     expect(await sessionsInUse(client)).toBe(5);
 
     await del(client, first!);
@@ -63,7 +64,7 @@ describe("concurrent sessions per account (default 5)", () => {
     await createSession(client, model);
     await runtime.acceptAssignment(); // assigned: the client is connecting
     await fill(client, model, 4); // queued behind it
-    await expectRateLimited(await postSession(client, model));
+    await expectConcurrencyLimited(await postSession(client, model));
   });
 
   it("is pooled across the account's API keys, and does not touch other accounts", async () => {
@@ -72,8 +73,8 @@ describe("concurrent sessions per account (default 5)", () => {
     const model = freshModel();
     await fill(one, model, 3);
     await fill(two, model, 2);
-    await expectRateLimited(await postSession(one, model));
-    await expectRateLimited(await postSession(two, model));
+    await expectConcurrencyLimited(await postSession(one, model));
+    await expectConcurrencyLimited(await postSession(two, model));
     const stranger = await clientOf(freshAccount());
     expect((await postSession(stranger, model)).status).toBe(200);
   });
@@ -114,7 +115,7 @@ describe("a slot is released whatever way the session ends", () => {
     const client = await oneSlotAccount();
     const model = freshModel();
     const { session_id } = await createSession(client, model);
-    await expectRateLimited(await postSession(client, model));
+    await expectConcurrencyLimited(await postSession(client, model));
     await del(client, session_id);
     await expectReleased(client, model);
   });
@@ -226,7 +227,8 @@ describe("restart (PUT /sessions/{id})", () => {
 
     const refused = await getJson(client, `/sessions/${sessionId}`, { method: "PUT" });
     expect(refused.status).toBe(429);
-    expect(refused.body).toMatchObject({ error: { code: "RATE_LIMITED", recoverable: true } });
+    expect(refused.body).toMatchObject({ error: { code: "CONCURRENCY_LIMIT", recoverable: true } });
+    expect(refused.body.error).not.toHaveProperty("retry_after");
     expect(await stateOf(client, sessionId)).toBe("INACTIVE");
 
     await del(client, other.session_id);
@@ -244,7 +246,7 @@ describe("restart (PUT /sessions/{id})", () => {
     await getJson(client, `/sessions/${sessionId}`, { method: "PUT" });
     await limitsStub(account).release(sessionId, 0); // a retried release of run 0, arriving late
     expect(await sessionsInUse(client)).toBe(1);
-    await expectRateLimited(await postSession(client, model));
+    await expectConcurrencyLimited(await postSession(client, model));
     // Ending the restarted run frees it.
     await del(client, sessionId);
     expect(await sessionsInUse(client)).toBe(0);
@@ -296,6 +298,46 @@ describe("session creations per minute per model (default 50)", () => {
   });
 });
 
+describe("session creations per minute across the account (default 100)", () => {
+  it("spread over 101 models (one creation each), the 101st is refused 429 RATE_LIMITED with Retry-After", async () => {
+    const account = freshAccount();
+    await setLimits(account, { concurrent_sessions: 1000 }); // only the creation rate limits here
+    const client = await clientOf(account);
+    expect((await getJson(client, "/v1/limits")).body).toMatchObject({ limits: { account_session_creations_per_minute: 100 } });
+    for (let i = 0; i < 100; i++) {
+      const response = await postSession(client, freshModel("spread"));
+      expect(response.status, `creation ${i + 1}`).toBe(200);
+      await response.body?.cancel();
+    }
+    const refused = postSession(client, freshModel("spread"));
+    const retryAfter = await expectRateLimited((await refused).clone());
+    expect(((await (await refused).json()) as { error: { message: string } }).error.message).toContain("100 sessions per minute across all models");
+    expect(retryAfter).toBeLessThanOrEqual(60);
+
+    await advanceAccountClock(account, 61 * SECOND);
+    expect((await postSession(client, freshModel("spread"))).status).toBe(200);
+  });
+
+  it("has its own override, counted in the same step as the per-model window", async () => {
+    const account = freshAccount();
+    const set = await setLimits(account, { concurrent_sessions: 1000, account_session_creations_per_minute: 3 });
+    expect(await set.json()).toMatchObject({
+      limits: { account_session_creations_per_minute: 3, session_creations_per_minute: 50 },
+      overrides: { account_session_creations_per_minute: 3, session_creations_per_minute: null },
+    });
+    const client = await clientOf(account);
+    const [a, b] = [freshModel("a"), freshModel("b")];
+    // Concurrent creations on two models: exactly three are taken, whatever the interleaving.
+    const statuses = await Promise.all([a, b, a, b, a, b].map(async (model) => (await postSession(client, model)).status));
+    expect(statuses.filter((status) => status === 200)).toHaveLength(3);
+    expect(statuses.filter((status) => status === 429)).toHaveLength(3);
+    expect((await getJson(client, "/v1/limits")).body).toMatchObject({ sessions_in_use: 3 });
+
+    await setLimits(account, { account_session_creations_per_minute: null });
+    expect((await postSession(client, freshModel("c"))).status).toBe(200);
+  });
+});
+
 describe("per-account overrides (D1 account_limits)", () => {
   it("apply at once, and null restores the default", async () => {
     const account = freshAccount();
@@ -308,7 +350,7 @@ describe("per-account overrides (D1 account_limits)", () => {
       overrides: { concurrent_sessions: 2, session_creations_per_minute: null },
     });
     await fill(client, model, 2);
-    await expectRateLimited(await postSession(client, model));
+    await expectConcurrencyLimited(await postSession(client, model));
     expect((await getJson(client, "/v1/limits")).body).toMatchObject({ limits: { concurrent_sessions: 2 }, sessions_in_use: 2 });
 
     await setLimits(account, { concurrent_sessions: null });
@@ -327,6 +369,32 @@ describe("per-account overrides (D1 account_limits)", () => {
     expect(await signal.next(isStatus("CLOSED"))).toMatchObject({ reason: "max_duration" });
   });
 
+  it("a token's max_session_duration_seconds ends its sessions sooner than the account's limit, restarts included", async () => {
+    const account = freshAccount();
+    await setLimits(account, { max_session_seconds: 600 });
+    const client = await clientOf(account, {
+      authorization_details: [{ type: "session", constraints: { max_session_duration_seconds: 90 } }],
+    });
+    const model = freshModel();
+    const runtime = await new ScriptedRuntime(model, "gpu-1", 2).connect();
+    const { sessionId, signal } = await activeNativeSession(model, runtime, client);
+    await advanceClock(sessionStub(sessionId), 89 * SECOND);
+    await runDurableObjectAlarm(sessionStub(sessionId));
+    expect(await stateOf(client, sessionId)).toBe("ACTIVE");
+    await advanceClock(sessionStub(sessionId), 1 * SECOND);
+    await runDurableObjectAlarm(sessionStub(sessionId));
+    expect(await signal.next(isStatus("CLOSED"))).toMatchObject({ reason: "max_duration" });
+
+    // A restarted session keeps the token's cap, though the restart reads the account's limit again.
+    const { session_id: waiting } = await createSession(client, freshModel("unserved"));
+    await advanceClock(sessionStub(waiting), 601 * SECOND);
+    await runDurableObjectAlarm(sessionStub(waiting));
+    expect(await stateOf(client, waiting)).toBe("INACTIVE");
+    await getJson(client, `/sessions/${waiting}`, { method: "PUT" });
+    const record = await runInDurableObject(sessionStub(waiting), (_relay, state: DurableObjectState) => state.storage.kv.get<{ maxDurationMs: number }>("session")!);
+    expect(record.maxDurationMs).toBe(90 * SECOND);
+  });
+
   it("refuses bad values and unknown fields, and needs the admin token", async () => {
     const account = freshAccount();
     const put = (body: unknown, token = "test-admin-token") =>
@@ -335,11 +403,17 @@ describe("per-account overrides (D1 account_limits)", () => {
         headers: { Authorization: `Bearer ${token}`, "Content-Type": "application/json" },
         body: JSON.stringify(body),
       });
-    for (const body of [{ concurrent_sessions: -1 }, { concurrent_sessions: 1.5 }, { max_session_seconds: 0 }, { burst: 3 }, { concurrent_sessions: "5" }]) {
+    for (const body of [{ concurrent_sessions: -1 }, { concurrent_sessions: 1.5 }, { max_session_seconds: 0 }, { concurrent_sessions: "5" }]) {
       const response = await put(body);
       expect(response.status, JSON.stringify(body)).toBe(400);
       expect(await errorCode(response)).toBe("INVALID_REQUEST");
     }
+    const unknown = await put({ burst: 3, concurrent_sessions: 2 });
+    expect(unknown.status).toBe(400);
+    expect((await unknown.json()) as unknown).toMatchObject({ error: { code: "UNKNOWN_FIELD", message: expect.stringContaining('"burst"') } });
+    expect((await (await call(`/admin/accounts/${account}/limits`, { headers: { Authorization: "Bearer test-admin-token" } })).json()) as unknown).toMatchObject({
+      overrides: { concurrent_sessions: null }, // nothing of a refused body is applied
+    });
     expect(await errorCode(await put({ concurrent_sessions: 3 }, "wrong"))).toBe("ADMIN_UNAUTHORIZED");
     const badAccount = await call("/admin/accounts/Not%20An%20Account/limits", { headers: { Authorization: "Bearer test-admin-token" } });
     expect(badAccount.status).toBe(400);
@@ -372,7 +446,14 @@ it("GET /v1/limits is per account and needs a token", async () => {
   const { body } = await getJson(client, "/v1/limits");
   expect(body).toEqual({
     account: client.account,
-    limits: { concurrent_sessions: 5, session_creations_per_minute: 50, token_mints_per_minute: 120, turn_credentials_per_minute: 60, max_session_seconds: 1200 },
+    limits: {
+      concurrent_sessions: 5,
+      session_creations_per_minute: 50,
+      account_session_creations_per_minute: 100,
+      token_mints_per_minute: 120,
+      turn_credentials_per_minute: 60,
+      max_session_seconds: 1200,
+    },
     sessions_in_use: 0,
     creations_last_minute: {},
   });

@@ -3,7 +3,18 @@
  */
 import { describe, expect, it } from "vitest";
 import { call, errorCode, newApiKey } from "./helpers.ts";
-import { advanceAccountClock, clientOf, del, expectRateLimited, freshAccount, postSession, SECOND, sessionsInUse, setLimits } from "./limits-helpers.ts";
+import {
+  advanceAccountClock,
+  clientOf,
+  del,
+  expectConcurrencyLimited,
+  expectRateLimited,
+  freshAccount,
+  postSession,
+  SECOND,
+  sessionsInUse,
+  setLimits,
+} from "./limits-helpers.ts";
 import { freshModel, getJson, type ClientAccount } from "./scripted.ts";
 
 const scoped = (constraints: { models?: string[]; maxSessions?: number }) => ({
@@ -59,8 +70,8 @@ describe("scoped tokens", () => {
     const holder = await clientOf(account);
     const held = (await (await postSession(holder, model)).json()) as { session_id: string };
     const client = await clientOf(account, scoped({ maxSessions: 1 }));
-    await expectRateLimited(await postSession(client, model));
-    await expectRateLimited(await postSession(client, model));
+    await expectConcurrencyLimited(await postSession(client, model));
+    await expectConcurrencyLimited(await postSession(client, model));
     await del(holder, held.session_id);
     expect((await postSession(client, model)).status).toBe(200);
   });

@@ -1,24 +1,34 @@
 /**
  * GET /v1/models: the models with a connected runtime, described by their pools (slots, queue), listed from the
- * D1 directory that each pool keeps.
+ * D1 directory that each pool keeps. POST /sessions on model names: a name no runtime ever registered is 404
+ * MODEL_NOT_FOUND and leaves nothing behind; a known model with no runtime connected queues, saying so.
  */
-import { runInDurableObject } from "cloudflare:test";
+import { listDurableObjectIds, runDurableObjectAlarm, runInDurableObject } from "cloudflare:test";
 import { env } from "cloudflare:workers";
 import { afterEach, describe, expect, it } from "vitest";
 import type { ModelPool } from "../../durable-objects/pool/model-pool.ts";
 import { listModel } from "../../src/models/directory.ts";
 import type { ModelSummary } from "../../src/protocol/http.ts";
 import { call, errorCode, mintToken, newApiKey } from "./helpers.ts";
+import { failWrites } from "./faults.ts";
+import { accountStore } from "./invariants.ts";
+import { clientOf, freshAccount } from "./limits-helpers.ts";
 import {
   CAPABILITIES,
   RUNTIME_TOKEN,
+  clientHeaders,
   createSession,
   freshModel,
   getJson,
+  isStatus,
   newClient,
+  openSignal,
   poolSnapshot,
   poolStub,
+  registerModel,
   ScriptedRuntime,
+  sessionStub,
+  advanceClock,
   type ClientAccount,
 } from "./scripted.ts";
 
@@ -40,11 +50,12 @@ async function models(client: ClientAccount): Promise<ModelSummary[]> {
   return body.models as ModelSummary[];
 }
 
+type DirectoryRow = { name: string; listed_at: number; connected: number };
 const directoryRow = (model: string) =>
-  env.DB.prepare("SELECT name, listed_at FROM models WHERE name = ?").bind(model).first<{ name: string; listed_at: number }>();
+  env.DB.prepare("SELECT name, listed_at, connected FROM models WHERE name = ?").bind(model).first<DirectoryRow>();
 
 /** Polls the D1 directory until `done` holds for the model's row (the pool writes it after the socket closes). */
-async function untilRow(model: string, done: (row: { listed_at: number } | null) => boolean): Promise<void> {
+async function untilRow(model: string, done: (row: DirectoryRow | null) => boolean): Promise<void> {
   const deadline = Date.now() + 5000;
   while (!done(await directoryRow(model))) {
     if (Date.now() > deadline) throw new Error(`directory row of ${model} never reached the expected state`);
@@ -79,7 +90,7 @@ describe("GET /v1/models", () => {
     expect(await models(client)).toMatchObject([{ name: model, runtimes: 2, slots: { total: 4, free: 2 }, queue_length: 0 }]);
   });
 
-  it("drops a model when its last runtime disconnects, and from the directory too", async () => {
+  it("drops a model when its last runtime disconnects; the directory keeps it as known, not connected", async () => {
     const model = freshModel("leaving");
     const client = await newClient();
     const first = await runtime(model, "rt-a", 1);
@@ -91,7 +102,7 @@ describe("GET /v1/models", () => {
 
     await second.crash();
     expect(await models(client)).toEqual([]);
-    await untilRow(model, (row) => row === null);
+    await untilRow(model, (row) => row?.connected === 0);
   });
 
   it("writes the directory when the first runtime connects and the last leaves, not on heartbeats or capacity", async () => {
@@ -138,7 +149,7 @@ describe("GET /v1/models", () => {
 
     expect(await models(await newClient())).toEqual([]);
     expect((await poolSnapshot(model)).runtimes).toEqual([expect.objectContaining({ id: "rt-gone", connected: false })]);
-    await untilRow(model, (row) => row === null);
+    await untilRow(model, (row) => row?.connected === 0);
   });
 
   it.each([
@@ -150,5 +161,132 @@ describe("GET /v1/models", () => {
     const response = await call("/v1/models", { headers });
     expect(response.status).toBe(401);
     expect(await errorCode(response)).toBe(code);
+  });
+});
+
+// ── POST /sessions and the directory ──────────────────────────────────────────────────────────────────────────
+
+function post(client: ClientAccount, model: string): Promise<Response> {
+  return call("/sessions", { method: "POST", headers: clientHeaders(client), body: JSON.stringify({ model: { name: model } }) });
+}
+
+const hasId = (ids: DurableObjectId[], id: DurableObjectId) => ids.some((candidate) => candidate.equals(id));
+
+/** A model a runtime registered and then left: known, with no runtime connected (the real path, not a row insert). */
+async function knownWithoutRuntime(prefix: string): Promise<string> {
+  const model = freshModel(prefix);
+  await (await new ScriptedRuntime(model, "rt-once", 1).connect()).crash();
+  await untilRow(model, (row) => row?.connected === 0);
+  return model;
+}
+
+describe("POST /sessions on a model no runtime ever registered", () => {
+  it("is 404 MODEL_NOT_FOUND naming the known models, and creates no session, pool, directory row or account slot", async () => {
+    const known = freshModel("known");
+    await registerModel(known);
+    const client = await clientOf(freshAccount("unknown"));
+    const before = { sessions: await listDurableObjectIds(env.SESSION_RELAY), pools: await listDurableObjectIds(env.MODEL_POOL) };
+    const made_up = freshModel("made-up");
+
+    const response = await post(client, made_up);
+    expect(response.status).toBe(404);
+    const { error } = await response.json<{ error: { code: string; message: string; recoverable: boolean } }>();
+    expect(error).toMatchObject({ code: "MODEL_NOT_FOUND", recoverable: false });
+    expect(error.message).toContain(`"${made_up}"`);
+    expect(error.message).toMatch(/Known models: .*\S/);
+    expect(response.headers.get("Retry-After")).toBeNull();
+
+    expect(await directoryRow(made_up)).toBeNull();
+    expect(hasId(await listDurableObjectIds(env.MODEL_POOL), env.MODEL_POOL.idFromName(made_up))).toBe(false);
+    expect((await listDurableObjectIds(env.MODEL_POOL)).length).toBe(before.pools.length);
+    expect((await listDurableObjectIds(env.SESSION_RELAY)).length).toBe(before.sessions.length);
+    expect(await accountStore(client.account)).toMatchObject({ slots: [], creations: 0 });
+  });
+
+  it("names only the known models a narrowed token may use", async () => {
+    const [mine, theirs, unknown] = [freshModel("mine"), freshModel("theirs"), freshModel("unknown")];
+    await registerModel(mine);
+    await registerModel(theirs);
+    const client = await clientOf(freshAccount("narrow"), {
+      authorization_details: [{ type: "session", resources: { models: { match: [mine, unknown] } } }],
+    });
+    const response = await post(client, unknown);
+    expect(response.status).toBe(404);
+    const { error } = await response.json<{ error: { code: string; message: string } }>();
+    expect(error.code).toBe("MODEL_NOT_FOUND");
+    expect(error.message).toContain(`Known models this token may use: ${mine}.`);
+    expect(error.message).not.toContain(theirs);
+    // A name outside the token's list is refused before the directory is asked.
+    expect(await errorCode(await post(client, theirs))).toBe("MODEL_NOT_ALLOWED");
+  });
+
+  it("a model registered since is accepted once the short negative cache has passed", async () => {
+    const model = freshModel("late");
+    const client = await newClient();
+    expect((await post(client, model)).status).toBe(404);
+    await registerModel(model);
+    await new Promise((resolve) => setTimeout(resolve, 3100)); // UNKNOWN_TTL_MS in src/models/known.ts
+    expect((await post(client, model)).status).toBe(200);
+  });
+});
+
+describe("POST /sessions on a model whose first listing failed", () => {
+  it("is refused MODEL_NOT_FOUND while D1 refuses the row (the directory is the truth), and accepted once the pool's alarm lists it", async () => {
+    const model = freshModel("unlisted");
+    const restore = await failWrites("models", `NEW.name = '${model}'`);
+    try {
+      await runtime(model, "rt-a", 1); // serving, but not in the directory
+      expect(await errorCode(await post(await newClient(), model))).toBe("MODEL_NOT_FOUND");
+    } finally {
+      await restore();
+    }
+    await runDurableObjectAlarm(poolStub(model));
+    await new Promise((resolve) => setTimeout(resolve, 3100)); // the negative cache (UNKNOWN_TTL_MS)
+    expect((await post(await newClient(), model)).status).toBe(200);
+  });
+});
+
+describe("POST /sessions on a known model with no runtime connected", () => {
+  it("queues the session WAITING with reason no_runtime_connected, on POST, GET and the native status", async () => {
+    const model = await knownWithoutRuntime("away");
+    const client = await newClient();
+    const response = await post(client, model);
+    expect(response.status).toBe(200);
+    const created = await response.json<{ session_id: string; state: string; reason: string; queue_position: number }>();
+    expect(created).toMatchObject({ state: "WAITING", reason: "no_runtime_connected", queue_position: 1 });
+    expect(created).not.toHaveProperty("capabilities"); // the official client keeps polling: it is waiting
+    expect((await getJson(client, `/sessions/${created.session_id}`)).body).toMatchObject({ state: "WAITING", reason: "no_runtime_connected" });
+    const signal = await openSignal(client, created.session_id);
+    expect(await signal.next(isStatus("WAITING"))).toMatchObject({ reason: "no_runtime_connected" });
+
+    // A runtime connects: the session is assigned at once.
+    const back = await runtime(model, "rt-back", 1);
+    expect((await back.acceptAssignment()).sessionId).toBe(created.session_id);
+    expect((await getJson(client, `/sessions/${created.session_id}`)).body).toMatchObject({ state: "WAITING", reason: "assigned", capabilities: CAPABILITIES });
+  });
+
+  it("ends INACTIVE no_runtime when the queue wait passes, even while the runtime that left is still in its grace", async () => {
+    const model = await knownWithoutRuntime("expired"); // its runtime left just now: the pool keeps it for the grace
+    const client = await newClient();
+    const { session_id } = await createSession(client, model);
+    await advanceClock(sessionStub(session_id), 601 * 1000); // SESSION_QUEUE_WAIT_SECONDS = 600
+    await runDurableObjectAlarm(sessionStub(session_id));
+    expect((await getJson(client, `/sessions/${session_id}`)).body).toMatchObject({ state: "INACTIVE", reason: "no_runtime" });
+  });
+
+  it("says queued while runtimes are connected but busy, and no_runtime_connected once the last one leaves", async () => {
+    const model = freshModel("busy-then-gone");
+    const client = await newClient();
+    const gpu = await runtime(model, "rt-busy", 1);
+    await createSession(client, model);
+    await gpu.acceptAssignment();
+    const { session_id: waiting } = await createSession(client, model);
+    expect((await getJson(client, `/sessions/${waiting}/info`)).body.state).toBe("WAITING");
+    expect((await getJson(client, `/sessions/${waiting}`)).body).toMatchObject({ state: "WAITING", reason: "queued", queue_position: 1 });
+
+    await gpu.crash();
+    await expect
+      .poll(async () => (await getJson(client, `/sessions/${waiting}`)).body.reason, { timeout: 5000 })
+      .toBe("no_runtime_connected");
   });
 });

@@ -295,7 +295,23 @@ export function clientHeaders(client: ClientAccount): Record<string, string> {
   return { Authorization: `Bearer ${client.jwt}`, "Content-Type": "application/json" };
 }
 
+/**
+ * Makes `model` known to the gateway, as if a runtime had registered it once and left: its row in the D1 model
+ * directory, not connected (so GET /v1/models does not list it). POST /sessions refuses names no runtime ever
+ * registered (404 MODEL_NOT_FOUND). A row a connected runtime wrote is left as it is.
+ */
+export async function registerModel(model: string): Promise<void> {
+  // Looked up first: a row already there is not written again (fault-injection tests make writes of a model fail).
+  if (await env.DB.prepare("SELECT 1 FROM models WHERE name = ?").bind(model).first()) return;
+  await env.DB.prepare("INSERT OR IGNORE INTO models (name, listed_at, connected) VALUES (?, ?, 0)").bind(model, Date.now()).run();
+}
+
+/**
+ * POST /sessions as the official client sends it; throws unless 200. The model is registered first (see
+ * registerModel): most tests create sessions on models whose runtime connects later, or never.
+ */
 export async function createSession(client: ClientAccount, model: string): Promise<{ session_id: string; state: string; queue_position?: number }> {
+  await registerModel(model);
   const response = await exports.default.fetch(
     new Request(`${BASE}/sessions`, {
       method: "POST",

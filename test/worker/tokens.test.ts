@@ -69,6 +69,51 @@ describe("POST /tokens", () => {
     expect(await errorCode(response)).toBe(code);
   });
 
+  it("carries max_session_duration_seconds (the newer official clients' constraint); the smallest of several wins", async () => {
+    const key = await newApiKey();
+    const { jwt } = await mintToken(key.key, {
+      authorization_details: [
+        { type: "session", constraints: { max_sessions: 3, max_session_duration_seconds: 1800 } },
+        { type: "session", constraints: { max_session_duration_seconds: 600 } },
+      ],
+    });
+    const whoami = await call("/v1/whoami", { headers: bearer(jwt) });
+    expect(await whoami.json()).toMatchObject({ models: null, max_sessions: 3, max_session_duration_seconds: 600 });
+    for (const seconds of [0, 86_401, 1.5]) {
+      const response = await call("/tokens", {
+        method: "POST",
+        headers: { "Reactor-API-Key": key.key },
+        body: JSON.stringify({ authorization_details: [{ type: "session", constraints: { max_session_duration_seconds: seconds } }] }),
+      });
+      expect(response.status, String(seconds)).toBe(400);
+      expect(await errorCode(response)).toBe("INVALID_REQUEST");
+    }
+  });
+
+  it.each([
+    ["flat narrowing fields (the issue's body)", { models: ["demo"], max_sessions: 1, ttl_seconds: 60 }, "$", ['"models"', '"max_sessions"', '"ttl_seconds"']],
+    ["a name Object.prototype has", { constructor: 1 }, "$", ['"constructor"']],
+    ["a misspelt resources field", { authorization_details: [{ type: "session", resources: { model: { match: ["demo"] } } }] }, "$.authorization_details[0].resources", ['"model"']],
+    ["a misspelt models field", { authorization_details: [{ type: "session", resources: { models: { names: ["demo"] } } }] }, "$.authorization_details[0].resources.models", ['"names"']],
+    ["an unknown constraint", { authorization_details: [{ type: "session", constraints: { max_session: 1 } }] }, "$.authorization_details[0].constraints", ['"max_session"']],
+  ])("refuses %s with 400 UNKNOWN_FIELD naming every unknown field and the real ones; nothing is minted", async (_, body, path, named) => {
+    const key = await newApiKey();
+    const response = await call("/tokens", { method: "POST", headers: { "Reactor-API-Key": key.key }, body: JSON.stringify(body) });
+    expect(response.status).toBe(400);
+    const { error } = (await response.json()) as { error: { code: string; message: string } };
+    expect(error.code).toBe("UNKNOWN_FIELD");
+    expect(error.message.startsWith(`${path}: unknown field`)).toBe(true);
+    for (const name of named) expect(error.message).toContain(name);
+    if (path === "$") expect(error.message).toContain('the fields here are "expires_after", "authorization_details"');
+    if (path === "$") expect(error.message).toContain('"resources": {"models": {"match": ["<model>"]}}, "constraints": {"max_sessions": <n>, "max_session_duration_seconds": <s>}');
+  });
+
+  it("takes a JSON null body as no body (the newer official clients send null for an unrestricted token)", async () => {
+    const key = await newApiKey();
+    const response = await call("/tokens", { method: "POST", headers: { "Reactor-API-Key": key.key, "Content-Type": "application/json" }, body: "null" });
+    expect(response.status).toBe(200);
+  });
+
   it("refuses a revoked key at once", async () => {
     const key = await newApiKey();
     await mintToken(key.key);
@@ -88,6 +133,18 @@ describe("POST /tokens", () => {
     const response = await call("/tokens", { method: "POST", headers });
     expect(response.status).toBe(401);
     expect(await errorCode(response)).toBe(code);
+  });
+
+  it("describes a malformed key by the real rule: rk_ and 43 to 128 of A-Z a-z 0-9 _ -", async () => {
+    for (const key of ["hello", `rk_${"a".repeat(42)}`, `rk_${"a".repeat(129)}`, `rk_${"a".repeat(42)}+`]) {
+      const response = await call("/tokens", { method: "POST", headers: { "Reactor-API-Key": key } });
+      const { error } = (await response.json()) as { error: { code: string; message: string } };
+      expect(error, key).toMatchObject({ code: "API_KEY_MALFORMED", message: "An API key is rk_ followed by 43 to 128 characters of A-Z, a-z, 0-9, _ and -." });
+    }
+    // Both ends of the rule are keys (unknown here, but well-formed).
+    for (const key of [`rk_${"a".repeat(43)}`, `rk_${"-_".repeat(64)}`]) {
+      expect(await errorCode(await call("/tokens", { method: "POST", headers: { "Reactor-API-Key": key } })), key).toBe("API_KEY_INVALID");
+    }
   });
 
   it("refuses an API key sent in Authorization", async () => {

@@ -1,8 +1,9 @@
 /** Uploads inside workerd: create them over REST, PUT their bytes, and look at what R2 holds. */
+import { runInDurableObject } from "cloudflare:test";
 import { env, exports } from "cloudflare:workers";
 import { expect } from "vitest";
 import { sessionUploadsPrefix } from "../../src/uploads/store.ts";
-import { createSession, freshModel, getJson, newClient, type ClientAccount } from "./scripted.ts";
+import { createSession, freshModel, getJson, newClient, sessionStub, type ClientAccount } from "./scripted.ts";
 
 export interface CreatedUpload {
   presigned_id: string;
@@ -76,6 +77,21 @@ export async function storedBytes(key: string): Promise<Uint8Array | null> {
 export async function errorOf(response: Response): Promise<{ status: number; code: string | undefined; message: string | undefined }> {
   const body = (await response.json()) as { error?: { code?: string; message?: string } };
   return { status: response.status, code: body.error?.code, message: body.error?.message };
+}
+
+/** The upload's state in its session's SQLite (durable-objects/session/upload-log.ts), read without a PUT. */
+export function uploadState(sessionId: string, uploadId: string): Promise<string | undefined> {
+  return runInDurableObject(sessionStub(sessionId), (_relay, state) =>
+    state.storage.sql.exec<{ state: string }>("SELECT state FROM uploads WHERE id = ?", uploadId).toArray()[0]?.state,
+  );
+}
+
+/**
+ * Waits until a PUT in flight holds the upload's claim. Probing with PUTs instead would race the PUT in flight: on a
+ * loaded machine a probe can reach the session first, take the claim itself, and the PUT under test is refused.
+ */
+export async function claimed(sessionId: string, uploadId: string): Promise<void> {
+  await expect.poll(() => uploadState(sessionId, uploadId)).toBe("uploading");
 }
 
 /** A stream whose chunks the test pushes one by one, and can end or break. */

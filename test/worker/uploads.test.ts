@@ -11,6 +11,7 @@ import { storeExactly, uploadKey } from "../../src/uploads/store.ts";
 import { errorCode } from "./helpers.ts";
 import { advanceClock, getJson, newClient, sessionStub } from "./scripted.ts";
 import {
+  claimed,
   completeUpload,
   controlledStream,
   createUpload,
@@ -192,8 +193,8 @@ describe("PUT of the bytes", () => {
     const first = controlledStream();
     const firstDone = put(upload.presigned_url, first.stream, { length: 20 });
     first.push(pattern(10));
-    // The first PUT has claimed the upload once a second one is told it is in progress.
-    await expect.poll(async () => (await errorOf(await put(upload.presigned_url, pattern(20)))).code).toBe("UPLOAD_IN_PROGRESS");
+    await claimed(sessionId, upload.presigned_id);
+    expect(await errorOf(await put(upload.presigned_url, pattern(20)))).toMatchObject({ status: 409, code: "UPLOAD_IN_PROGRESS" });
     first.push(pattern(10));
     first.end();
     expect((await firstDone).status).toBe(200);
@@ -353,7 +354,8 @@ describe("PUT of the bytes", () => {
     const body = controlledStream();
     const streaming = put(during.presigned_url, body.stream, { length: 20 });
     body.push(pattern(10));
-    await expect.poll(async () => (await errorOf(await put(during.presigned_url, pattern(20)))).code).toBe("UPLOAD_IN_PROGRESS");
+    await claimed(sessionId, during.presigned_id);
+    expect(await errorOf(await put(during.presigned_url, pattern(20)))).toMatchObject({ status: 409, code: "UPLOAD_IN_PROGRESS" });
 
     expect((await getJson(client, `/sessions/${sessionId}`, { method: "DELETE" })).status).toBe(200);
     expect(await errorOf(await put(before.presigned_url, pattern(10)))).toMatchObject({ status: 409, code: "SESSION_ENDED" });

@@ -3,7 +3,7 @@
  * API keys only in `Reactor-API-Key` on POST /tokens, client JWTs only on client routes, the admin token only on
  * /admin routes.
  */
-import { findActiveApiKey, looksLikeApiKey } from "../../auth/api-keys.ts";
+import { API_KEY_PATTERN, findActiveApiKey, looksLikeApiKey } from "../../auth/api-keys.ts";
 import { secretsEqual } from "../../auth/encoding.ts";
 import { verifyClientToken } from "../../auth/tokens.ts";
 import { ApiError } from "../../errors.ts";
@@ -67,7 +67,7 @@ async function apiKey(c: AppContext, next: Next): Promise<void> {
     throw new ApiError("API_KEY_MISSING", sentAsBearer ? "Send the API key in Reactor-API-Key, not in Authorization." : undefined);
   }
   if (JWT_LIKE.test(key)) throw new ApiError("JWT_SENT_AS_API_KEY");
-  if (!looksLikeApiKey(key)) throw new ApiError("API_KEY_MALFORMED");
+  if (!API_KEY_PATTERN.test(key)) throw new ApiError("API_KEY_MALFORMED");
   const record = await findActiveApiKey(c.env.DB, key);
   if (!record) throw new ApiError("API_KEY_INVALID");
   c.set("apiKey", record);

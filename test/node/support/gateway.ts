@@ -1,6 +1,7 @@
 /**
  * A real gateway for end-to-end tests: `wrangler dev` (workerd) on a free loopback port, with its own state
- * directory and secrets, migrations applied. Start it in beforeAll, stop it in afterAll.
+ * directory, secrets, config and static assets, migrations applied. Start it in beforeAll, stop it in afterAll.
+ * Nothing of the checkout's local state is read or written (`.dev.vars`, `.wrangler/state`, public/build/).
  */
 import { createHash } from "node:crypto";
 import { existsSync } from "node:fs";
@@ -9,8 +10,10 @@ import { tmpdir } from "node:os";
 import path from "node:path";
 import { randomId } from "../../../src/auth/encoding.ts";
 import { generateSigningKey } from "../../../src/auth/generate-signing-key.ts";
+import { stageDemoSite } from "../../../scripts/lib/build-assets.ts";
 import { startDevServer, type DevServer } from "../../../scripts/lib/dev-server.ts";
 import { MIGRATIONS_DIR, WRANGLER_CONFIG } from "../../../scripts/lib/paths.ts";
+import { writeIsolatedConfig } from "../../../scripts/lib/wrangler-config.ts";
 import { applyMigrations } from "../../../scripts/lib/wrangler.ts";
 
 export interface GatewayOptions {
@@ -22,8 +25,16 @@ export interface GatewayOptions {
   migrate?: boolean;
   /** Where its working directory (state, secrets) is made; default the OS temp directory. */
   workRoot?: string;
-  /** Another Worker's wrangler config (bench Workers); default: the gateway's. */
+  /**
+   * Another Worker's wrangler config (bench Workers), used as it is. Default: the gateway's wrangler.toml, copied into
+   * the gateway's working directory (scripts/lib/wrangler-config.ts) so that no `.dev.vars` of the checkout is read.
+   */
   configPath?: string;
+  /**
+   * The gateway's static assets, always a copy of public/ in its working directory (never the checkout's
+   * public/build/): "bare" (default) without the demo page's built files, "demo" with them built into it.
+   */
+  assets?: "bare" | "demo";
   /** Default: a free port. */
   port?: number;
   /** Sees every line the gateway prints (they are also kept for `output()`). */
@@ -90,7 +101,7 @@ export async function startGateway(options: GatewayOptions = {}): Promise<TestGa
     if (options.migrate ?? true) await (options.stateDir ? applyMigrations(stateDir) : copyMigratedState(stateDir));
     server = await startDevServer({
       port: options.port,
-      configPath: options.configPath,
+      configPath: options.configPath ?? (await gatewayConfig(workDir, options.assets ?? "bare")),
       stateDir,
       envFile,
       onLine,
@@ -112,6 +123,12 @@ export async function startGateway(options: GatewayOptions = {}): Promise<TestGa
     output: () => lines.join("\n"),
     stop: () => (stopped ??= server.stop().finally(cleanUp)),
   };
+}
+
+/** The gateway's config and assets, in its working directory. */
+async function gatewayConfig(workDir: string, assets: "bare" | "demo"): Promise<string> {
+  const site = await stageDemoSite(path.join(workDir, "site"), { build: assets === "demo" });
+  return writeIsolatedConfig(path.join(workDir, "config"), { assetsDirectory: site });
 }
 
 /**

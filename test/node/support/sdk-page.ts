@@ -17,6 +17,8 @@ import type { PageFile } from "./browser.ts";
 
 export interface RecordedError {
   code: string;
+  /** ms since connect() when it was reported. */
+  ms: number;
   message: string;
   recoverable: boolean;
   retryAfter?: number;
@@ -52,6 +54,8 @@ export interface SdkState {
   frames: number;
   mediaTime: number;
   firstFrameMs: number | null;
+  /** ms from connect() to the first frame presented after the last `online` event (null: none yet). */
+  onlineFrameMs: number | null;
   /** How often the token function was called (connect with `tokenAsFunction`). */
   tokenCalls: number;
   /** Signaling sockets the client opened. */
@@ -59,8 +63,11 @@ export interface SdkState {
   connectResult: string | null;
   /** ms from connect() to its promise settling. */
   connectMs: number | null;
-  /** Signaling frames in (`<`) and out (`>`) with ms since connect(), for timelines (pings left out). */
-  wire: [direction: "<" | ">", type: string, ms: number][];
+  /**
+   * Signaling frames in (`<`) and out (`>`) with ms since connect(), for timelines (pings left out); `<` "(open)"
+   * and "(close)" when a socket opened or closed, and `!` for the browser's `online` / `offline` events.
+   */
+  wire: [direction: "<" | ">" | "!", type: string, ms: number][];
   reconnectResult: string | null;
   /** Every uploadFile() call, in order: its FileRef (or error code) and the progress it reported. */
   uploads: RecordedUpload[];
@@ -77,6 +84,8 @@ export interface CreateOptions {
   modelName: string;
   /** ClientOptions passed as they are (JSON-serializable ones only: graceMs, keepAliveMs, statsIntervalMs). */
   options?: Record<string, unknown>;
+  /** When given, `reconnectPolicy: jitteredBackoff(backoff)`. */
+  backoff?: { initialMs?: number; maxMs?: number; jitter?: number; marginMs?: number };
 }
 
 /** The files for servePage(): `/` (harness) and `/reactor-sdk.js` (the bundle). */
@@ -95,6 +104,7 @@ interface Harness {
   reconnect(): Promise<void>;
   dropConnection(): void;
   networkChanged(): void;
+  restartIce(): void;
   inject(raw: string | "binary"): void;
   loseSendsAfterNextMessage(): void;
   closeSocket(): void;
@@ -125,6 +135,7 @@ export function sdkHarness(page: Page) {
     dropConnection: () => page.evaluate(() => (window as unknown as HarnessWindow).harness.dropConnection()),
     /** Dispatches the browser's `online` event, as a network change does. */
     networkChanged: () => page.evaluate(() => (window as unknown as HarnessWindow).harness.networkChanged()),
+    restartIce: () => page.evaluate(() => (window as unknown as HarnessWindow).harness.restartIce()),
     /** Delivers `raw` as if the gateway had sent it on the client's open socket ("binary": an ArrayBuffer). */
     inject: (raw: string) => page.evaluate((r) => (window as unknown as HarnessWindow).harness.inject(r), raw),
     /**
@@ -151,24 +162,28 @@ const HARNESS_HTML = `<!doctype html>
 <body>
 <video id="video" muted autoplay playsinline></video>
 <script type="module">
-import { Client } from "/reactor-sdk.js";
+import { Client, jitteredBackoff } from "/reactor-sdk.js";
 const video = document.getElementById("video");
 let client = null;
 let token = null;
 let t0 = 0;
 let loseAfterMessage = false;
+let awaitingOnlineFrame = false;
 const sockets = [];
 const s = { status: "disconnected", statuses: [], statusTimes: [], sessionId: null, sessionIds: [], infos: [], errors: [], messages: [],
-  tracks: [], commands: [], stats: [], frames: 0, mediaTime: 0, firstFrameMs: null, tokenCalls: 0, sockets: 0, connectResult: null, connectMs: null, wire: [],
+  tracks: [], commands: [], stats: [], frames: 0, mediaTime: 0, firstFrameMs: null, onlineFrameMs: null, tokenCalls: 0, sockets: 0, connectResult: null, connectMs: null, wire: [],
   reconnectResult: null, uploads: [] };
 const fileRefs = [];
 const onFrame = (now, meta) => {
   s.frames++;
   s.mediaTime = meta.mediaTime;
   if (s.firstFrameMs === null) s.firstFrameMs = now - t0;
+  if (awaitingOnlineFrame) { awaitingOnlineFrame = false; s.onlineFrameMs = now - t0; }
   video.requestVideoFrameCallback(onFrame);
 };
 video.requestVideoFrameCallback(onFrame);
+for (const type of ["online", "offline"]) window.addEventListener(type, () => s.wire.push(["!", type, performance.now() - t0]));
+window.addEventListener("online", () => { awaitingOnlineFrame = true; s.onlineFrameMs = null; });
 
 /** The browser's WebSocket, remembered so the harness can inject frames into the client's current socket. */
 class TapWebSocket extends WebSocket {
@@ -178,6 +193,7 @@ class TapWebSocket extends WebSocket {
     sockets.push(this);
     s.sockets++;
     this.addEventListener("open", () => s.wire.push(["<", "(open)", performance.now() - t0]));
+    this.addEventListener("close", () => s.wire.push(["<", "(close)", performance.now() - t0]));
     this.addEventListener("message", (event) => log("<", event.data));
   }
   send(data) {
@@ -195,8 +211,8 @@ function log(direction, data) {
 const outcome = (promise) => promise.then(() => "ok", (e) => "error:" + (e && e.code ? e.code : String(e)));
 
 window.harness = {
-  create({ apiUrl, modelName, options }) {
-    client = new Client({ apiUrl, modelName, WebSocket: TapWebSocket, ...options });
+  create({ apiUrl, modelName, options, backoff }) {
+    client = new Client({ apiUrl, modelName, WebSocket: TapWebSocket, ...options, ...(backoff && { reconnectPolicy: jitteredBackoff(backoff) }) });
     window.client = client;
     client.on("statusChanged", (status) => {
       s.status = status;
@@ -205,7 +221,7 @@ window.harness = {
     });
     client.on("sessionIdChanged", (id) => { s.sessionId = id ?? null; s.sessionIds.push(id ?? null); });
     client.on("sessionInfo", (info) => s.infos.push(info));
-    client.on("error", (e) => s.errors.push({ code: e.code, message: e.message, recoverable: e.recoverable,
+    client.on("error", (e) => s.errors.push({ code: e.code, ms: performance.now() - t0, message: e.message, recoverable: e.recoverable,
       retryAfter: e.retryAfter, component: e.component, reason: e.reason }));
     client.on("message", (data, meta) => {
       s.messages.push({ data, seq: meta.seq });
@@ -250,13 +266,14 @@ window.harness = {
   async reconnect() { s.reconnectResult = await outcome(client.reconnect()); },
   dropConnection() { client.dropConnection(); },
   networkChanged() { window.dispatchEvent(new Event("online")); },
+  restartIce() { client.restartIce(); },
   inject(raw) {
     const socket = sockets.filter((ws) => ws.readyState === WebSocket.OPEN).at(-1);
     if (!socket) throw new Error("no open socket to inject into");
     socket.dispatchEvent(new MessageEvent("message", { data: raw === "binary" ? new ArrayBuffer(8) : raw }));
   },
   loseSendsAfterNextMessage() { loseAfterMessage = true; },
-  closeSocket() { sockets.at(-1).close(4001, "closed by the test"); },
+  closeSocket() { sockets.at(-1).close(4999, "closed by the test"); }, // a code with no meaning (4001: token expired)
   state() { return JSON.parse(JSON.stringify({ ...s, status: client ? client.getStatus() : s.status })); },
 };
 </script>
