@@ -1,8 +1,8 @@
 import { tmpdir } from "node:os";
 import { cloudflareTest, readD1Migrations } from "@cloudflare/vitest-plugin";
 import { defineConfig, defineProject } from "vitest/config";
+import { generateSigningKey } from "./lib/signing-keys.ts";
 import { sharedIsolatedConfig } from "./scripts/lib/wrangler-config.ts";
-import { generateSigningKey } from "./src/auth/generate-signing-key.ts";
 
 /**
  * Two test projects:
@@ -51,6 +51,8 @@ export default defineConfig({
             // A few tests make dozens of requests in a row; on a loaded 2-core CI machine that takes seconds.
             testTimeout: 30_000,
             setupFiles: ["test/worker/apply-migrations.ts"],
+            // Loopback servers the tests inside workerd talk to (they cannot listen themselves): the TURN API stand-in.
+            globalSetup: ["test/node/support/cloudflare-turn-setup.ts"],
           },
         };
       }),

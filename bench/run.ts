@@ -64,7 +64,10 @@ async function main(): Promise<number> {
   }
   const quick = values.quick;
   const suites = await loadSuites();
-  const only = values.only?.split(",").map((name) => name.trim()).filter(Boolean);
+  const only = values.only
+    ?.split(",")
+    .map((name) => name.trim())
+    .filter(Boolean);
   const unknown = only?.filter((name) => !suites.some((suite) => suite.name === name)) ?? [];
   if (unknown.length > 0) {
     console.error(`error: no suite named ${unknown.join(", ")} (suites: ${suites.map((suite) => suite.name).join(", ")})`);
@@ -131,8 +134,9 @@ async function main(): Promise<number> {
   }
   await mkdir(RESULTS_DIR, { recursive: true });
   const resultsFile = path.join(RESULTS_DIR, `${date.toISOString().replaceAll(":", "-")}.json`);
-  await writeFile(resultsFile, JSON.stringify({ date: date.toISOString(), quick, machine, figures }, null, 2) + "\n");
-  const chartNote = charts.length > 0 ? `, ${charts.length} chart(s) in ${path.relative(process.cwd(), path.join(path.dirname(out), "docs")) || "docs"}` : "";
+  await writeFile(resultsFile, `${JSON.stringify({ date: date.toISOString(), quick, machine, figures }, null, 2)}\n`);
+  const chartNote =
+    charts.length > 0 ? `, ${charts.length} chart(s) in ${path.relative(process.cwd(), path.join(path.dirname(out), "docs")) || "docs"}` : "";
   console.log(`\nWrote ${path.relative(process.cwd(), out) || out}${chartNote} and ${path.relative(process.cwd(), resultsFile)}`);
 
   if (failed > 0) return 1;

@@ -9,10 +9,10 @@
 import { parseArgs } from "node:util";
 import { RuntimeAgent } from "../runtime/agent.ts";
 import { demoModel } from "../runtime/demo/model.ts";
-import { launchBrowser, servePage } from "../test/node/support/browser.ts";
-import { reactorClientPage } from "../test/node/support/browser.test-page.ts";
-import { sdkPage } from "../test/node/support/sdk-page.ts";
-import { clientToken, startGateway } from "./lib/gateway.ts";
+import { launchBrowser, servePage } from "../tools/browser.ts";
+import { reactorClientPage } from "../tools/browser.test-page.ts";
+import { sdkPage } from "../tools/sdk-page.ts";
+import { clientToken, startGateway } from "../tools/gateway.ts";
 import { startInstantGateway } from "./lib/instant-gateway.ts";
 import { agentLog, formatTimeline, gatewayLog, merge, pageEvents, probePage } from "./lib/timeline.ts";
 
@@ -56,7 +56,13 @@ try {
     const page = await browser.newPage();
     await probePage(page);
     await page.goto(site.url);
-    type W = { __timeline: [number, string][]; harness: any }; // eslint-disable-line @typescript-eslint/no-explicit-any
+    // The page's harness differs by client (native: create then connect(token); official: connect(options)).
+    type Harness = {
+      create(options: { apiUrl: string; modelName: string }): unknown;
+      connect(...args: unknown[]): unknown;
+      disconnect(asFunction: boolean): unknown;
+    };
+    type W = { __timeline: [number, string][]; harness: Harness };
     if (client === "native") {
       await page.evaluate((o) => (window as unknown as W).harness.create(o), { apiUrl: gateway.url, modelName: "demo" });
       await page.evaluate((token) => {
@@ -65,13 +71,19 @@ try {
         void w.harness.connect(token, false);
       }, jwt);
     } else {
-      await page.evaluate(([apiUrl, token]) => {
-        const w = window as unknown as W;
-        w.__timeline.push([performance.timeOrigin + performance.now(), "connect()"]);
-        void w.harness.connect({ apiUrl, jwt: token, modelName: "demo" });
-      }, [gateway.url, jwt] as const);
+      await page.evaluate(
+        ([apiUrl, token]) => {
+          const w = window as unknown as W;
+          w.__timeline.push([performance.timeOrigin + performance.now(), "connect()"]);
+          void w.harness.connect({ apiUrl, jwt: token, modelName: "demo" });
+        },
+        [gateway.url, jwt] as const,
+      );
     }
-    await page.waitForFunction(() => (window as unknown as W).__timeline.some(([, what]) => what === "first video frame presented"), undefined, { timeout: 20_000, polling: 10 });
+    await page.waitForFunction(() => (window as unknown as W).__timeline.some(([, what]) => what === "first video frame presented"), undefined, {
+      timeout: 20_000,
+      polling: 10,
+    });
     await new Promise((resolve) => setTimeout(resolve, 100));
     const events = await pageEvents(page);
     const zero = events.find((event) => event.what === "connect()")!.at;

@@ -12,9 +12,9 @@
  */
 import { randomUUID } from "node:crypto";
 import { hostname } from "node:os";
-import { HEARTBEAT_REQUEST, HEARTBEAT_RESPONSE, PoolFrame, RuntimeId, type RuntimeControlFrame } from "../src/protocol/runtime.ts";
-import { parse } from "../src/protocol/schema.ts";
-import type { BackoffOptions } from "./backoff.ts";
+import { HEARTBEAT_REQUEST, HEARTBEAT_RESPONSE, PoolFrame, RuntimeId, type RuntimeControlFrame } from "../protocol/runtime.ts";
+import { parse } from "../protocol/schema.ts";
+import type { BackoffOptions } from "../lib/backoff.ts";
 import { consoleLog, type Log } from "./log.ts";
 import { capabilitiesOf, type AnyModel } from "./model.ts";
 import type { WebRtcOptions } from "./peer.ts";
@@ -66,7 +66,8 @@ export class RuntimeAgent {
   #stopping: Promise<void> | undefined;
 
   constructor(options: RuntimeAgentOptions) {
-    if (!Number.isInteger(options.slots) || options.slots < 0 || options.slots > 1024) throw new RangeError("slots must be an integer from 0 to 1024");
+    if (!Number.isInteger(options.slots) || options.slots < 0 || options.slots > 1024)
+      throw new RangeError("slots must be an integer from 0 to 1024");
     if (!/^https?:\/\//.test(options.gatewayUrl)) throw new TypeError(`gatewayUrl must be http(s)://…, got ${options.gatewayUrl}`);
     if (!options.token) throw new TypeError("a runtime token is required");
     this.runtimeId = options.runtimeId ?? defaultRuntimeId();
@@ -233,6 +234,9 @@ export class RuntimeAgent {
 }
 
 function defaultRuntimeId(): string {
-  const host = hostname().replace(/[^A-Za-z0-9._-]/g, "-").slice(0, 64) || "runtime";
+  const host =
+    hostname()
+      .replace(/[^A-Za-z0-9._-]/g, "-")
+      .slice(0, 64) || "runtime";
   return `${host}-${randomUUID().slice(0, 8)}`;
 }

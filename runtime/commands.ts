@@ -3,9 +3,9 @@
  * answered with an application-scope message instead:
  *   { type: "command_error", command: <type>, code: <one of COMMAND_ERROR_CODES, or the gateway's upload code>, message }
  */
-import type { ErrorCode } from "../src/errors.ts";
-import type { FileRef } from "../src/protocol/common.ts";
-import { parse } from "../src/protocol/schema.ts";
+import type { FileRef } from "../protocol/common.ts";
+import type { ErrorCode } from "../protocol/errors.ts";
+import { parse } from "../protocol/schema.ts";
 import type { CommandSpecs } from "./model.ts";
 
 export const COMMAND_ERROR_CODES = {
@@ -38,10 +38,15 @@ export function commandError(command: string, code: CommandErrorCode, detail?: s
 }
 
 export function checkCommand(specs: CommandSpecs, command: { type: string; data?: unknown; uploads?: Record<string, FileRef> }): Checked {
-  if (!Object.hasOwn(specs, command.type)) return { ok: false, error: commandError(command.type, "UNKNOWN_COMMAND", `Known: ${Object.keys(specs).join(", ")}.`) };
+  if (!Object.hasOwn(specs, command.type))
+    return { ok: false, error: commandError(command.type, "UNKNOWN_COMMAND", `Known: ${Object.keys(specs).join(", ")}.`) };
   const spec = specs[command.type]!;
   const result = parse(spec.schema, command.data ?? {});
-  if (!result.ok) return { ok: false, error: commandError(command.type, "INVALID_COMMAND", `${result.error.path.replace(/^\$/, "data")}: ${result.error.problem}.`) };
+  if (!result.ok)
+    return {
+      ok: false,
+      error: commandError(command.type, "INVALID_COMMAND", `${result.error.path.replace(/^\$/, "data")}: ${result.error.problem}.`),
+    };
   const uploads = command.uploads ?? {};
   const problem = uploadsProblem(spec.uploads ?? [], Object.keys(uploads));
   if (problem) return { ok: false, error: commandError(command.type, "INVALID_COMMAND", problem) };

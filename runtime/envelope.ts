@@ -6,8 +6,8 @@
  *   model → client: `{ scope: "application" | "runtime", data: <anything> }` (the client's `message` /
  *                   `runtimeMessage` events)
  */
-import { FileRef, LIMITS, MAX_UPLOADS_PER_COMMAND, MessageScope } from "../src/protocol/common.ts";
-import { json, object, optional, parse, record, string, type Infer } from "../src/protocol/schema.ts";
+import { FileRef, LIMITS, MAX_UPLOADS_PER_COMMAND, MessageScope } from "../protocol/common.ts";
+import { json, object, optional, parse, record, string, type Infer } from "../protocol/schema.ts";
 
 export const ClientEnvelope = object({
   scope: MessageScope,

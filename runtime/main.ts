@@ -68,7 +68,8 @@ export function parseCli(argv: string[], env: NodeJS.ProcessEnv): CliOptions | u
   const slots = Number(values.slots);
   if (!Number.isInteger(slots) || slots < 0 || slots > 1024) throw new Error(`--slots must be an integer from 0 to 1024, got "${values.slots}"`);
   const spareEncoders = Number(values["spare-encoders"]);
-  if (!Number.isInteger(spareEncoders) || spareEncoders < 0 || spareEncoders > 16) throw new Error(`--spare-encoders must be an integer from 0 to 16, got "${values["spare-encoders"]}"`);
+  if (!Number.isInteger(spareEncoders) || spareEncoders < 0 || spareEncoders > 16)
+    throw new Error(`--spare-encoders must be an integer from 0 to 16, got "${values["spare-encoders"]}"`);
   const logLevel = values["log-level"];
   if (!["debug", "info", "warn", "error"].includes(logLevel)) throw new Error(`--log-level must be debug, info, warn or error`);
   return {
@@ -78,9 +79,16 @@ export function parseCli(argv: string[], env: NodeJS.ProcessEnv): CliOptions | u
     slots,
     spareEncoders,
     // The packaged ffmpeg unless one is asked for; an empty value is not a request.
-    ffmpeg: values.ffmpeg ? chooseFfmpeg(values.ffmpeg, "--ffmpeg") : env.REACTOR_FFMPEG ? chooseFfmpeg(env.REACTOR_FFMPEG, "REACTOR_FFMPEG") : chooseFfmpeg(),
+    ffmpeg: values.ffmpeg
+      ? chooseFfmpeg(values.ffmpeg, "--ffmpeg")
+      : env.REACTOR_FFMPEG
+        ? chooseFfmpeg(env.REACTOR_FFMPEG, "REACTOR_FFMPEG")
+        : chooseFfmpeg(),
     runtimeId: values["runtime-id"],
-    stun: (values.stun ?? "").split(",").map((url) => url.trim()).filter(Boolean),
+    stun: (values.stun ?? "")
+      .split(",")
+      .map((url) => url.trim())
+      .filter(Boolean),
     logLevel: logLevel as LogLevel,
   };
 }
@@ -120,7 +128,9 @@ async function main(): Promise<number> {
     console.error(`[runtime] error: ${errorText(error)}`);
     return 1;
   }
-  console.log(`${LOG_PREFIX ? `[${LOG_PREFIX}] ` : ""}serving model ${options.model} with ${options.slots} slot(s) at ${options.gatewayUrl} as ${agent.runtimeId}`);
+  console.log(
+    `${LOG_PREFIX ? `[${LOG_PREFIX}] ` : ""}serving model ${options.model} with ${options.slots} slot(s) at ${options.gatewayUrl} as ${agent.runtimeId}`,
+  );
   await new Promise(() => undefined); // until a signal
   return 0;
 }

@@ -15,8 +15,8 @@
  *     },
  *   });
  */
-import type { Capabilities, TrackCapability as TrackCapabilitySchema } from "../src/protocol/common.ts";
-import type { Infer, Schema } from "../src/protocol/schema.ts";
+import type { Capabilities, TrackCapability as TrackCapabilitySchema } from "../protocol/common.ts";
+import type { Infer, Schema } from "../protocol/schema.ts";
 import type { Log } from "./log.ts";
 
 export type MessageScope = "application" | "runtime";
@@ -36,6 +36,7 @@ export interface CommandSpec<T = unknown> {
 }
 
 // `any` lets each entry keep its own data type; `CommandOf` recovers them.
+// biome-ignore lint/suspicious/noExplicitAny: a bound over each command's own data type (see above); `unknown` would erase them.
 export type CommandSpecs = Record<string, CommandSpec<any>>;
 
 /**
@@ -120,6 +121,7 @@ export interface Model<C extends CommandSpecs = CommandSpecs> {
  * A model of any command set, as the agent holds it. (`Model<CommandSpecs>` would not do: a handler typed for
  * its own commands does not accept every command, and the agent only ever hands it commands that passed them.)
  */
+// biome-ignore lint/suspicious/noExplicitAny: any command set, as explained above; no bound narrower than `any` is accepted by every model.
 export type AnyModel = Model<any>;
 
 /** Identity, for type inference: `onCommand` then sees each command's own data type. */

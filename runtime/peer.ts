@@ -10,9 +10,9 @@
  * name) when it sends one, else by kind in declaration order.
  */
 import { RTCPeerConnection, RTCRtpCodecParameters, type RTCDataChannel, type RTCDtlsTransport, type RTCRtpTransceiver } from "werift";
-import type { IceCandidate, PeerState } from "../src/protocol/common.ts";
-import { array, parse } from "../src/protocol/schema.ts";
-import { TrackMappingEntry } from "../src/protocol/sessions.ts";
+import type { IceCandidate, PeerState } from "../protocol/common.ts";
+import { array, parse } from "../protocol/schema.ts";
+import { TrackMappingEntry } from "../protocol/sessions.ts";
 import { errorText, type Log } from "./log.ts";
 import type { VideoOutput } from "./media/video-output.ts";
 import type { TrackCapability } from "./model.ts";
@@ -137,7 +137,10 @@ export class PeerLink {
     await this.#gathered(this.#options.webrtc.gatherTimeoutMs ?? 3000);
     const sdp = this.#pc.localDescription?.sdp;
     if (!sdp) throw new Error("werift produced no local description");
-    this.#options.log("debug", `answer ${this.generation} in ${ms(started)} ms (offer applied ${ms(started, applied)}, local description ${ms(applied, described)}, gathering ${ms(described)})`);
+    this.#options.log(
+      "debug",
+      `answer ${this.generation} in ${ms(started)} ms (offer applied ${ms(started, applied)}, local description ${ms(applied, described)}, gathering ${ms(described)})`,
+    );
     this.#candidates = this.#candidates.filter((candidate) => candidate === null); // the others are in `sdp`
     return sdp;
   }
@@ -192,7 +195,7 @@ export class PeerLink {
       const name = names.get(transceiver);
       const capability = this.#options.tracks.find((track) => track.name === name);
       const output = name === undefined ? undefined : this.#options.output(name);
-      if (!capability || capability.direction !== "recvonly" || !output) {
+      if (capability?.direction !== "recvonly" || !output) {
         // Tracks the client would send (webcam input) are not consumed yet; unknown ones are declined.
         transceiver.setDirection(capability?.direction === "sendonly" ? "recvonly" : "inactive");
         continue;
@@ -200,7 +203,9 @@ export class PeerLink {
       transceiver.setDirection("sendonly");
       const { track, detach } = output.attach(transceiver.sender);
       this.#cleanups.push(detach);
-      this.#subscribe(transceiver.sender.onReady, () => this.#options.log("debug", `peer connection ${this.generation}: DTLS up, ${name} sender ready`));
+      this.#subscribe(transceiver.sender.onReady, () =>
+        this.#options.log("debug", `peer connection ${this.generation}: DTLS up, ${name} sender ready`),
+      );
       await transceiver.sender.replaceTrack(track);
     }
   }
@@ -265,9 +270,11 @@ export class PeerLink {
   }
 
   #subscribe<T extends unknown[]>(event: { subscribe(fn: (...args: T) => void): { unSubscribe: () => void } }, fn: (...args: T) => void): void {
-    this.#cleanups.push(event.subscribe((...args: T) => {
-      if (!this.#closed) fn(...args);
-    }).unSubscribe);
+    this.#cleanups.push(
+      event.subscribe((...args: T) => {
+        if (!this.#closed) fn(...args);
+      }).unSubscribe,
+    );
   }
 }
 
@@ -321,7 +328,13 @@ interface WeriftIceConnection {
 
 function connectedOnNomination(target: object): void {
   const connection = target as Partial<WeriftIceConnection>;
-  if (typeof connection.connect !== "function" || typeof connection.checkComplete !== "function" || typeof connection.queryConsent !== "function" || typeof connection.setState !== "function") return;
+  if (
+    typeof connection.connect !== "function" ||
+    typeof connection.checkComplete !== "function" ||
+    typeof connection.queryConsent !== "function" ||
+    typeof connection.setState !== "function"
+  )
+    return;
   const ice = connection as WeriftIceConnection;
   const connect = ice.connect.bind(ice);
   const checkComplete = ice.checkComplete;
@@ -342,10 +355,16 @@ function connectedOnNomination(target: object): void {
       };
       connect().then(
         () => {
-          if (!settled) settle(), resolve();
+          if (!settled) {
+            settle();
+            resolve();
+          }
         },
         (error: unknown) => {
-          if (!settled) settle(), reject(error);
+          if (!settled) {
+            settle();
+            reject(error);
+          }
         },
       );
     });
@@ -364,12 +383,16 @@ function helloAtOnce(transport: RTCDtlsTransport): void {
     // start() creates its DtlsClient synchronously right after this event, then sleeps: take over before it wakes.
     queueMicrotask(() => {
       const client = transport.dtls as unknown as Partial<WeriftDtlsClient> | undefined;
-      if (transport.role !== "client" || typeof client?.connect !== "function" || typeof client.transport?.send !== "function" || !client.dtls) return;
+      if (transport.role !== "client" || typeof client?.connect !== "function" || typeof client.transport?.send !== "function" || !client.dtls)
+        return;
       const { transport: socket, dtls } = client as WeriftDtlsClient;
       const connect = client.connect.bind(client);
       const send = socket.send;
       const hello: [Buffer, unknown][] = [];
-      socket.send = (data, address) => (hello.push([data, address]), send(data, address)); // the first flight goes out synchronously
+      socket.send = (data, address) => {
+        hello.push([data, address]);
+        return send(data, address);
+      }; // the first flight goes out synchronously
       const started = connect();
       socket.send = send;
       started.catch(() => undefined); // werift's own connect() call below reports failures

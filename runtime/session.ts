@@ -9,10 +9,10 @@
  *   - the client peer connection's state is reported per generation, and again after a reconnect;
  *   - `end` closes everything; a model failure sends `release`.
  */
-import { LIMITS, type Command, type IceCandidate, type IceServer, type PeerState } from "../src/protocol/common.ts";
-import { GatewaySessionFrame, type RuntimeSessionFrame } from "../src/protocol/runtime.ts";
-import { parse } from "../src/protocol/schema.ts";
-import type { BackoffOptions } from "./backoff.ts";
+import { LIMITS, type Command, type IceCandidate, type IceServer, type PeerState } from "../protocol/common.ts";
+import { GatewaySessionFrame, type RuntimeSessionFrame } from "../protocol/runtime.ts";
+import { parse } from "../protocol/schema.ts";
+import type { BackoffOptions } from "../lib/backoff.ts";
 import { checkCommand, commandError } from "./commands.ts";
 import { decodeEnvelope, encodeEnvelope, FileUploaded, type ClientEnvelope } from "./envelope.ts";
 import { errorText, scoped, type Log } from "./log.ts";
@@ -84,9 +84,13 @@ export class ServedSession {
     this.#options = options;
     this.#log = scoped(options.log, `session ${options.sessionId}`);
     this.#uploads = new UploadReader(options);
-    for (const track of options.model.tracks) if (track.kind === "video" && track.direction === "recvonly") this.#outputs.set(track.name, new VideoOutput(track.name));
+    for (const track of options.model.tracks)
+      if (track.kind === "video" && track.direction === "recvonly") this.#outputs.set(track.name, new VideoOutput(track.name));
     this.#socket = new ManagedSocket<GatewayFrame, RuntimeSessionFrame>({
-      url: socketUrl(options.gatewayUrl, `/v1/runtime/sessions/${encodeURIComponent(options.sessionId)}?runtime_id=${encodeURIComponent(options.runtimeId)}`),
+      url: socketUrl(
+        options.gatewayUrl,
+        `/v1/runtime/sessions/${encodeURIComponent(options.sessionId)}?runtime_id=${encodeURIComponent(options.runtimeId)}`,
+      ),
       token: options.token,
       schema: GatewaySessionFrame,
       log: this.#log,
@@ -171,7 +175,8 @@ export class ServedSession {
     this.#handler ??= this.#startModel(frame.extra_args);
     // The peer connection may have changed state while the socket was down.
     const peer = this.#peer;
-    if (peer && this.#answer?.generation === peer.generation) this.#send({ type: "peer_state", generation: peer.generation, state: peer.connectionState });
+    if (peer && this.#answer?.generation === peer.generation)
+      this.#send({ type: "peer_state", generation: peer.generation, state: peer.connectionState });
   }
 
   #onOffer(generation: number, sdp: string, trackMapping: unknown, trickle: boolean): void {
@@ -299,7 +304,7 @@ export class ServedSession {
           const checked = await this.#uploads.resolve("fileUploaded", { file: file.value });
           if (!checked.ok) return this.#emit(checked.error, "runtime");
           try {
-            await handler.onFileUploaded(checked.files["file"]!);
+            await handler.onFileUploaded(checked.files.file!);
           } finally {
             checked.release();
           }
@@ -340,24 +345,27 @@ export class ServedSession {
 
   /** Validates a command against the model's schemas, runs it, answers failures with `command_error`. */
   #runCommand(command: Command, seq?: number): void {
-    this.#enqueue(async (handler) => {
-      const checked = checkCommand(this.#options.model.commands, command);
-      if (!checked.ok) return this.#emit(checked.error, "application");
-      const files = await this.#uploads.resolve(command.type, checked.command.uploads);
-      if (!files.ok) return this.#emit(files.error, "application");
-      try {
-        await handler.onCommand({ ...checked.command, uploads: files.files } as never);
-      } catch (error) {
-        this.#emit(commandError(command.type, "COMMAND_FAILED", errorText(error)), "application");
-      } finally {
-        files.release();
-      }
-    }, () => {
-      if (seq === undefined) return;
-      // Cumulative: every command up to seq has been handed to the model (or refused, which is delivery too).
-      this.#processedSeq = seq;
-      this.#send({ type: "command_ack", seq });
-    });
+    this.#enqueue(
+      async (handler) => {
+        const checked = checkCommand(this.#options.model.commands, command);
+        if (!checked.ok) return this.#emit(checked.error, "application");
+        const files = await this.#uploads.resolve(command.type, checked.command.uploads);
+        if (!files.ok) return this.#emit(files.error, "application");
+        try {
+          await handler.onCommand({ ...checked.command, uploads: files.files } as never);
+        } catch (error) {
+          this.#emit(commandError(command.type, "COMMAND_FAILED", errorText(error)), "application");
+        } finally {
+          files.release();
+        }
+      },
+      () => {
+        if (seq === undefined) return;
+        // Cumulative: every command up to seq has been handed to the model (or refused, which is delivery too).
+        this.#processedSeq = seq;
+        this.#send({ type: "command_ack", seq });
+      },
+    );
   }
 
   /** Runs `task` after every earlier model call; `after` runs even when there is no handler (the model failed). */

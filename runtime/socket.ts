@@ -7,9 +7,9 @@
  * sense (an upgrade refused with 409 "session ended" does not).
  */
 import WebSocket from "ws";
-import { decodeFrame } from "../src/protocol/frames.ts";
-import type { Schema } from "../src/protocol/schema.ts";
-import { Backoff, type BackoffOptions } from "./backoff.ts";
+import { decodeFrame } from "../protocol/frames.ts";
+import type { Schema } from "../protocol/schema.ts";
+import { Backoff, type BackoffOptions } from "../lib/backoff.ts";
 import { errorText, type Log } from "./log.ts";
 
 type State = "idle" | "connecting" | "open" | "waiting" | "stopped";
@@ -51,7 +51,7 @@ export interface ManagedSocketOptions<In> {
    */
   onBadFrame?(code: string, message: string, frameType: string | undefined): void;
   /** The connection is gone. Return false to stop for good (no retry); the default retries. */
-  onLost?(failure: SocketFailure): boolean | void;
+  onLost?(failure: SocketFailure): boolean | undefined;
 }
 
 export class ManagedSocket<In, Out> {
@@ -149,14 +149,14 @@ export class ManagedSocket<In, Out> {
     const decoded = decodeFrame(this.#options.schema, raw);
     if (!decoded.ok) {
       const text = typeof raw === "string" ? raw.slice(0, 200) : "(binary)";
-      this.#options.log("warn", `bad frame from the gateway skipped (${decoded.code}: ${decoded.message}): ${text}`);
-      this.#options.onBadFrame?.(decoded.code, decoded.message, typeof raw === "string" ? frameTypeOf(raw) : undefined);
+      this.#options.log("warn", `bad frame from the gateway skipped (${decoded.error.code}: ${decoded.error.message}): ${text}`);
+      this.#options.onBadFrame?.(decoded.error.code, decoded.error.message, typeof raw === "string" ? frameTypeOf(raw) : undefined);
       return;
     }
     try {
-      this.#options.onFrame(decoded.frame);
+      this.#options.onFrame(decoded.value);
     } catch (error) {
-      this.#options.log("error", `handling a ${(decoded.frame as { type?: string }).type} frame failed: ${errorText(error)}`);
+      this.#options.log("error", `handling a ${(decoded.value as { type?: string }).type} frame failed: ${errorText(error)}`);
     }
   }
 

@@ -8,11 +8,11 @@
  * The checking request's body is the file itself: the model's first `stream()` reads it, and it is cancelled if
  * the model never does, so a file is fetched once and never held in memory by the agent.
  */
-import { ERROR_CODES, type ErrorCode } from "../src/errors.ts";
-import type { FileRef } from "../src/protocol/common.ts";
-import { ErrorResponse } from "../src/protocol/http.ts";
-import { parse } from "../src/protocol/schema.ts";
-import { UPLOAD_FACT_HEADERS as HEADERS, UPLOAD_ID_PATTERN } from "../src/protocol/uploads.ts";
+import type { FileRef } from "../protocol/common.ts";
+import { ERROR_CODES, type ErrorCode } from "../protocol/errors.ts";
+import { ErrorResponse } from "../protocol/http.ts";
+import { parse } from "../protocol/schema.ts";
+import { UPLOAD_FACT_HEADERS as HEADERS, UPLOAD_ID_PATTERN } from "../protocol/uploads.ts";
 import { commandError, type CommandError } from "./commands.ts";
 import type { UploadedFile } from "./model.ts";
 
@@ -25,7 +25,7 @@ export interface UploadReaderOptions {
 }
 
 export type Resolution =
-  | { ok: true; files: Record<string, UploadedFile>; /** Cancels the bodies the model did not read. */ release(): void }
+  | { ok: true; files: Record<string, UploadedFile> /** Cancels the bodies the model did not read. */; release(): void }
   | { ok: false; error: CommandError };
 
 type Opened = { ok: true; file: UploadedFile; release(): void } | { ok: false; code: ErrorCode | "UPLOAD_UNAVAILABLE"; message: string };
@@ -43,7 +43,9 @@ export class UploadReader {
   async resolve(command: string, refs: Record<string, FileRef>): Promise<Resolution> {
     const entries = Object.entries(refs);
     const opened = await Promise.all(entries.map(([, ref]) => this.#open(ref)));
-    const release = () => opened.forEach((result) => result.ok && result.release());
+    const release = () => {
+      for (const result of opened) if (result.ok) result.release();
+    };
     const failed = opened.findIndex((result) => !result.ok);
     if (failed >= 0) {
       release();

@@ -77,6 +77,7 @@ const SUMMARY_EVERY_MS = 10_000;
 process.stdout.write(`fuzz: ${frames} frames; progress every ${SUMMARY_EVERY_MS / 1000} s\n`);
 /** vitest's "stdout | <file> > <test>" line, held back until we know whether a progress line follows it. */
 let held: string | undefined;
+// biome-ignore lint/suspicious/noControlCharactersInRegex: strips ANSI colour escapes (ESC [ … m) from the child's output.
 const plain = (line: string) => line.replace(/\x1b\[[0-9;]*m/g, "");
 createInterface({ input: child.stdout! }).on("line", (line) => {
   if (progress.take(plain(line))) {
@@ -93,7 +94,9 @@ createInterface({ input: child.stdout! }).on("line", (line) => {
 });
 child.on("close", (code, signal) => {
   if (held !== undefined) process.stdout.write(`${held}\n`);
-  process.stdout.write(`\nfuzz: ${frames} frames requested, ${((Date.now() - started) / 1000).toFixed(0)} s, ${code === 0 ? "passed" : `failed (${signal ?? code})`}\n`);
+  process.stdout.write(
+    `\nfuzz: ${frames} frames requested, ${((Date.now() - started) / 1000).toFixed(0)} s, ${code === 0 ? "passed" : `failed (${signal ?? code})`}\n`,
+  );
   process.exit(code ?? 1);
 });
 for (const signal of ["SIGINT", "SIGTERM"] as const) process.on(signal, () => child.kill(signal));

@@ -4,18 +4,11 @@
  */
 import path from "node:path";
 import { parseArgs } from "node:util";
-import type { ApiKeyRecord } from "../src/auth/api-keys.ts";
-import { generateSigningKey } from "../src/auth/generate-signing-key.ts";
-import { SIGNING_ALGORITHMS, type SigningAlgorithm } from "../src/auth/signing-keys.ts";
-import { MAX_TOKEN_LIFETIME_SECONDS } from "../src/protocol/http.ts";
-import {
-  checkAccountId,
-  checkKeyName,
-  httpKeyStore,
-  KeyStoreError,
-  localKeyStore,
-  type KeyStore,
-} from "./lib/key-store.ts";
+import { generateSigningKey } from "../lib/signing-keys.ts";
+import type { ApiKeyRecord } from "../protocol/api-keys.ts";
+import { MAX_TOKEN_LIFETIME_SECONDS } from "../protocol/http.ts";
+import { SIGNING_ALGORITHMS, type SigningAlgorithm } from "../protocol/signing-keys.ts";
+import { checkAccountId, checkKeyName, httpKeyStore, KeyStoreError, localKeyStore, type KeyStore } from "./lib/key-store.ts";
 import { DEFAULT_STATE_DIR } from "./lib/paths.ts";
 
 const HELP = `Manage API keys and token signing keys.
@@ -90,9 +83,7 @@ function keyStore(options: Options): KeyStore {
   }
   if (options["admin-token"]) throw new UsageError("--admin-token is only used with --url (or GATEWAY_URL)");
   // `npm run` changes into the project; a relative --state-dir means relative to where the user typed the command.
-  const stateDir = options["state-dir"]
-    ? path.resolve(process.env.INIT_CWD ?? process.cwd(), options["state-dir"])
-    : DEFAULT_STATE_DIR;
+  const stateDir = options["state-dir"] ? path.resolve(process.env.INIT_CWD ?? process.cwd(), options["state-dir"]) : DEFAULT_STATE_DIR;
   return localKeyStore(stateDir, { onMigrationLine: (line) => process.stderr.write(`[migrate] ${line}\n`) });
 }
 
@@ -100,7 +91,14 @@ const date = (seconds: number) => new Date(seconds * 1000).toISOString().replace
 
 function table(rows: string[][]): string {
   const widths = rows[0]!.map((_, column) => Math.max(...rows.map((row) => row[column]!.length)));
-  return rows.map((row) => row.map((cell, column) => cell.padEnd(widths[column]!)).join("  ").trimEnd()).join("\n");
+  return rows
+    .map((row) =>
+      row
+        .map((cell, column) => cell.padEnd(widths[column]!))
+        .join("  ")
+        .trimEnd(),
+    )
+    .join("\n");
 }
 
 function print(options: Options, json: unknown, human: string): void {
@@ -203,14 +201,17 @@ async function signingKey(options: Options): Promise<void> {
   );
 }
 
-async function main(argv: string[]): Promise<void> {
-  let parsed;
+/** `parseArgs`, its complaints (unknown option, missing value) turned into a usage error. */
+function parseCommandLine(argv: string[]) {
   try {
-    parsed = parseArgs({ args: argv, options: OPTIONS, allowPositionals: true, strict: true });
+    return parseArgs({ args: argv, options: OPTIONS, allowPositionals: true, strict: true });
   } catch (error) {
     throw new UsageError((error as Error).message);
   }
-  const { values: options, positionals } = parsed;
+}
+
+async function main(argv: string[]): Promise<void> {
+  const { values: options, positionals } = parseCommandLine(argv);
   const [command, ...rest] = positionals;
   if (options.help || command === "help" || command === undefined) {
     console.log(HELP);

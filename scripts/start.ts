@@ -13,8 +13,9 @@
  */
 import path from "node:path";
 import { parseArgs } from "node:util";
-import { ensureApiKey } from "../src/auth/api-keys.ts";
-import { signingKeys } from "../src/auth/signing-keys.ts";
+import { ensureApiKey } from "../lib/api-keys.ts";
+import { importKeySet } from "../lib/signing-keys.ts";
+import { parseJwkSet } from "../protocol/signing-keys.ts";
 import { buildDemoAssets, stageDemoSite } from "./lib/build-assets.ts";
 import { checkDevApiKey, DEFAULT_DEV_API_KEY, ensureDevVars, type DevVars } from "./lib/dev-vars.ts";
 import { portAvailable, waitForHealthy } from "./lib/http.ts";
@@ -236,8 +237,8 @@ async function prepareSecrets(options: StartOptions, say: (line: string) => void
   if (devVars.created) say(`created ${relativeVars} with a fresh signing key, admin token, runtime token and dev API key`);
   else if (devVars.added.length > 0) say(`added ${devVars.added.join(", ")} to ${relativeVars}`);
   else say(`using secrets from ${relativeVars}`);
-  // The Worker's own parser, so a bad key set is reported here rather than as a 500 on the first POST /tokens.
-  await signingKeys({ JWT_SIGNING_KEYS: devVars.values.JWT_SIGNING_KEYS }).catch((error: Error) => {
+  // The Worker's own parser and importer, so a bad key set is reported here rather than as a 500 on the first POST /tokens.
+  await checkSigningKeys(devVars.values.JWT_SIGNING_KEYS).catch((error: Error) => {
     throw new Error(`${error.message} (in ${relativeVars}; \`npm run keys -- signing-key\` makes a key)`);
   });
   const devApiKey = envKey ?? devVars.values.DEV_API_KEY!;
@@ -246,6 +247,14 @@ async function prepareSecrets(options: StartOptions, say: (line: string) => void
     say(`warning: DEV_API_KEY is the documented default ${DEFAULT_DEV_API_KEY}; it is public, for local use only.`);
   }
   return { devVars, devApiKey };
+}
+
+/** Rejects with the Worker's message when JWT_SIGNING_KEYS would not load (src/auth/signing-keys.ts does the same). */
+async function checkSigningKeys(source: string | undefined): Promise<void> {
+  if (!source) throw new Error("JWT_SIGNING_KEYS is not set (see README: Configuration).");
+  const jwks = parseJwkSet(source);
+  if (!jwks.ok) throw new Error(jwks.error.message);
+  await importKeySet(jwks.value);
 }
 
 /** Steps 2 and 3, both before wrangler dev opens the database. */
@@ -287,9 +296,17 @@ async function startRuntime(supervisor: Supervisor, url: string, devVars: DevVar
     name: "runtime",
     command: process.execPath,
     args: [
-      RUNTIME_MAIN, "--gateway", url, "--model", DEMO_MODEL, "--slots", String(slots),
-      "--runtime-id", `npm-start-${options.port}`,
-      "--spare-encoders", String(options.spareEncoders),
+      RUNTIME_MAIN,
+      "--gateway",
+      url,
+      "--model",
+      DEMO_MODEL,
+      "--slots",
+      String(slots),
+      "--runtime-id",
+      `npm-start-${options.port}`,
+      "--spare-encoders",
+      String(options.spareEncoders),
       ...(options.ffmpeg ? ["--ffmpeg", options.ffmpeg] : []),
       ...(options.stunUrls ? ["--stun", options.stunUrls] : []),
     ],

@@ -33,7 +33,7 @@ export function createApp(): Hono<AppEnv> {
   socketRoutes(app);
   devRoutes(app);
 
-  app.notFound((c) => unrouted(c.req.raw));
+  app.notFound((c) => unrouted(app, c.req.raw));
   app.onError((error) => {
     if (error instanceof ApiError) return error.toResponse();
     // Never log request headers here: they carry tokens and keys.

@@ -1,4 +1,8 @@
-/** Settings read from the Worker's environment, with their defaults. */
+/**
+ * Settings read from the Worker's environment, with their defaults: the one place defaults are written. A var of
+ * the same name overrides a value (wrangler.toml [vars] holds only what local development needs; src/env.d.ts
+ * declares every setting). Each reader takes just the vars it reads, so a test or bench can pass a plain object.
+ */
 
 export const API_VERSIONS = { min: 1, max: 1 } as const;
 export const WEBRTC_VERSIONS = { min: 1, max: 1 } as const; // major versions of Reactor-WebRTC-Version
@@ -12,11 +16,11 @@ export const CLOCK_TOLERANCE_SECONDS = 5;
 export const DEFAULT_ISSUER = "reactor-gateway";
 export const DEFAULT_AUDIENCE = "reactor-clients";
 
-export function tokenIssuer(env: Env): string {
+export function tokenIssuer(env: SettingsEnv<"TOKEN_ISSUER">): string {
   return env.TOKEN_ISSUER || DEFAULT_ISSUER;
 }
 
-export function tokenAudience(env: Env): string {
+export function tokenAudience(env: SettingsEnv<"TOKEN_AUDIENCE">): string {
   return env.TOKEN_AUDIENCE || DEFAULT_AUDIENCE;
 }
 
@@ -35,9 +39,9 @@ export interface SessionSettings {
   retentionMs: number;
 }
 
-type SettingsEnv = Partial<Record<string, unknown>>;
+type SettingsEnv<K extends keyof Env> = Partial<Pick<Env, K>>;
 
-function numberVar(env: SettingsEnv, name: string, fallback: number): number {
+function numberVar<K extends keyof Env>(env: SettingsEnv<K>, name: K, fallback: number): number {
   const raw = env[name];
   if (raw === undefined || raw === "") return fallback;
   const value = Number(raw);
@@ -45,7 +49,20 @@ function numberVar(env: SettingsEnv, name: string, fallback: number): number {
   return value;
 }
 
-export function sessionSettings(env: SettingsEnv): SessionSettings {
+type SessionVar =
+  | "SESSION_GRACE_SECONDS"
+  | "SESSION_MAX_SECONDS"
+  | "SESSION_QUEUE_WAIT_SECONDS"
+  | "SESSION_CONNECT_SECONDS"
+  | "LONG_POLL_MS"
+  | "COMMAND_BUFFER_COUNT"
+  | "COMMAND_BUFFER_BYTES"
+  | "MESSAGE_BUFFER_COUNT"
+  | "MESSAGE_BUFFER_BYTES"
+  | "RUNTIME_HEARTBEAT_MS"
+  | "SESSION_RETENTION_SECONDS";
+
+export function sessionSettings(env: SettingsEnv<SessionVar>): SessionSettings {
   return {
     graceMs: numberVar(env, "SESSION_GRACE_SECONDS", 30) * 1000,
     maxDurationMs: numberVar(env, "SESSION_MAX_SECONDS", 1200) * 1000,
@@ -76,7 +93,15 @@ export interface LimitSettings {
   maxSessionSeconds: number;
 }
 
-export function limitDefaults(env: SettingsEnv): LimitSettings {
+type LimitVar =
+  | "LIMIT_CONCURRENT_SESSIONS"
+  | "LIMIT_SESSION_CREATIONS_PER_MINUTE"
+  | "LIMIT_ACCOUNT_SESSION_CREATIONS_PER_MINUTE"
+  | "LIMIT_TOKEN_MINTS_PER_MINUTE"
+  | "LIMIT_TURN_CREDENTIALS_PER_MINUTE"
+  | "SESSION_MAX_SECONDS";
+
+export function limitDefaults(env: SettingsEnv<LimitVar>): LimitSettings {
   return {
     concurrentSessions: numberVar(env, "LIMIT_CONCURRENT_SESSIONS", 5),
     sessionCreationsPerMinute: numberVar(env, "LIMIT_SESSION_CREATIONS_PER_MINUTE", 50),
@@ -88,7 +113,7 @@ export function limitDefaults(env: SettingsEnv): LimitSettings {
 }
 
 /** Metering: a session with no command for this long counts as idle (still billed). Prices: src/metering/prices.ts. */
-export function meterIdleMs(env: SettingsEnv): number {
+export function meterIdleMs(env: SettingsEnv<"METER_IDLE_SECONDS">): number {
   return numberVar(env, "METER_IDLE_SECONDS", 60) * 1000;
 }
 
@@ -108,11 +133,17 @@ export interface UploadSettings {
 
 export const DEFAULT_UPLOAD_TYPES = "image/*,video/*,audio/*,application/octet-stream";
 
-export function uploadSettings(env: SettingsEnv): UploadSettings {
-  const types = typeof env.UPLOAD_ALLOWED_TYPES === "string" && env.UPLOAD_ALLOWED_TYPES.trim() !== "" ? env.UPLOAD_ALLOWED_TYPES : DEFAULT_UPLOAD_TYPES;
+type UploadVar = "UPLOAD_MAX_BYTES" | "UPLOAD_ALLOWED_TYPES" | "UPLOAD_URL_TTL_SECONDS" | "UPLOAD_MAX_PER_SESSION";
+
+export function uploadSettings(env: SettingsEnv<UploadVar>): UploadSettings {
+  const types =
+    typeof env.UPLOAD_ALLOWED_TYPES === "string" && env.UPLOAD_ALLOWED_TYPES.trim() !== "" ? env.UPLOAD_ALLOWED_TYPES : DEFAULT_UPLOAD_TYPES;
   return {
     maxBytes: numberVar(env, "UPLOAD_MAX_BYTES", 50 * 1024 * 1024),
-    allowedTypes: types.split(",").map((type) => type.trim().toLowerCase()).filter(Boolean),
+    allowedTypes: types
+      .split(",")
+      .map((type) => type.trim().toLowerCase())
+      .filter(Boolean),
     urlTtlMs: numberVar(env, "UPLOAD_URL_TTL_SECONDS", 600) * 1000,
     maxPerSession: numberVar(env, "UPLOAD_MAX_PER_SESSION", 100),
   };

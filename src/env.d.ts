@@ -10,6 +10,33 @@ declare namespace Cloudflare {
     RUNTIME_TOKENS?: string;
     /** HMAC secret(s) that sign presigned upload URLs (≥ 32 characters; comma-separated: first signs, any verifies). Unset → uploads disabled. */
     UPLOAD_SIGNING_SECRET?: string;
+    /**
+     * Settings (vars). Their defaults live in one place, src/config.ts (and src/metering/prices.ts,
+     * src/ice-servers.ts); wrangler.toml's [vars] sets only what local development needs otherwise. Set any of
+     * these as a var of the same name to override (wrangler.toml [vars], the dashboard, or `.dev.vars`).
+     */
+    /** Empty = no STUN server; unset = the default (src/config.ts). */
+    STUN_URLS?: string;
+    SESSION_GRACE_SECONDS?: string;
+    SESSION_MAX_SECONDS?: string;
+    SESSION_QUEUE_WAIT_SECONDS?: string;
+    SESSION_CONNECT_SECONDS?: string;
+    SESSION_RETENTION_SECONDS?: string;
+    LONG_POLL_MS?: string;
+    COMMAND_BUFFER_COUNT?: string;
+    COMMAND_BUFFER_BYTES?: string;
+    MESSAGE_BUFFER_COUNT?: string;
+    MESSAGE_BUFFER_BYTES?: string;
+    RUNTIME_HEARTBEAT_MS?: string;
+    LIMIT_CONCURRENT_SESSIONS?: string;
+    LIMIT_SESSION_CREATIONS_PER_MINUTE?: string;
+    LIMIT_ACCOUNT_SESSION_CREATIONS_PER_MINUTE?: string;
+    LIMIT_TOKEN_MINTS_PER_MINUTE?: string;
+    LIMIT_TURN_CREDENTIALS_PER_MINUTE?: string;
+    METER_IDLE_SECONDS?: string;
+    UPLOAD_MAX_BYTES?: string;
+    UPLOAD_ALLOWED_TYPES?: string;
+    UPLOAD_URL_TTL_SECONDS?: string;
     /** Optional (default 100): uploads one session may create. */
     UPLOAD_MAX_PER_SESSION?: string;
     /** "1" only in tests: lets tests move Durable Objects' clocks forward. */

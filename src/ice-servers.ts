@@ -6,8 +6,8 @@
  * host candidates only (plus relay candidates when TURN is configured), which is all two peers on one machine or
  * one LAN need, and works offline (`npm start`, tests).
  */
+import type { IceServer } from "../protocol/common.ts";
 import { DEFAULT_STUN_URLS } from "./config.ts";
-import type { IceServer } from "./protocol/common.ts";
 import { issueIceServers, turnConfig, type IssueRequest, type TurnConfig, type TurnEnv } from "./turn/issue.ts";
 import type { IssuedIceServers } from "./turn/provider.ts";
 

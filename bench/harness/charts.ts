@@ -18,7 +18,7 @@ export interface Series {
 const PALETTE = ["#8c8c8c", "#e8a33d", "#2f6db5", "#3b9b5b", "#b5452f", "#7a52a8"];
 const FONT = `font-family="system-ui, -apple-system, Segoe UI, Helvetica, Arial, sans-serif"`;
 
-const escape = (text: string) => text.replaceAll("&", "&amp;").replaceAll("<", "&lt;").replaceAll(">", "&gt;");
+const escapeXml = (text: string) => text.replaceAll("&", "&amp;").replaceAll("<", "&lt;").replaceAll(">", "&gt;");
 
 /** 1234.5 → "1.2k", 0.0123 → "0.012": short tick and value labels. */
 export function shortNumber(value: number): string {
@@ -70,7 +70,7 @@ function frame(width: number, height: number, title: string, body: string[]): st
   return [
     `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" viewBox="0 0 ${width} ${height}" ${FONT} font-size="12">`,
     `<rect width="${width}" height="${height}" fill="#ffffff"/>`,
-    `<text x="${width / 2}" y="22" text-anchor="middle" font-size="15" font-weight="600" fill="#222">${escape(title)}</text>`,
+    `<text x="${width / 2}" y="22" text-anchor="middle" font-size="15" font-weight="600" fill="#222">${escapeXml(title)}</text>`,
     ...body,
     "</svg>",
     "",
@@ -82,7 +82,7 @@ function legend(series: { name: string }[], x: number, y: number, colorOffset = 
   let offset = x;
   series.forEach((entry, index) => {
     items.push(`<rect x="${offset}" y="${y - 10}" width="12" height="12" fill="${PALETTE[(index + colorOffset) % PALETTE.length]}"/>`);
-    items.push(`<text x="${offset + 17}" y="${y}" fill="#333">${escape(entry.name)}</text>`);
+    items.push(`<text x="${offset + 17}" y="${y}" fill="#333">${escapeXml(entry.name)}</text>`);
     offset += 30 + entry.name.length * 7;
   });
   return items;
@@ -113,13 +113,13 @@ export function barPanels(options: { title: string; groups: string[]; groupLabel
     const values = panel.series.flatMap((series) => series.values).filter((value) => Number.isFinite(value) && value > 0);
     const axis = panel.log ? logAxis(Math.min(...values, 1), Math.max(...values, 1)) : linearAxis(Math.max(...values, 0));
     const y = (value: number) => top + panelHeight - axis.scale(value) * panelHeight;
-    body.push(`<text x="${x0 + panelWidth / 2}" y="${top - 12}" text-anchor="middle" font-weight="600" fill="#333">${escape(panel.title)}</text>`);
+    body.push(`<text x="${x0 + panelWidth / 2}" y="${top - 12}" text-anchor="middle" font-weight="600" fill="#333">${escapeXml(panel.title)}</text>`);
     for (const tick of axis.ticks) {
       body.push(`<line x1="${x0}" x2="${x0 + panelWidth}" y1="${y(tick).toFixed(1)}" y2="${y(tick).toFixed(1)}" stroke="#e4e4e4"/>`);
       body.push(`<text x="${x0 - 6}" y="${(y(tick) + 4).toFixed(1)}" text-anchor="end" fill="#666" font-size="11">${shortNumber(tick)}</text>`);
     }
     body.push(
-      `<text transform="translate(${x0 - 42},${top + panelHeight / 2}) rotate(-90)" text-anchor="middle" fill="#555" font-size="11">${escape(panel.unit)}${panel.log ? " (log)" : ""}</text>`,
+      `<text transform="translate(${x0 - 42},${top + panelHeight / 2}) rotate(-90)" text-anchor="middle" fill="#555" font-size="11">${escapeXml(panel.unit)}${panel.log ? " (log)" : ""}</text>`,
     );
     const groupWidth = panelWidth / options.groups.length;
     const barWidth = Math.min(28, (groupWidth - 16) / panel.series.length);
@@ -129,25 +129,31 @@ export function barPanels(options: { title: string; groups: string[]; groupLabel
         const value = series.values[g];
         const bx = gx + s * barWidth;
         if (value === undefined || !Number.isFinite(value)) {
-          body.push(`<text x="${(bx + barWidth / 2).toFixed(1)}" y="${top + panelHeight - 4}" text-anchor="middle" fill="#999" font-size="10">–</text>`);
+          body.push(
+            `<text x="${(bx + barWidth / 2).toFixed(1)}" y="${top + panelHeight - 4}" text-anchor="middle" fill="#999" font-size="10">–</text>`,
+          );
           return;
         }
         const by = y(value);
         body.push(
-          `<rect x="${bx.toFixed(1)}" y="${by.toFixed(1)}" width="${(barWidth - 2).toFixed(1)}" height="${(top + panelHeight - by).toFixed(1)}" fill="${PALETTE[s % PALETTE.length]}"><title>${escape(`${series.name}, ${group}: ${shortNumber(value)} ${panel.unit}`)}</title></rect>`,
+          `<rect x="${bx.toFixed(1)}" y="${by.toFixed(1)}" width="${(barWidth - 2).toFixed(1)}" height="${(top + panelHeight - by).toFixed(1)}" fill="${PALETTE[s % PALETTE.length]}"><title>${escapeXml(`${series.name}, ${group}: ${shortNumber(value)} ${panel.unit}`)}</title></rect>`,
         );
         body.push(
           `<text x="${(bx + barWidth / 2 - 1).toFixed(1)}" y="${(by - 3).toFixed(1)}" text-anchor="middle" fill="#333" font-size="9">${shortNumber(value)}</text>`,
         );
       });
-      body.push(`<text x="${(x0 + g * groupWidth + groupWidth / 2).toFixed(1)}" y="${top + panelHeight + 16}" text-anchor="middle" fill="#333">${escape(group)}</text>`);
+      body.push(
+        `<text x="${(x0 + g * groupWidth + groupWidth / 2).toFixed(1)}" y="${top + panelHeight + 16}" text-anchor="middle" fill="#333">${escapeXml(group)}</text>`,
+      );
     });
     body.push(`<line x1="${x0}" x2="${x0 + panelWidth}" y1="${top + panelHeight}" y2="${top + panelHeight}" stroke="#999"/>`);
-    body.push(`<text x="${x0 + panelWidth / 2}" y="${top + panelHeight + 34}" text-anchor="middle" fill="#555" font-size="11">${escape(options.groupLabel)}</text>`);
+    body.push(
+      `<text x="${x0 + panelWidth / 2}" y="${top + panelHeight + 34}" text-anchor="middle" fill="#555" font-size="11">${escapeXml(options.groupLabel)}</text>`,
+    );
   });
   const series = options.panels[0]?.series ?? [];
   body.push(...legend(series, 20 + left, top + panelHeight + 58));
-  if (options.note) body.push(`<text x="20" y="${height - 8}" fill="#777" font-size="11">${escape(options.note)}</text>`);
+  if (options.note) body.push(`<text x="20" y="${height - 8}" fill="#777" font-size="11">${escapeXml(options.note)}</text>`);
   return frame(width, height, options.title, body);
 }
 
@@ -155,7 +161,13 @@ export function barPanels(options: { title: string; groups: string[]; groupLabel
  * Cumulative distributions: for each series of samples (ms), the share of samples at or below each value, on a
  * log time axis. Marks at p50 and p99 make the tail visible.
  */
-export function cdfChart(options: { title: string; unit: string; series: Series[]; note?: string; markers?: { label: string; at: number }[] }): string {
+export function cdfChart(options: {
+  title: string;
+  unit: string;
+  series: Series[];
+  note?: string;
+  markers?: { label: string; at: number }[];
+}): string {
   const width = 720;
   const height = 380 + (options.note ? 18 : 0);
   const left = 70;
@@ -163,23 +175,36 @@ export function cdfChart(options: { title: string; unit: string; series: Series[
   const plotWidth = width - left - 30;
   const plotHeight = 260;
   const all = options.series.flatMap((series) => series.values).filter((value) => value > 0 && Number.isFinite(value));
-  const axis = logAxis(Math.min(...all, ...(options.markers ?? []).map((marker) => marker.at)), Math.max(...all, ...(options.markers ?? []).map((marker) => marker.at)));
+  const axis = logAxis(
+    Math.min(...all, ...(options.markers ?? []).map((marker) => marker.at)),
+    Math.max(...all, ...(options.markers ?? []).map((marker) => marker.at)),
+  );
   const x = (value: number) => left + axis.scale(value) * plotWidth;
   const y = (share: number) => top + plotHeight - share * plotHeight;
   const body: string[] = [];
   for (const share of [0, 0.25, 0.5, 0.75, 0.9, 0.99]) {
-    body.push(`<line x1="${left}" x2="${left + plotWidth}" y1="${y(share).toFixed(1)}" y2="${y(share).toFixed(1)}" stroke="${share === 0.5 || share === 0.99 ? "#cfcfcf" : "#eeeeee"}"/>`);
-    body.push(`<text x="${left - 6}" y="${(y(share) + 4).toFixed(1)}" text-anchor="end" fill="#666" font-size="11">${Math.round(share * 100)} %</text>`);
+    body.push(
+      `<line x1="${left}" x2="${left + plotWidth}" y1="${y(share).toFixed(1)}" y2="${y(share).toFixed(1)}" stroke="${share === 0.5 || share === 0.99 ? "#cfcfcf" : "#eeeeee"}"/>`,
+    );
+    body.push(
+      `<text x="${left - 6}" y="${(y(share) + 4).toFixed(1)}" text-anchor="end" fill="#666" font-size="11">${Math.round(share * 100)} %</text>`,
+    );
   }
   for (const tick of axis.ticks) {
     body.push(`<line x1="${x(tick).toFixed(1)}" x2="${x(tick).toFixed(1)}" y1="${top}" y2="${top + plotHeight}" stroke="#eeeeee"/>`);
-    body.push(`<text x="${x(tick).toFixed(1)}" y="${top + plotHeight + 16}" text-anchor="middle" fill="#666" font-size="11">${shortNumber(tick)}</text>`);
+    body.push(
+      `<text x="${x(tick).toFixed(1)}" y="${top + plotHeight + 16}" text-anchor="middle" fill="#666" font-size="11">${shortNumber(tick)}</text>`,
+    );
   }
   (options.markers ?? []).forEach((marker, index) => {
     // Labels stacked from the bottom up, so markers close together stay readable.
     const labelY = top + plotHeight - 8 - index * 15;
-    body.push(`<line x1="${x(marker.at).toFixed(1)}" x2="${x(marker.at).toFixed(1)}" y1="${top}" y2="${top + plotHeight}" stroke="#b5452f" stroke-dasharray="4 3"/>`);
-    body.push(`<text x="${(x(marker.at) - 4).toFixed(1)}" y="${labelY}" text-anchor="end" fill="#b5452f" font-size="11">${escape(marker.label)}</text>`);
+    body.push(
+      `<line x1="${x(marker.at).toFixed(1)}" x2="${x(marker.at).toFixed(1)}" y1="${top}" y2="${top + plotHeight}" stroke="#b5452f" stroke-dasharray="4 3"/>`,
+    );
+    body.push(
+      `<text x="${(x(marker.at) - 4).toFixed(1)}" y="${labelY}" text-anchor="end" fill="#b5452f" font-size="11">${escapeXml(marker.label)}</text>`,
+    );
   });
   options.series.forEach((series, index) => {
     const sorted = series.values.filter((value) => Number.isFinite(value)).sort((a, b) => a - b);
@@ -192,8 +217,10 @@ export function cdfChart(options: { title: string; unit: string; series: Series[
     body.push(`<polyline fill="none" stroke="${PALETTE[(index + 1) % PALETTE.length]}" stroke-width="2" points="${points.join(" ")}"/>`);
   });
   body.push(`<rect x="${left}" y="${top}" width="${plotWidth}" height="${plotHeight}" fill="none" stroke="#999"/>`);
-  body.push(`<text x="${left + plotWidth / 2}" y="${top + plotHeight + 34}" text-anchor="middle" fill="#555" font-size="11">${escape(options.unit)} (log)</text>`);
+  body.push(
+    `<text x="${left + plotWidth / 2}" y="${top + plotHeight + 34}" text-anchor="middle" fill="#555" font-size="11">${escapeXml(options.unit)} (log)</text>`,
+  );
   body.push(...legend(options.series, left, top + plotHeight + 58, 1));
-  if (options.note) body.push(`<text x="20" y="${height - 8}" fill="#777" font-size="11">${escape(options.note)}</text>`);
+  if (options.note) body.push(`<text x="20" y="${height - 8}" fill="#777" font-size="11">${escapeXml(options.note)}</text>`);
   return frame(width, height, options.title, body);
 }

@@ -16,7 +16,11 @@ export interface SectionInput {
   loadAverage?: number;
 }
 
-const stamp = (date: Date) => date.toISOString().replace("T", " ").replace(/:\d\d\.\d+Z$/, " UTC");
+const stamp = (date: Date) =>
+  date
+    .toISOString()
+    .replace("T", " ")
+    .replace(/:\d\d\.\d+Z$/, " UTC");
 
 export function renderSection(section: SectionInput): string {
   const verdict = section.passed === undefined ? "" : ` · targets: **${section.passed ? "PASS" : "FAIL"}**`;
@@ -35,9 +39,15 @@ export function renderSection(section: SectionInput): string {
 /** One summary line from a rendered section: its title (linked), when and how it ran, its verdict. */
 function summaryRow(section: string): string | undefined {
   const title = /^## (.+)$/m.exec(section)?.[1];
-  const stamp = /^_(.+?), (quick run \(`--quick`\)|full run), (\d+) s(?:, load ([\d.]+) at start)?(?: · targets: \*\*(PASS|FAIL)\*\*)?_$/m.exec(section);
+  const stamp = /^_(.+?), (quick run \(`--quick`\)|full run), (\d+) s(?:, load ([\d.]+) at start)?(?: · targets: \*\*(PASS|FAIL)\*\*)?_$/m.exec(
+    section,
+  );
   if (!title || !stamp) return undefined;
-  const anchor = title.toLowerCase().replace(/[^\p{L}\p{N}\s-]/gu, "").trim().replace(/\s/g, "-");
+  const anchor = title
+    .toLowerCase()
+    .replace(/[^\p{L}\p{N}\s-]/gu, "")
+    .trim()
+    .replace(/\s/g, "-");
   const mode = stamp[2]!.startsWith("quick") ? "quick" : "full";
   const verdict = stamp[5] === undefined ? "no targets" : stamp[5] === "PASS" ? "pass" : "**FAIL**";
   const load = stamp[4] === undefined ? "" : `, load ${stamp[4]}`;
@@ -89,7 +99,16 @@ export function renderReport(options: {
     ...rows.map(([key, value]) => `| ${key} | ${value.replaceAll("|", "\\|")} |`),
     "",
     ...(summary.length > 0
-      ? ["## Summary", "", "| suite | run | targets |", "|---|---|---|", ...summary, "", "Each section below gives its targets, the measured path and the figures; sections from earlier runs keep their own date.", ""]
+      ? [
+          "## Summary",
+          "",
+          "| suite | run | targets |",
+          "|---|---|---|",
+          ...summary,
+          "",
+          "Each section below gives its targets, the measured path and the figures; sections from earlier runs keep their own date.",
+          "",
+        ]
       : []),
     ...sections.flatMap((section) => [section, ""]),
   ].join("\n");

@@ -7,9 +7,9 @@
  * twice, out of order, or altered; what the gateway confirmed storing but never delivered is lost; a session the
  * gateway ends (its grace window ran out, say) is counted apart, with the commands it dropped. No media.
  */
-import { KEEPALIVE_PING } from "../../src/protocol/signaling.ts";
+import { KEEPALIVE_PING } from "../../protocol/signaling.ts";
 import { attach, sleep, type LiveSession } from "./fleet.ts";
-import { openSignal, type Frame, type NodePeer } from "./peers.ts";
+import { openSignal, type Frame, type NodePeer } from "../../tools/peers.ts";
 
 export interface CommandTally {
   sessions: number;
@@ -156,13 +156,16 @@ export function driveSession(session: CommandSession, plan: CommandPlan, tally: 
       finish();
     }
   };
-  const deadlineTimer = setTimeout(() => {
-    if (finished) return;
-    tally.unfinished.sessions++;
-    tally.unfinished.commands += last - Math.min(last, session.processed);
-    tally.lost += Math.max(0, persisted - session.processed);
-    finish();
-  }, Math.max(0, plan.deadline - Date.now()));
+  const deadlineTimer = setTimeout(
+    () => {
+      if (finished) return;
+      tally.unfinished.sessions++;
+      tally.unfinished.commands += last - Math.min(last, session.processed);
+      tally.lost += Math.max(0, persisted - session.processed);
+      finish();
+    },
+    Math.max(0, plan.deadline - Date.now()),
+  );
   /** The gateway ended the session: what the runtime had not run is dropped with it (and reported so). */
   const ended = (reason: string) => {
     if (finished) return;
@@ -271,7 +274,7 @@ export function driveSession(session: CommandSession, plan: CommandPlan, tally: 
   };
   const onRuntimeFrame = (frame: Frame): boolean => {
     if (frame.type === "end") ended(`end ${String(frame.reason ?? "")}`.trim());
-    if (frame.type !== "command") return frame.type === "session" ? false : true; // `session`: for openSession
+    if (frame.type !== "command") return frame.type !== "session"; // `session`: for openSession
     const seq = frame.seq as number;
     const data = (frame.command as { data?: { seq?: number; session?: number } }).data;
     if (seq <= session.processed) {
@@ -339,7 +342,12 @@ export function driveSession(session: CommandSession, plan: CommandPlan, tally: 
 }
 
 /** Runs `plan` on every session at once; fills in the time, the rate and (given `serverCpuMs`) the server's CPU. */
-export async function driveAll(sessions: CommandSession[], plan: CommandPlan, onProgress: () => void = () => {}, serverCpuMs?: () => number): Promise<CommandTally> {
+export async function driveAll(
+  sessions: CommandSession[],
+  plan: CommandPlan,
+  onProgress: () => void = () => {},
+  serverCpuMs?: () => number,
+): Promise<CommandTally> {
   const tally = newTally();
   const cpuBefore = serverCpuMs?.();
   const started = performance.now();

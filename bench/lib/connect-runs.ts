@@ -3,7 +3,7 @@
  * relative to the connect() call, and the barest WebRTC floor (bench/lib/instant-gateway.ts's `/raw` page).
  */
 import type { Page } from "playwright-core";
-import type { TestBrowser } from "../../test/node/support/browser.ts";
+import type { TestBrowser } from "../../tools/browser.ts";
 import { fixed, median, quantile } from "../harness/stats.ts";
 import { pageEvents, probePage } from "./timeline.ts";
 
@@ -64,7 +64,9 @@ export async function rawConnect(browser: TestBrowser, floorUrl: string, mode: {
   try {
     await page.goto(`${floorUrl}/raw`);
     let timer: NodeJS.Timeout | undefined;
-    const timeout = new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error("the bare peer connection got no video within 20 s")), 20_000)));
+    const timeout = new Promise<never>(
+      (_, reject) => (timer = setTimeout(() => reject(new Error("the bare peer connection got no video within 20 s")), 20_000)),
+    );
     const connected = page.evaluate((m) => (window as unknown as { floor: { connect(m: unknown): Promise<RawTimes> } }).floor.connect(m), mode);
     return await Promise.race([connected, timeout]).finally(() => clearTimeout(timer));
   } finally {

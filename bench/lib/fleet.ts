@@ -2,18 +2,27 @@
  * Many scripted sessions at once, for the side-by-side and load suites: a gateway started for load (account limits
  * raised, no STUN), runtimes that serve hundreds of sessions each (assignments in any order, heartbeats), sessions
  * brought to ACTIVE concurrently with their timings, and what the gateway's processes cost (CPU, memory, files).
- * Scripted peers speak the real protocol over real WebSockets (bench/lib/peers.ts); no media.
+ * Scripted peers speak the real protocol over real WebSockets (tools/peers.ts); no media.
  */
-import { cpSync, existsSync, mkdtempSync, readFileSync, rmSync, symlinkSync } from "node:fs";
+import { cpSync, existsSync, mkdtempSync, rmSync, symlinkSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
+import { HEARTBEAT_REQUEST } from "../../protocol/runtime.ts";
 import { PROJECT_ROOT } from "../../scripts/lib/paths.ts";
 import { ManagedChild } from "../../scripts/lib/supervisor.ts";
 import { wranglerEnv } from "../../scripts/lib/wrangler.ts";
-import { HEARTBEAT_REQUEST } from "../../src/protocol/runtime.ts";
-import { startGateway, type TestGateway } from "./gateway.ts";
-import { BENCH_CAPABILITIES, createSession, FAKE_SDP, MessageOutbox, NodePeer, openSignal, type Frame, type GatewayAccess } from "./peers.ts";
-import { cpuMs, listeningPorts, openFiles, processesNamed, rssKiB, type OpenFiles } from "./procfs.ts";
+import { startGateway, type TestGateway } from "../../tools/gateway.ts";
+import {
+  BENCH_CAPABILITIES,
+  createSession,
+  FAKE_SDP,
+  MessageOutbox,
+  NodePeer,
+  openSignal,
+  type Frame,
+  type GatewayAccess,
+} from "../../tools/peers.ts";
+import { commandLine, cpuMs, listeningPorts, openFiles, processesNamed, rssKiB, type OpenFiles } from "../../tools/procfs.ts";
 
 /**
  * Vars for a gateway under load. The account limits (5 concurrent sessions, 50 creations a minute per model) would
@@ -35,7 +44,18 @@ export function localTracing(): string {
 }
 
 /** What the gateway's Worker is built from (wrangler.toml's `main`, its imports, D1 migrations, static assets). */
-const GATEWAY_SOURCES = ["src", "durable-objects", "migrations", "public", "wrangler.toml", "package.json", "tsconfig.json"];
+const GATEWAY_SOURCES = [
+  "worker.ts",
+  "protocol",
+  "lib",
+  "src",
+  "durable-objects",
+  "migrations",
+  "public",
+  "wrangler.toml",
+  "package.json",
+  "tsconfig.json",
+];
 
 let snapshotDir: string | undefined;
 
@@ -53,7 +73,8 @@ export function gatewaySnapshot(): string {
   }
   symlinkSync(path.join(PROJECT_ROOT, "node_modules"), path.join(dir, "node_modules"));
   process.once("exit", () => rmSync(dir, { recursive: true, force: true }));
-  return (snapshotDir = dir);
+  snapshotDir = dir;
+  return dir;
 }
 
 /**
@@ -143,7 +164,13 @@ export class FleetRuntime {
       this.closedWith = `${code}${reason.length > 0 ? ` ${reason.toString()}` : ""}`;
       refused(new Error(`runtime ${this.id}: control socket closed ${this.closedWith}`));
     });
-    this.control.send({ type: "register", runtime_id: this.id, model: { name: this.model, version: "bench" }, capabilities: BENCH_CAPABILITIES, slots: this.slots });
+    this.control.send({
+      type: "register",
+      runtime_id: this.id,
+      model: { name: this.model, version: "bench" },
+      capabilities: BENCH_CAPABILITIES,
+      slots: this.slots,
+    });
     const interval = await withTimeout(done, 30_000, `runtime ${this.id}: no registered`);
     this.#heartbeat = setInterval(() => this.control.send(HEARTBEAT_REQUEST), Math.max(500, interval * 0.6));
     this.#heartbeat.unref();
@@ -161,7 +188,10 @@ export class FleetRuntime {
       headers: { Authorization: `Bearer ${this.gateway.runtimeToken}` },
     });
     let outbox = this.outboxes.get(sessionId);
-    if (!outbox) this.outboxes.set(sessionId, (outbox = new MessageOutbox()));
+    if (!outbox) {
+      outbox = new MessageOutbox();
+      this.outboxes.set(sessionId, outbox);
+    }
     peer.outbox = outbox; // model messages sent on this socket are kept until acknowledged, resent on request
     if (onFrame) attach(peer, onFrame);
     peer.send({ type: "hello", runtime_id: this.id, command_seq: commandSeq });
@@ -215,8 +245,8 @@ export class RuntimePool {
       this.#assigned.delete(sessionId);
       return Promise.resolve(known);
     }
-    return withTimeout(new Promise<Assigned>((resolve) => this.#waiting.set(sessionId, resolve)), timeoutMs, `${sessionId}: no assignment`).finally(() =>
-      this.#waiting.delete(sessionId),
+    return withTimeout(new Promise<Assigned>((resolve) => this.#waiting.set(sessionId, resolve)), timeoutMs, `${sessionId}: no assignment`).finally(
+      () => this.#waiting.delete(sessionId),
     );
   }
 
@@ -271,7 +301,7 @@ async function bringUpSteps(gatewayUrl: string, jwt: string, pool: RuntimePool, 
  * Sets a socket's frame handler and runs the frames that arrived before it through it: the first frame can come
  * in the same packet as the upgrade's answer, before the caller had a chance to set a handler.
  */
-export function attach(peer: NodePeer, onFrame: (frame: Frame) => boolean | void): void {
+export function attach(peer: NodePeer, onFrame: (frame: Frame) => boolean | undefined): void {
   peer.onFrame = onFrame;
   const queued = peer.frames.splice(0);
   for (const frame of queued) if (onFrame(frame) !== true) peer.frames.push(frame);
@@ -350,7 +380,9 @@ export async function startAll<T extends { stop(): Promise<void> }[]>(...starts:
   const results = await Promise.allSettled(starts);
   const failure = results.find((result) => result.status === "rejected");
   if (failure) {
-    await Promise.allSettled(results.map((result) => (result.status === "fulfilled" ? (result.value as { stop(): Promise<void> }).stop() : undefined)));
+    await Promise.allSettled(
+      results.map((result) => (result.status === "fulfilled" ? (result.value as { stop(): Promise<void> }).stop() : undefined)),
+    );
     throw (failure as PromiseRejectedResult).reason;
   }
   return results.map((result) => (result as PromiseFulfilledResult<unknown>).value) as T;
@@ -374,13 +406,9 @@ export interface GatewayProcesses {
 export function gatewayProcesses(gateway: TestGateway): GatewayProcesses {
   const found: GatewayProcesses = { proxy: [], runtime: [] };
   for (const pid of processesNamed(gateway.pid, "workerd")) {
-    let commandLine = "";
-    try {
-      commandLine = readFileSync(`/proc/${pid}/cmdline`, "utf8").replaceAll("\0", " ");
-    } catch {
-      continue;
-    }
-    (new RegExp(`entry=[^ ]*:${gateway.port}( |$)`).test(commandLine) ? found.proxy : found.runtime).push(pid);
+    const line = commandLine(pid);
+    if (line === "") continue; // gone
+    (new RegExp(`entry=[^ ]*:${gateway.port}( |$)`).test(line) ? found.proxy : found.runtime).push(pid);
   }
   return found;
 }

@@ -20,8 +20,8 @@ import type { AddressInfo } from "node:net";
 import { WebSocketServer, type WebSocket } from "ws";
 import { TestPatternEncoder } from "../../runtime/demo/encoder.ts";
 import { EncoderPool, type Feed } from "../../runtime/demo/encoder-pool.ts";
-import type { IceCandidate, PeerState } from "../../src/protocol/common.ts";
-import { PROTOCOL_VERSION } from "../../src/protocol/common.ts";
+import type { IceCandidate, PeerState } from "../../protocol/common.ts";
+import { PROTOCOL_VERSION } from "../../protocol/common.ts";
 import type { Log } from "../../runtime/log.ts";
 import { VideoOutput } from "../../runtime/media/video-output.ts";
 import { capabilitiesOf, type AnyModel } from "../../runtime/model.ts";
@@ -49,7 +49,13 @@ export async function startInstantGateway(options: { model: AnyModel; log?: Log 
   const capabilities = capabilitiesOf(options.model);
   const encoders = new EncoderPool({
     warm: 1,
-    start: (relay) => TestPatternEncoder.start({ text: "floor", log: (level, message) => relay.log(level, message), onPacket: (packet) => relay.write(packet), onFailure: (error) => relay.fail(error) }),
+    start: (relay) =>
+      TestPatternEncoder.start({
+        text: "floor",
+        log: (level, message) => relay.log(level, message),
+        onPacket: (packet) => relay.write(packet),
+        onFailure: (error) => relay.fail(error),
+      }),
     reset: async () => undefined,
     log: () => log,
   });
@@ -73,7 +79,14 @@ export async function startInstantGateway(options: { model: AnyModel; log?: Log 
    * Answers `offer` with werift (at once for a trickling client); `deliver` sends the answer, then `onCandidate`
    * gets the candidates not in it (then null).
    */
-  const negotiate = (served: Served, offer: string, trackMapping: unknown, trickle: boolean, deliver: (sdp: string) => void, onCandidate: (candidate: IceCandidate | null) => void) => {
+  const negotiate = (
+    served: Served,
+    offer: string,
+    trackMapping: unknown,
+    trickle: boolean,
+    deliver: (sdp: string) => void,
+    onCandidate: (candidate: IceCandidate | null) => void,
+  ) => {
     served.peer?.close();
     served.answer = undefined;
     const peer: PeerLink = new PeerLink({
@@ -142,7 +155,14 @@ export async function startInstantGateway(options: { model: AnyModel; log?: Log 
     if (request.method === "POST" && path === "/raw/offer") {
       const { sdp } = (await body()) as { sdp: string };
       const served = await open();
-      await negotiate(served, sdp, undefined, false, () => undefined, () => undefined);
+      await negotiate(
+        served,
+        sdp,
+        undefined,
+        false,
+        () => undefined,
+        () => undefined,
+      );
       return send(200, { id: served.id, sdp: served.answer });
     }
     if (request.method === "POST" && path === "/raw/candidate") {
@@ -169,7 +189,14 @@ export async function startInstantGateway(options: { model: AnyModel; log?: Log 
     if (request.method === "GET" && transport === "ice_servers") return send(200, { ice_servers: [] });
     if ((request.method === "POST" || request.method === "PUT") && transport === "sdp_params") {
       const { sdp_offer, track_mapping } = (await body()) as { sdp_offer: string; track_mapping?: unknown };
-      void negotiate(served, sdp_offer, track_mapping, false, () => undefined, () => undefined);
+      void negotiate(
+        served,
+        sdp_offer,
+        track_mapping,
+        false,
+        () => undefined,
+        () => undefined,
+      );
       return send(202, { connection_id: "conn_1" });
     }
     if (request.method === "GET" && transport === "sdp_params") {

@@ -15,12 +15,23 @@
  */
 import path from "node:path";
 import { PROJECT_ROOT } from "../../scripts/lib/paths.ts";
-import { every, gatewayProcesses, pastDevProxy, runLimited, sleep, snapshot, withTimeout, type GatewayProcesses, type ServerSnapshot, type Storage } from "./fleet.ts";
-import { startGateway, type TestGateway } from "./gateway.ts";
-import { NodePeer } from "./peers.ts";
-import { cpuMs, totalCpuMs } from "./procfs.ts";
+import {
+  every,
+  gatewayProcesses,
+  pastDevProxy,
+  runLimited,
+  sleep,
+  snapshot,
+  withTimeout,
+  type GatewayProcesses,
+  type ServerSnapshot,
+  type Storage,
+} from "./fleet.ts";
+import { startGateway, type TestGateway } from "../../tools/gateway.ts";
+import { NodePeer } from "../../tools/peers.ts";
+import { cpuMs, totalCpuMs } from "../../tools/procfs.ts";
 import { ANSWER_SDP, OFFER_SDP } from "./signaling-samples.ts";
-import { distribution, type Distribution } from "./stats.ts";
+import { distribution, type Distribution } from "../harness/stats.ts";
 
 export interface Floor {
   server: TestGateway;
@@ -325,7 +336,8 @@ export async function floorIdleSetUp(
     },
     () => {
       stopped ??= options.stop?.();
-      if (!stopped && performance.now() - started > options.maxSetupMs) stopped = `time allowed for bring-up (${(options.maxSetupMs / 1000).toFixed(0)} s)`;
+      if (!stopped && performance.now() - started > options.maxSetupMs)
+        stopped = `time allowed for bring-up (${(options.maxSetupMs / 1000).toFixed(0)} s)`;
       return stopped !== undefined;
     },
   );

@@ -72,8 +72,9 @@ function sdp(role: "offer" | "answer"): string {
     }
     for (const parameters of fmtp) lines.push(`a=fmtp:${pt} ${parameters}`);
   }
-  if (role === "answer") lines.push("a=ssrc-group:FID 2512370581 1783512098", "a=ssrc:2512370581 cname:gMlc5NCcYkJ9Ydbp", "a=ssrc:1783512098 cname:gMlc5NCcYkJ9Ydbp");
-  return lines.join("\r\n") + "\r\n";
+  if (role === "answer")
+    lines.push("a=ssrc-group:FID 2512370581 1783512098", "a=ssrc:2512370581 cname:gMlc5NCcYkJ9Ydbp", "a=ssrc:1783512098 cname:gMlc5NCcYkJ9Ydbp");
+  return `${lines.join("\r\n")}\r\n`;
 }
 
 /** A browser's offer for one receive-only video track: about 3.2 KB. */

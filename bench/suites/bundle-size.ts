@@ -48,7 +48,14 @@ async function bundle(configPath: string, minify: boolean): Promise<BundleFigure
       const source = await readFile(map, "utf8").catch(() => undefined);
       if (source) origins = mergeOrigins(origins, attribute(content.toString("utf8"), JSON.parse(source) as SourceMap));
     }
-    return { minified: minify, wranglerKiB: Number(total[1]), wranglerGzipKiB: Number(total[2]), files, origins, seconds: (performance.now() - started) / 1000 };
+    return {
+      minified: minify,
+      wranglerKiB: Number(total[1]),
+      wranglerGzipKiB: Number(total[2]),
+      files,
+      origins,
+      seconds: (performance.now() - started) / 1000,
+    };
   } finally {
     await rm(outdir, { recursive: true, force: true });
   }
@@ -85,10 +92,12 @@ function decodeSegment(segment: string): number[] {
 function originOf(source: string): string {
   const packageMatch = /node_modules\/((?:@[^/]+\/)?[^/]+)/.exec(source);
   if (packageMatch) return packageMatch[1] === "wrangler" ? "wrangler (runtime shims)" : `npm: ${packageMatch[1]}`;
-  const relative = source.replace(/^(\.\.\/)+/, "").replace(/^.*?\/(src|durable-objects)\//, "$1/");
+  const relative = source.replace(/^(\.\.\/)+/, "").replace(/^.*?\/(src|durable-objects|protocol|lib)\//, "$1/");
   const [top, second] = relative.split("/");
+  if (top === "protocol" || top === "lib") return `${top}/`;
   if (top === "src" && second && !second.includes(".")) return `src/${second}/`;
-  if (top === "src" || top === "durable-objects") return top === "src" ? "src/ (top level)" : `durable-objects/${second && !second.includes(".") ? `${second}/` : ""}`;
+  if (top === "src" || top === "durable-objects")
+    return top === "src" ? "src/ (top level)" : `durable-objects/${second && !second.includes(".") ? `${second}/` : ""}`;
   return "other";
 }
 
@@ -101,7 +110,7 @@ function attribute(code: string, map: SourceMap): { origin: string; bytes: numbe
   map.mappings.split(";").forEach((line, lineNo) => {
     const length = (lines[lineNo]?.length ?? 0) + 1; // the newline
     let column = 0;
-    let previous: { column: number; origin: string } | undefined = undefined;
+    let previous: { column: number; origin: string } | undefined;
     let covered = 0;
     for (const segment of line.split(",")) {
       if (!segment) continue;
@@ -168,10 +177,15 @@ function markdown(results: BundleFigures[], passed: boolean): string {
     "",
     "| origin | KiB | share |",
     "|---|---:|---:|",
-    ...deployed.origins.filter((origin) => origin.bytes / total >= 0.005).map((origin) => `| ${origin.origin} | ${kib(origin.bytes)} | ${((100 * origin.bytes) / total).toFixed(1)} % |`),
+    ...deployed.origins
+      .filter((origin) => origin.bytes / total >= 0.005)
+      .map((origin) => `| ${origin.origin} | ${kib(origin.bytes)} | ${((100 * origin.bytes) / total).toFixed(1)} % |`),
   ];
   const small = deployed.origins.filter((origin) => origin.bytes / total < 0.005);
-  if (small.length > 0) lines.push(`| ${small.length === 1 ? small[0]!.origin : `${small.length} smaller ones`} | ${kib(small.reduce((sum, origin) => sum + origin.bytes, 0))} | |`);
+  if (small.length > 0)
+    lines.push(
+      `| ${small.length === 1 ? small[0]!.origin : `${small.length} smaller ones`} | ${kib(small.reduce((sum, origin) => sum + origin.bytes, 0))} | |`,
+    );
   lines.push("", `Verdict: ${passed ? "pass" : "**FAIL**"} (${deployed.wranglerGzipKiB.toFixed(1)} KiB gzip as configured).`);
   return lines.join("\n");
 }

@@ -20,12 +20,12 @@ import { createInterface } from "node:readline";
 import { ffmpegArgs } from "../../runtime/demo/encoder.ts";
 import { checkFfmpeg, chooseFfmpeg } from "../../runtime/demo/ffmpeg.ts";
 import { PROJECT_ROOT } from "../../scripts/lib/paths.ts";
-import { descendants } from "../../test/node/support/processes.ts";
+import { cpuMs, descendants } from "../../tools/procfs.ts";
 import type { SuiteContext, SuiteResult } from "../harness/suite.ts";
 import { fixed } from "../harness/stats.ts";
-import { clientToken, processCpuMs, startGateway, type TestGateway } from "../lib/gateway.ts";
-import { MediaClient, negotiateNative, until } from "../lib/media-client.ts";
-import { createSession, openSignal, type NodePeer } from "../lib/peers.ts";
+import { clientToken, startGateway, type TestGateway } from "../../tools/gateway.ts";
+import { MediaClient, negotiateNative, until } from "../../tools/media-client.ts";
+import { createSession, openSignal, type NodePeer } from "../../tools/peers.ts";
 
 export const name = "demo-model";
 export const title = "Demo model: CPU per session";
@@ -63,7 +63,7 @@ const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 /** CPU ms used by `pids` during `windowMs` (processes that exit meanwhile count as far as they got). */
 async function cpuDuring(pids: number[], windowMs: number): Promise<number> {
-  const read = async () => (await Promise.all(pids.map((pid) => processCpuMs(pid).catch(() => Number.NaN)))).map((ms) => (Number.isNaN(ms) ? 0 : ms));
+  const read = async () => pids.map(cpuMs); // 0 for a process that is gone
   const before = await read();
   await sleep(windowMs);
   const after = await read();
@@ -80,11 +80,15 @@ interface AgentProcess {
 }
 
 async function startAgentProcess(gateway: TestGateway, slots: number): Promise<AgentProcess> {
-  const child = spawn(process.execPath, ["runtime/main.ts", "--gateway", gateway.url, "--model", "demo", "--slots", String(slots), "--log-level", "warn"], {
-    cwd: PROJECT_ROOT,
-    env: { ...process.env, REACTOR_RUNTIME_TOKEN: gateway.runtimeToken },
-    stdio: ["ignore", "pipe", "pipe"],
-  });
+  const child = spawn(
+    process.execPath,
+    ["runtime/main.ts", "--gateway", gateway.url, "--model", "demo", "--slots", String(slots), "--log-level", "warn"],
+    {
+      cwd: PROJECT_ROOT,
+      env: { ...process.env, REACTOR_RUNTIME_TOKEN: gateway.runtimeToken },
+      stdio: ["ignore", "pipe", "pipe"],
+    },
+  );
   const output: string[] = [];
   for (const stream of [child.stdout!, child.stderr!]) createInterface({ input: stream }).on("line", (line) => output.push(line));
   await until(() => output.some((line) => line.includes("serving model demo")), `the runtime agent to register:\n${output.join("\n")}`, 60_000);
@@ -193,7 +197,10 @@ async function measureStandalone(layout: StandaloneFigures["layout"], sessions: 
     for (const args of argv) children.push(spawn(ffmpeg, args, { stdio: ["ignore", "ignore", "inherit"] }));
     await sleep(2000); // past start-up
     if (children.some((child) => child.exitCode !== null)) throw new Error("ffmpeg exited early");
-    const cpuMs = await cpuDuring(children.map((child) => child.pid!), windowMs);
+    const cpuMs = await cpuDuring(
+      children.map((child) => child.pid!),
+      windowMs,
+    );
     const ffmpegPercent = percent(cpuMs, windowMs);
     return { sessions, layout, ffmpegPercent, perSessionPercent: ffmpegPercent / sessions };
   } finally {
@@ -238,7 +245,8 @@ export async function run(ctx: SuiteContext): Promise<SuiteResult> {
 function markdown(figures: DemoModelFigures): string {
   const window = figures.agent[0]?.windowSeconds ?? 0;
   const lines = [
-    "CPU in % of one core, from /proc over a " + `${window} s window with video flowing to every session ` +
+    "CPU in % of one core, from /proc over a " +
+      `${window} s window with video flowing to every session ` +
       "(640×360@30 VP8, 1 Mbit/s, `-cpu-used 8 -threads 1`). The agent runs as its own process (`node runtime/main.ts`), " +
       "the werift clients in the bench process; the gateway's CPU is not counted.",
     "",

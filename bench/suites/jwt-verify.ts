@@ -76,7 +76,9 @@ async function measure(base: string, alg: Algorithm, settings: Settings, ctx: Su
   const joseUs = median(samples.jose);
   const floorUs = median(samples.floor);
   const ratio = median(ratios);
-  ctx.progress(`${alg}: ours ${fixed(oursUs)} µs (repeat ${fixed(repeatUs, 2)} µs), jose alone ${fixed(joseUs)} µs, floor ${fixed(floorUs)} µs, ratio ${fixed(ratio, 2)}`);
+  ctx.progress(
+    `${alg}: ours ${fixed(oursUs)} µs (repeat ${fixed(repeatUs, 2)} µs), jose alone ${fixed(joseUs)} µs, floor ${fixed(floorUs)} µs, ratio ${fixed(ratio, 2)}`,
+  );
   return {
     alg,
     oursUs,
@@ -117,9 +119,9 @@ function markdown(results: AlgorithmFigures[], settings: Settings): string {
       "checks, key lookup by `kid`, algorithm pinning, signature, `iss`/`aud`/`exp`/`iat` and claim validation) " +
       "next to the floor, a bare `crypto.subtle.verify()` of the same signature with the same imported key. " +
       "\"jose alone\" is jose's `jwtVerify()` with only `iss`/`aud` options: the part of ours that is the library's. " +
-      "\"ours\" is the full check of a token the isolate has not seen; a client presents the same token on every " +
+      '"ours" is the full check of a token the isolate has not seen; a client presents the same token on every ' +
       "request and socket, and a token verified before is answered from a per-isolate cache until it expires " +
-      "(\"seen before\").",
+      '("seen before").',
     [
       `| Algorithm | ours µs/op (IQR) | ours ops/s | ours, seen before µs/op | jose alone µs/op | floor µs/op (IQR) | floor ops/s | ours ÷ floor | ≤ ${TARGET_MICROSECONDS} µs | ≤ ${TARGET_RATIO}× floor |`,
       "|---|---|---|---|---|---|---|---|---|---|",

@@ -14,8 +14,8 @@ import path from "node:path";
 import { PROJECT_ROOT } from "../../scripts/lib/paths.ts";
 import type { SuiteContext, SuiteResult } from "../harness/suite.ts";
 import { fixed, grouped, median, quantile } from "../harness/stats.ts";
-import { clientToken, startGateway, type TestGateway } from "../lib/gateway.ts";
-import { registerModel } from "../lib/peers.ts";
+import { clientToken, startGateway, type TestGateway } from "../../tools/gateway.ts";
+import { registerModel } from "../../tools/peers.ts";
 
 export const name = "limit-check";
 export const title = "Account limit check on session creation";
@@ -189,7 +189,9 @@ export async function run(ctx: SuiteContext): Promise<SuiteResult> {
   for (const model of ["bench", ...Array.from({ length: IN_FLIGHT }, (_, i) => `bench-${i}`)]) await registerModel(gateway, model);
   try {
     const figures: LimitCheckFigures = { storage, ...(await measure(gateway, settings, ctx)) };
-    ctx.progress(`the check costs ${fixed(figures.sequential.costUs, 0)} µs one at a time, ${fixed(figures.concurrent.costUs, 0)} µs with ${IN_FLIGHT} in flight`);
+    ctx.progress(
+      `the check costs ${fixed(figures.sequential.costUs, 0)} µs one at a time, ${fixed(figures.concurrent.costUs, 0)} µs with ${IN_FLIGHT} in flight`,
+    );
     return { figures: { settings, ...figures }, markdown: markdown(figures, settings) };
   } finally {
     await gateway.stop();

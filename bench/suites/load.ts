@@ -11,7 +11,6 @@
  * Durable Object per pair (bench/workers/bare-relay) under its own `wrangler dev`, for the burst, the commands and the
  * idle memory. Absolute times drift with the machine; the ratios gateway ÷ floor are the headline.
  */
-import { readFileSync } from "node:fs";
 import os from "node:os";
 import { barPanels, cdfChart, type Chart } from "../harness/charts.ts";
 import type { SuiteContext, SuiteResult } from "../harness/suite.ts";
@@ -32,7 +31,7 @@ import {
   type ServerSnapshot,
   type Storage,
 } from "../lib/fleet.ts";
-import { clientToken, type TestGateway } from "../lib/gateway.ts";
+import { clientToken, type TestGateway } from "../../tools/gateway.ts";
 import {
   floorBurst,
   floorCommands,
@@ -46,10 +45,9 @@ import {
   type FloorIdleRun,
   type IdleRun,
 } from "../lib/load-floor.ts";
-import { machineBusy } from "../lib/machine-cpu.ts";
-import { cpuMs, describeFileLimit, raiseFileLimit, rssKiB, totalCpuMs } from "../lib/procfs.ts";
+import { cpuMs, describeFileLimit, machineBusy, memAvailableKiB, raiseFileLimit, rssKiB, totalCpuMs } from "../../tools/procfs.ts";
 import { ANSWER_SDP, OFFER_SDP } from "../lib/signaling-samples.ts";
-import { distribution, type Distribution } from "../lib/stats.ts";
+import { distribution, type Distribution } from "../harness/stats.ts";
 
 export const name = "load";
 export const title = "Scale and load: burst, commands with faults, idle sessions";
@@ -81,7 +79,6 @@ const FILES_PER_IDLE_SESSION = 5;
  */
 const WINDOW = 2;
 const MAX_RECONNECT_DELAY_MS = 250;
-
 
 export interface BurstFigures {
   sessions: number;
@@ -168,7 +165,11 @@ export async function run(ctx: SuiteContext): Promise<SuiteResult> {
   const figures: LoadFigures = { storage, fileLimit, burst, clean, faults, idle, floor: { ...floorRuns, idle: floorIdle } };
   const verdict = verdictOf(figures, settings);
   return {
-    figures: { ...figures, burst: { ...burst, samples: undefined }, floor: { ...figures.floor, burst: { ...figures.floor.burst, samples: undefined } } },
+    figures: {
+      ...figures,
+      burst: { ...burst, samples: undefined },
+      floor: { ...figures.floor, burst: { ...figures.floor.burst, samples: undefined } },
+    },
     markdown: markdown(figures, settings, verdict, ctx.quick),
     passed: verdict.every((check) => check.ok),
     charts: charts(figures),
@@ -235,11 +236,20 @@ async function burstAndCommands(ctx: SuiteContext, gateway: TestGateway, setting
       machine: machine(),
       samples,
     };
-    ctx.progress(`burst: ${live.length}/${settings.burst} ready in ${seconds.toFixed(1)} s; connect → ready p50 ${burst.connectToReady.p50.toFixed(0)} ms, p99 ${burst.connectToReady.p99.toFixed(0)} ms`);
+    ctx.progress(
+      `burst: ${live.length}/${settings.burst} ready in ${seconds.toFixed(1)} s; connect → ready p50 ${burst.connectToReady.p50.toFixed(0)} ms, p99 ${burst.connectToReady.p99.toFixed(0)} ms`,
+    );
 
     const serverCpu = () => snapshot(processes).cpuMs;
     const proxyCpu = () => processes.proxy.reduce((sum, pid) => sum + cpuMs(pid), 0);
-    const sessions: CommandSession[] = live.map((session, index) => ({ index, live: session, gatewayUrl: gateway.url, jwt, nextSeq: 1, processed: 0 }));
+    const sessions: CommandSession[] = live.map((session, index) => ({
+      index,
+      live: session,
+      gatewayUrl: gateway.url,
+      jwt,
+      nextSeq: 1,
+      processed: 0,
+    }));
 
     // 2. Commands, no faults.
     const cleanTotal = sessions.length * settings.clean;
@@ -249,7 +259,14 @@ async function burstAndCommands(ctx: SuiteContext, gateway: TestGateway, setting
     const stopClean = every(3000, () => `  … ${progressed.toLocaleString("en-US")} command statuses; ${cpuShares()}`, ctx.progress);
     const clean = await driveAll(
       sessions,
-      { perSession: settings.clean, window: WINDOW, clientDrops: 0, runtimeDrops: 0, maxReconnectDelayMs: 0, deadline: Date.now() + (ctx.quick ? 20_000 : 120_000) },
+      {
+        perSession: settings.clean,
+        window: WINDOW,
+        clientDrops: 0,
+        runtimeDrops: 0,
+        maxReconnectDelayMs: 0,
+        deadline: Date.now() + (ctx.quick ? 20_000 : 120_000),
+      },
       () => progressed++,
       serverCpu,
     );
@@ -265,7 +282,14 @@ async function burstAndCommands(ctx: SuiteContext, gateway: TestGateway, setting
     const stopFaults = every(3000, () => `  … ${progressed.toLocaleString("en-US")} command statuses; ${cpuShares()}`, ctx.progress);
     const faults = await driveAll(
       sessions,
-      { perSession, window: WINDOW, clientDrops, runtimeDrops, maxReconnectDelayMs: MAX_RECONNECT_DELAY_MS, deadline: Date.now() + (ctx.quick ? 30_000 : 300_000) },
+      {
+        perSession,
+        window: WINDOW,
+        clientDrops,
+        runtimeDrops,
+        maxReconnectDelayMs: MAX_RECONNECT_DELAY_MS,
+        deadline: Date.now() + (ctx.quick ? 30_000 : 300_000),
+      },
       () => progressed++,
       serverCpu,
     );
@@ -293,12 +317,19 @@ async function burstAndCommands(ctx: SuiteContext, gateway: TestGateway, setting
 async function floorBurstAndCommands(ctx: SuiteContext, floor: Floor, settings: Settings): Promise<Omit<FloorFigures, "idle">> {
   ctx.progress(`floor: ${settings.burst} bare DO pairs at once (two sockets, offer, answer) …`);
   const burst = await floorBurst(floor, settings.burst, 60_000, ctx.progress);
-  ctx.progress(`floor: ${burst.ready}/${burst.pairs} ready in ${burst.seconds.toFixed(1)} s; connect → ready p50 ${ms(burst.connectToReady.p50)} ms, p99 ${ms(burst.connectToReady.p99)} ms`);
+  ctx.progress(
+    `floor: ${burst.ready}/${burst.pairs} ready in ${burst.seconds.toFixed(1)} s; connect → ready p50 ${ms(burst.connectToReady.p50)} ms, p99 ${ms(burst.connectToReady.p99)} ms`,
+  );
 
   ctx.progress(`floor: commands on ${settings.burst} bare DO pairs × ${settings.clean}, window ${WINDOW}, one stored row per frame …`);
   let progressed = 0;
   const stop = every(3000, () => `  … floor: ${progressed.toLocaleString("en-US")} acknowledgements`, ctx.progress);
-  const commands = await floorCommands(floor, settings.burst, { perPair: settings.clean, window: WINDOW, maxMs: ctx.quick ? 20_000 : 120_000 }, () => progressed++);
+  const commands = await floorCommands(
+    floor,
+    settings.burst,
+    { perPair: settings.clean, window: WINDOW, maxMs: ctx.quick ? 20_000 : 120_000 },
+    () => progressed++,
+  );
   stop();
   ctx.progress(`floor: ${grouped(commands.commands)} commands in ${commands.seconds.toFixed(1)} s = ${commands.perSecond.toFixed(0)}/s`);
   return { burst, commands };
@@ -337,15 +368,26 @@ async function idleScale(
     ctx.progress(`idle: bringing ${count.toLocaleString("en-US")} sessions to ACTIVE, 128 at a time …`);
     const started = performance.now();
     const rate = () => (live.length / ((performance.now() - started) / 1000)).toFixed(0);
-    const stop = every(5000, () => `  … ${live.length.toLocaleString("en-US")}/${count.toLocaleString("en-US")} ACTIVE (${rate()}/s), workerd RSS ${mib(snapshot(processes).rssKiB.total)} MiB, ${mib(availableKiB())} MiB available`, ctx.progress);
+    const stop = every(
+      5000,
+      () =>
+        `  … ${live.length.toLocaleString("en-US")}/${count.toLocaleString("en-US")} ACTIVE (${rate()}/s), workerd RSS ${mib(snapshot(processes).rssKiB.total)} MiB, ${mib(availableKiB())} MiB available`,
+      ctx.progress,
+    );
     let lowMemory: string | undefined;
-    const setup = await runLimited(count, 128, async () => {
-      live.push(await bringUp(gateway.url, jwt, pool, 60_000));
-    }, () => {
-      // Leave the machine room: it is shared.
-      if (!lowMemory && availableKiB() < MIN_AVAILABLE_KIB) lowMemory = `memory available on the machine (stopped at ${mib(availableKiB())} MiB available)`;
-      return lowMemory !== undefined || performance.now() - started > (ctx.quick ? 30_000 : 300_000);
-    });
+    const setup = await runLimited(
+      count,
+      128,
+      async () => {
+        live.push(await bringUp(gateway.url, jwt, pool, 60_000));
+      },
+      () => {
+        // Leave the machine room: it is shared.
+        if (!lowMemory && availableKiB() < MIN_AVAILABLE_KIB)
+          lowMemory = `memory available on the machine (stopped at ${mib(availableKiB())} MiB available)`;
+        return lowMemory !== undefined || performance.now() - started > (ctx.quick ? 30_000 : 300_000);
+      },
+    );
     stop();
     if (lowMemory) scaledBecause = lowMemory;
     const setupSeconds = (performance.now() - started) / 1000;
@@ -363,17 +405,22 @@ async function idleScale(
     })();
     // Meanwhile the floor: as many bare relay pairs, left idle in turn.
     const pace = live.length / setupSeconds;
-    ctx.progress(`idle: meanwhile the floor: ${live.length.toLocaleString("en-US")} bare DO pairs (two sockets, offer, answer), at the gateway's pace (${pace.toFixed(0)}/s) …`);
+    ctx.progress(
+      `idle: meanwhile the floor: ${live.length.toLocaleString("en-US")} bare DO pairs (two sockets, offer, answer), at the gateway's pace (${pace.toFixed(0)}/s) …`,
+    );
     floorRun = await floorIdleSetUp(floor, live.length, {
       maxSetupMs: ctx.quick ? 30_000 : 300_000,
       pairsPerSecond: pace,
-      stop: () => (availableKiB() < MIN_AVAILABLE_KIB ? `memory available on the machine (stopped at ${mib(availableKiB())} MiB available)` : undefined),
+      stop: () =>
+        availableKiB() < MIN_AVAILABLE_KIB ? `memory available on the machine (stopped at ${mib(availableKiB())} MiB available)` : undefined,
       progress: ctx.progress,
     });
     const hibernated = await settling;
     const settleSeconds = (performance.now() - settleStarted) / 1000;
     const residentHibernated = resident(hibernated);
-    ctx.progress(`idle: ${residentHibernated} of ${live.length} objects still in memory after ${settleSeconds.toFixed(0)} s; workerd RSS ${mib(hibernated.rssKiB.total)} MiB`);
+    ctx.progress(
+      `idle: ${residentHibernated} of ${live.length} objects still in memory after ${settleSeconds.toFixed(0)} s; workerd RSS ${mib(hibernated.rssKiB.total)} MiB`,
+    );
 
     ctx.progress(`idle: a keep-alive ping on every client socket …`);
     const pings = await keepAlive(live, 20_000);
@@ -452,13 +499,11 @@ function extrapolatedKiB(idle: IdleFigures): { total: number; runtime: number } 
   return { total: at((s) => s.rssKiB.total), runtime: at((s) => s.rssKiB.runtime) };
 }
 
-
 /** Bring-up stops before the machine's available memory falls below this (it is shared with other work). */
 const MIN_AVAILABLE_KIB = 3 * 1024 * 1024;
 
 function availableKiB(): number {
-  const match = /MemAvailable:\s+(\d+)\s+kB/.exec(readFileSync("/proc/meminfo", "utf8"));
-  return match ? Number(match[1]) : Number.MAX_SAFE_INTEGER;
+  return memAvailableKiB() ?? Number.MAX_SAFE_INTEGER;
 }
 
 /** Session objects in memory: each holds its SQLite database open; a hibernated (evicted) one has closed it. */
@@ -477,8 +522,16 @@ function verdictOf(figures: LoadFigures, settings: Settings): { what: string; ok
   const endedSessions = Object.values(faults.ended).reduce((sum, count) => sum + count, 0);
   const best = Math.max(clean.perSecond, faults.perSecond);
   return [
-    { what: `burst: all ${grouped(settings.burst)} sessions ready`, ok: burst.ready === settings.burst, value: `${grouped(burst.ready)} ready, ${burst.failed} failed` },
-    { what: `burst: p99 connect → ready ≤ ${TARGETS.burstP99Ms} ms`, ok: burst.connectToReady.p99 <= TARGETS.burstP99Ms, value: `${ms(burst.connectToReady.p99)} ms` },
+    {
+      what: `burst: all ${grouped(settings.burst)} sessions ready`,
+      ok: burst.ready === settings.burst,
+      value: `${grouped(burst.ready)} ready, ${burst.failed} failed`,
+    },
+    {
+      what: `burst: p99 connect → ready ≤ ${TARGETS.burstP99Ms} ms`,
+      ok: burst.connectToReady.p99 <= TARGETS.burstP99Ms,
+      value: `${ms(burst.connectToReady.p99)} ms`,
+    },
     {
       what: `idle: ${grouped(settings.idle)} concurrent sessions, hibernated`,
       ok: idle.sessions === settings.idle && idle.residentHibernated <= Math.max(2, idle.sessions * 0.001),
@@ -497,7 +550,11 @@ function verdictOf(figures: LoadFigures, settings: Settings): { what: string; ok
       ok: faultsClean && endedSessions === 0 && faults.completed === faults.sessions && faults.sessions === settings.burst,
       value: `${faults.lost} lost, ${faults.duplicated} duplicated, ${faults.outOfOrder} out of order, ${faults.altered} altered, ${faults.refused} refused; ${grouped(faults.completed)}/${grouped(faults.sessions)} sessions finished${endedSessions > 0 ? `, ${grouped(endedSessions)} ended by the gateway` : ""}`,
     },
-    { what: `commands ≥ ${grouped(TARGETS.commandsPerSecond)}/s across sessions`, ok: best >= TARGETS.commandsPerSecond, value: `${grouped(best)}/s` },
+    {
+      what: `commands ≥ ${grouped(TARGETS.commandsPerSecond)}/s across sessions`,
+      ok: best >= TARGETS.commandsPerSecond,
+      value: `${grouped(best)}/s`,
+    },
   ];
 }
 
@@ -566,7 +623,12 @@ function markdown(figures: LoadFigures, settings: Settings, verdict: ReturnType<
     } The scripted clients and runtimes (this Node process) used ${mib(idle.clientRssKiB)} MiB. Locally workerd holds every hibernated socket itself (in production the edge holds them and the object's memory is freed), so this is an upper bound for the objects' share.`,
     "",
     `Floor: while the gateway's objects settled, ${grouped(floor.idle.pairs)} bare relay pairs (the same count) were brought up on the floor's own ${idle.fresh ? "fresh " : ""}\`wrangler dev\` at the gateway's pace (more at once would hold every object's SQLite files open together, past the open-files limit), in ${floor.idle.setupSeconds.toFixed(0)} s${floor.idle.failed > 0 ? ` (${floor.idle.failed} failed: ${floor.idle.errors.join("; ")})` : ""}${floor.idle.scaledBecause ? ` — stopped early by the ${floor.idle.scaledBecause}` : ""}, each with its two sockets and one offer and answer relayed; ${floor.idle.settleSeconds.toFixed(0)} s after the last one ${grouped(floor.idle.residentHibernated)} of their objects were in memory. Per idle pair: ${perSession.floor.total.toFixed(0)} KiB of RSS (${perSession.floor.runtime.toFixed(0)} KiB in the Worker's process): gateway ÷ floor **${ratio(perSession.gateway.total, perSession.floor.total)}** per session (${ratio(perSession.gateway.runtime, perSession.floor.runtime)} in the Worker's process). A gateway session holds the same two sockets on the same kind of object, plus its state in SQLite.`,
-    ...(quick ? ["", `Quick run: ${grouped(settings.burst)}-session burst, ${settings.faults.perSession} commands per session in the fault run, ${grouped(settings.idle)} idle sessions; the floor with the same counts.`] : []),
+    ...(quick
+      ? [
+          "",
+          `Quick run: ${grouped(settings.burst)}-session burst, ${settings.faults.perSession} commands per session in the fault run, ${grouped(settings.idle)} idle sessions; the floor with the same counts.`,
+        ]
+      : []),
     "",
     "![Burst: connect → ready](docs/benchmarks-burst.svg)",
     "",
@@ -581,7 +643,10 @@ const ratio = (ours: number, floor: number) => (Number.isFinite(ours / floor) ? 
 function idlePerSession(figures: LoadFigures) {
   const { idle, floor } = figures;
   return {
-    gateway: { total: perIdle(idle.hibernated.rssKiB.total, idle.baseline.rssKiB.total, idle.sessions), runtime: perIdle(idle.hibernated.rssKiB.runtime, idle.baseline.rssKiB.runtime, idle.sessions) },
+    gateway: {
+      total: perIdle(idle.hibernated.rssKiB.total, idle.baseline.rssKiB.total, idle.sessions),
+      runtime: perIdle(idle.hibernated.rssKiB.runtime, idle.baseline.rssKiB.runtime, idle.sessions),
+    },
     floor: {
       total: perIdle(floor.idle.hibernated.rssKiB.total, floor.idle.baseline.rssKiB.total, floor.idle.pairs),
       runtime: perIdle(floor.idle.hibernated.rssKiB.runtime, floor.idle.baseline.rssKiB.runtime, floor.idle.pairs),
@@ -706,7 +771,10 @@ function charts(figures: LoadFigures): Chart[] {
               { name: "Worker's workerd", values: [idle.baseline, idle.active, idle.hibernated].map((s) => s.rssKiB.runtime / 1024) },
               { name: "wrangler's proxy", values: [idle.baseline, idle.active, idle.hibernated].map((s) => s.rssKiB.proxy / 1024) },
               { name: "total", values: [idle.baseline, idle.active, idle.hibernated].map((s) => s.rssKiB.total / 1024) },
-              { name: `floor (bare DO, ${grouped(figures.floor.idle.pairs)} pairs): total`, values: [figures.floor.idle.baseline, figures.floor.idle.active, figures.floor.idle.hibernated].map((s) => s.rssKiB.total / 1024) },
+              {
+                name: `floor (bare DO, ${grouped(figures.floor.idle.pairs)} pairs): total`,
+                values: [figures.floor.idle.baseline, figures.floor.idle.active, figures.floor.idle.hibernated].map((s) => s.rssKiB.total / 1024),
+              },
             ],
           },
           {

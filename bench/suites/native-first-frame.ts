@@ -22,12 +22,12 @@
  */
 import { RuntimeAgent } from "../../runtime/agent.ts";
 import { demoModel } from "../../runtime/demo/model.ts";
-import { launchBrowser, servePage, type ServedPage, type TestBrowser } from "../../test/node/support/browser.ts";
-import { sdkHarness, sdkPage, type SdkState } from "../../test/node/support/sdk-page.ts";
+import { launchBrowser, servePage, type ServedPage, type TestBrowser } from "../../tools/browser.ts";
+import { sdkHarness, sdkPage, type SdkState } from "../../tools/sdk-page.ts";
 import type { SuiteContext, SuiteResult } from "../harness/suite.ts";
 import { fixed } from "../harness/stats.ts";
 import { cell, CONNECT_MARK, probedPage, probeMilestones, rawConnect, summary, type Summary } from "../lib/connect-runs.ts";
-import { clientToken, startGateway, type TestGateway } from "../lib/gateway.ts";
+import { clientToken, startGateway, type TestGateway } from "../../tools/gateway.ts";
 import { startInstantGateway, type InstantGateway } from "../lib/instant-gateway.ts";
 
 export const name = "native-first-frame";
@@ -95,7 +95,13 @@ interface BackOnlineFigures {
 }
 
 const SETUPS: Omit<Setup, "samples" | "jwt" | "connects">[] = [
-  { name: "gateway + agent, werift untuned, encoder started on assignment", kind: "gateway", model: "demo-untuned", spareEncoders: 0, tuneWerift: false },
+  {
+    name: "gateway + agent, werift untuned, encoder started on assignment",
+    kind: "gateway",
+    model: "demo-untuned",
+    spareEncoders: 0,
+    tuneWerift: false,
+  },
   { name: "gateway + agent, encoder started on assignment", kind: "gateway", model: "demo-cold", spareEncoders: 0 },
   { name: "gateway + agent, warm encoder per slot", kind: "gateway", model: "demo-warm", spareEncoders: 1 },
   { name: "floor: same SDK, instant in-process server", kind: "floor" },
@@ -121,7 +127,9 @@ async function sdkOnce(browser: TestBrowser, site: ServedPage, apiUrl: string, m
     let state: SdkState = await sdk.state();
     while (state.firstFrameMs === null) {
       if ((state.connectResult !== null && state.connectResult !== "ok") || Date.now() > deadline) {
-        throw new Error(`no first frame (connect: ${state.connectResult}, statuses: ${state.statuses.join(" → ")}, errors: ${JSON.stringify(state.errors)})`);
+        throw new Error(
+          `no first frame (connect: ${state.connectResult}, statuses: ${state.statuses.join(" → ")}, errors: ${JSON.stringify(state.errors)})`,
+        );
       }
       await new Promise((resolve) => setTimeout(resolve, 20));
       state = await sdk.state();
@@ -146,7 +154,14 @@ async function sdkOnce(browser: TestBrowser, site: ServedPage, apiUrl: string, m
 }
 
 /** One outage on a fresh page and session: ready with video, offline and the connection lost, back online. */
-async function backOnlineOnce(browser: TestBrowser, site: ServedPage, apiUrl: string, modelName: string, jwt: string, offlineMs: number): Promise<BackOnlineSample> {
+async function backOnlineOnce(
+  browser: TestBrowser,
+  site: ServedPage,
+  apiUrl: string,
+  modelName: string,
+  jwt: string,
+  offlineMs: number,
+): Promise<BackOnlineSample> {
   const page = await browser.newPage();
   await page.goto(site.url);
   const sdk = sdkHarness(page);
@@ -154,7 +169,8 @@ async function backOnlineOnce(browser: TestBrowser, site: ServedPage, apiUrl: st
     const deadline = Date.now() + FRAME_TIMEOUT_MS;
     for (let state = await sdk.state(); ; state = await sdk.state()) {
       if (done(state)) return state;
-      if (Date.now() > deadline) throw new Error(`${what} did not come (statuses: ${state.statuses.join(" → ")}, errors: ${JSON.stringify(state.errors)})`);
+      if (Date.now() > deadline)
+        throw new Error(`${what} did not come (statuses: ${state.statuses.join(" → ")}, errors: ${JSON.stringify(state.errors)})`);
       await new Promise((resolve) => setTimeout(resolve, 20));
     }
   };
@@ -219,7 +235,16 @@ export async function run(ctx: SuiteContext): Promise<SuiteResult> {
         let sample: Milestones;
         if (setup.kind === "raw") {
           const raw = await rawConnect(browser, floor.url, { trickle: true, dataChannel: false });
-          sample = { createdMs: NaN, connectMs: NaN, offerMs: NaN, answerMs: raw.answer, iceMs: raw.iceConnected, dtlsMs: raw.connected, readyMs: raw.connected, firstFrameMs: raw.firstFrame };
+          sample = {
+            createdMs: NaN,
+            connectMs: NaN,
+            offerMs: NaN,
+            answerMs: raw.answer,
+            iceMs: raw.iceConnected,
+            dtlsMs: raw.connected,
+            readyMs: raw.connected,
+            firstFrameMs: raw.firstFrame,
+          };
         } else if (setup.kind === "floor") {
           sample = await sdkOnce(browser, site, floor.url, "demo", "floor");
         } else {
@@ -244,7 +269,11 @@ export async function run(ctx: SuiteContext): Promise<SuiteResult> {
     targetMs: TARGET_MS,
     setups: setups.map(({ name, samples }) => {
       const keys = Object.keys(LABELS) as (keyof Milestones)[];
-      return { name, samples, summaries: Object.fromEntries(keys.map((key) => [key, summary(samples.map((sample) => sample[key]))])) as Record<keyof Milestones, Summary> };
+      return {
+        name,
+        samples,
+        summaries: Object.fromEntries(keys.map((key) => [key, summary(samples.map((sample) => sample[key]))])) as Record<keyof Milestones, Summary>,
+      };
     }),
     backOnline: {
       offlineMs,
@@ -293,7 +322,9 @@ function markdown(figures: FirstFrameFigures, passed: boolean): string {
     "",
     `| milestone | ${figures.setups.map((setup) => setup.name).join(" | ")} |`,
     `|---|${figures.setups.map(() => "---:").join("|")}|`,
-    ...(Object.keys(LABELS) as (keyof Milestones)[]).map((key) => `| ${LABELS[key]} | ${figures.setups.map((setup) => cell(setup.summaries[key])).join(" | ")} |`),
+    ...(Object.keys(LABELS) as (keyof Milestones)[]).map(
+      (key) => `| ${LABELS[key]} | ${figures.setups.map((setup) => cell(setup.summaries[key])).join(" | ")} |`,
+    ),
     "",
     `First frame, warm encoder: ${ratio(warm!.firstFrameMs.median, floor!.firstFrameMs.median)} the SDK floor ` +
       `(${fixed(warm!.firstFrameMs.median - floor!.firstFrameMs.median, 0)} ms for the gateway and the agent's signaling hops), ` +

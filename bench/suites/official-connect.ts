@@ -17,12 +17,12 @@
 import type { Page } from "playwright-core";
 import { RuntimeAgent } from "../../runtime/agent.ts";
 import { demoModel } from "../../runtime/demo/model.ts";
-import { launchBrowser, servePage, type ServedPage, type TestBrowser } from "../../test/node/support/browser.ts";
-import { reactorClientPage, type HarnessWindow } from "../../test/node/support/browser.test-page.ts";
+import { launchBrowser, servePage, type ServedPage, type TestBrowser } from "../../tools/browser.ts";
+import { reactorClientPage, type HarnessWindow } from "../../tools/browser.test-page.ts";
 import type { SuiteContext, SuiteResult } from "../harness/suite.ts";
 import { fixed, median } from "../harness/stats.ts";
 import { cell, CONNECT_MARK, probedPage, probeMilestones, rawConnect, summary, type Summary } from "../lib/connect-runs.ts";
-import { clientToken, startGateway, type TestGateway } from "../lib/gateway.ts";
+import { clientToken, startGateway, type TestGateway } from "../../tools/gateway.ts";
 import { startInstantGateway, type InstantGateway } from "../lib/instant-gateway.ts";
 
 export const name = "official-connect";
@@ -124,7 +124,15 @@ async function connectOnce(browser: TestBrowser, site: ServedPage, setup: Setup)
       dtlsMs: "pc1 DTLS connected",
     });
     await page.evaluate(() => (window as unknown as HarnessWindow).harness.disconnect(false));
-    return { readyMs: ready[1], firstFrameMs: state.firstFrameMs, pcCreatedMs: probe.pcCreatedMs!, gatheredMs: probe.gatheredMs!, iceMs: probe.iceMs!, dtlsMs: probe.dtlsMs!, ...counts };
+    return {
+      readyMs: ready[1],
+      firstFrameMs: state.firstFrameMs,
+      pcCreatedMs: probe.pcCreatedMs!,
+      gatheredMs: probe.gatheredMs!,
+      iceMs: probe.iceMs!,
+      dtlsMs: probe.dtlsMs!,
+      ...counts,
+    };
   } finally {
     await page.close();
   }
@@ -142,7 +150,9 @@ export async function run(ctx: SuiteContext): Promise<SuiteResult> {
     // One gateway per LONG_POLL_MS setting, started side by side; each encoder setup is its own agent (and model name) on it.
     const settings = new Map(MODES.filter((mode) => mode.kind === "gateway").map((mode) => [JSON.stringify(mode.vars), mode.vars]));
     ctx.progress(`starting ${settings.size} gateways (long-poll, plain polling)…`);
-    const starts = await Promise.allSettled([...settings].map(async ([key, vars]) => gateways.set(key, await startGateway({ vars: { STUN_URLS: "", ...vars } }))));
+    const starts = await Promise.allSettled(
+      [...settings].map(async ([key, vars]) => gateways.set(key, await startGateway({ vars: { STUN_URLS: "", ...vars } }))),
+    );
     const failed = starts.find((start) => start.status === "rejected");
     if (failed) throw failed.reason;
     for (const mode of MODES) {
@@ -171,7 +181,17 @@ export async function run(ctx: SuiteContext): Promise<SuiteResult> {
         if (setup.mode.kind === "raw") {
           const raw = await rawConnect(browser, floor.url, { trickle: false, dataChannel: true });
           const ready = Math.max(raw.connected, raw.channelOpen ?? Number.NaN);
-          sample = { readyMs: ready, firstFrameMs: raw.firstFrame, pcCreatedMs: 0, gatheredMs: raw.gathered ?? NaN, iceMs: raw.iceConnected, dtlsMs: raw.connected, sessionPolls: 0, answerPolls: 0, requests: 2 };
+          sample = {
+            readyMs: ready,
+            firstFrameMs: raw.firstFrame,
+            pcCreatedMs: 0,
+            gatheredMs: raw.gathered ?? NaN,
+            iceMs: raw.iceConnected,
+            dtlsMs: raw.connected,
+            sessionPolls: 0,
+            answerPolls: 0,
+            requests: 2,
+          };
         } else {
           sample = await connectOnce(browser, site, setup);
         }

@@ -11,7 +11,7 @@
  */
 import { barPanels, type Chart } from "../harness/charts.ts";
 import type { SuiteContext, SuiteResult } from "../harness/suite.ts";
-import { clientToken } from "../lib/gateway.ts";
+import { clientToken } from "../../tools/gateway.ts";
 import {
   bringUp,
   closeSession,
@@ -28,10 +28,10 @@ import {
   type LiveSession,
   type Storage,
 } from "../lib/fleet.ts";
-import { NodePeer, type Frame } from "../lib/peers.ts";
-import { cpuMs, describeFileLimit, groupCpuMs, raiseFileLimit } from "../lib/procfs.ts";
+import { NodePeer, type Frame } from "../../tools/peers.ts";
+import { cpuMs, describeFileLimit, groupCpuMs, raiseFileLimit } from "../../tools/procfs.ts";
 import { ANSWER_SDP, CLIENT_CANDIDATE, OFFER_SDP, RUNTIME_CANDIDATE } from "../lib/signaling-samples.ts";
-import { distribution, type Distribution } from "../lib/stats.ts";
+import { distribution, type Distribution } from "../harness/stats.ts";
 
 export const name = "peers";
 export const title = "Side by side: raw relay floor, PeerJS and the gateway";
@@ -104,7 +104,10 @@ const clientIceFrame = (generation: number) => JSON.stringify({ type: "ice", gen
 const runtimeIceFrame = (generation: number) => JSON.stringify({ type: "ice", generation, candidate: RUNTIME_CANDIDATE });
 
 async function floorPair(port: number, id: string): Promise<Pair> {
-  const [client, peer] = await Promise.all([NodePeer.open(`ws://127.0.0.1:${port}/client/${id}`), NodePeer.open(`ws://127.0.0.1:${port}/peer/${id}`)]);
+  const [client, peer] = await Promise.all([
+    NodePeer.open(`ws://127.0.0.1:${port}/client/${id}`),
+    NodePeer.open(`ws://127.0.0.1:${port}/peer/${id}`),
+  ]);
   peer.onFrame = (frame) => {
     const generation = frame.generation as number;
     peer.send(frame.type === "offer" ? answerFrame(generation) : runtimeIceFrame(generation));
@@ -146,7 +149,11 @@ async function peerjsPair(port: number, id: string): Promise<Pair> {
       callee.send({ type: "ANSWER", dst: `${id}a`, payload: { sdp: { type: "answer", sdp: ANSWER_SDP }, type: "media", connectionId } });
     } else if (frame.type === "CANDIDATE") {
       const { candidate, sdp_mid, sdp_mline_index } = RUNTIME_CANDIDATE;
-      callee.send({ type: "CANDIDATE", dst: `${id}a`, payload: { candidate: { candidate, sdpMid: sdp_mid, sdpMLineIndex: sdp_mline_index }, type: "media", connectionId } });
+      callee.send({
+        type: "CANDIDATE",
+        dst: `${id}a`,
+        payload: { candidate: { candidate, sdpMid: sdp_mid, sdpMLineIndex: sdp_mline_index }, type: "media", connectionId },
+      });
     }
     return true;
   };
@@ -156,8 +163,16 @@ async function peerjsPair(port: number, id: string): Promise<Pair> {
     return true;
   };
   const { candidate, sdp_mid, sdp_mline_index } = CLIENT_CANDIDATE;
-  const offer = JSON.stringify({ type: "OFFER", dst: `${id}b`, payload: { sdp: { type: "offer", sdp: OFFER_SDP }, type: "media", connectionId, metadata: null } });
-  const ice = JSON.stringify({ type: "CANDIDATE", dst: `${id}b`, payload: { candidate: { candidate, sdpMid: sdp_mid, sdpMLineIndex: sdp_mline_index }, type: "media", connectionId } });
+  const offer = JSON.stringify({
+    type: "OFFER",
+    dst: `${id}b`,
+    payload: { sdp: { type: "offer", sdp: OFFER_SDP }, type: "media", connectionId, metadata: null },
+  });
+  const ice = JSON.stringify({
+    type: "CANDIDATE",
+    dst: `${id}b`,
+    payload: { candidate: { candidate, sdpMid: sdp_mid, sdpMLineIndex: sdp_mline_index }, type: "media", connectionId },
+  });
   return {
     sdp: () => waiter.wait(() => caller.send(offer)),
     ice: () => waiter.wait(() => caller.send(ice)),
@@ -244,10 +259,12 @@ function combine(path: PathName, sessions: number, stretches: Stretch[]): PathFi
 
 async function measure(pairs: Pair[], exchanges: number, cpu: CpuMeter, deadline: number): Promise<Stretch> {
   // Warm-up: one exchange per session (JIT, connection state), not measured.
-  await Promise.allSettled(pairs.map(async (pair) => {
-    await pair.sdp();
-    await pair.ice();
-  }));
+  await Promise.allSettled(
+    pairs.map(async (pair) => {
+      await pair.sdp();
+      await pair.ice();
+    }),
+  );
   const sdp: number[] = [];
   const ice: number[] = [];
   let failed = 0;
@@ -322,7 +339,11 @@ export async function run(ctx: SuiteContext): Promise<SuiteResult> {
   const suiteDeadline = Date.now() + (ctx.quick ? 60_000 : 300_000);
 
   ctx.progress(`starting the floor relay, the PeerJS server and the gateway (state on ${storage}) …`);
-  const [floor, peerjs, gateway] = await startAll(startNodeServer("bench/floor/ws-relay.ts"), startNodeServer("bench/peers/peerjs-server.ts"), startLoadGateway(storage));
+  const [floor, peerjs, gateway] = await startAll(
+    startNodeServer("bench/floor/ws-relay.ts"),
+    startNodeServer("bench/peers/peerjs-server.ts"),
+    startLoadGateway(storage),
+  );
   let pool: RuntimePool | undefined;
   const sessions: LiveSession[] = [];
   try {
@@ -342,9 +363,14 @@ export async function run(ctx: SuiteContext): Promise<SuiteResult> {
         const setupStarted = performance.now();
         const setupDeadline = Math.min(suiteDeadline, Date.now() + (ctx.quick ? 30_000 : 120_000));
         const stop = every(5000, () => `  … ${sessions.length}/${level} sessions ACTIVE`, ctx.progress);
-        const setup = await runLimited(missing, 64, async () => {
-          sessions.push(await bringUp(gateway.url, jwt, pool!, 60_000));
-        }, () => Date.now() > setupDeadline);
+        const setup = await runLimited(
+          missing,
+          64,
+          async () => {
+            sessions.push(await bringUp(gateway.url, jwt, pool!, 60_000));
+          },
+          () => Date.now() > setupDeadline,
+        );
         stop();
         figures.setup.push({ sessions: missing, seconds: (performance.now() - setupStarted) / 1000 });
         if (setup.failed > 0 || sessions.length < level) {
@@ -362,11 +388,11 @@ export async function run(ctx: SuiteContext): Promise<SuiteResult> {
           if (path === "floor") {
             const pairs = await openPairs(level, (i) => floorPair(floor.port, `${level}-${round}-${i}`));
             stretches.floor.push(await measure(pairs, perRound, { total: () => groupCpuMs(floor.pid) }, deadline()));
-            pairs.forEach((pair) => pair.close());
+            for (const pair of pairs) pair.close();
           } else if (path === "peerjs") {
             const pairs = await openPairs(level, (i) => peerjsPair(peerjs.port, `p${level}r${round}x${i}`));
             stretches.peerjs.push(await measure(pairs, perRound, { total: () => groupCpuMs(peerjs.pid) }, deadline()));
-            pairs.forEach((pair) => pair.close());
+            for (const pair of pairs) pair.close();
           } else {
             stretches.gateway.push(await measure(sessions.slice(0, level).map(gatewayPair), perRound, gatewayCpu, deadline()));
           }
@@ -374,7 +400,9 @@ export async function run(ctx: SuiteContext): Promise<SuiteResult> {
       }
       for (const path of PATHS) figures.rows.push(combine(path, level, stretches[path]));
       const row = figures.rows.at(-1)!;
-      ctx.progress(`${label}: p50 floor ${ms(find(figures, "floor", level).all.p50)}, PeerJS ${ms(find(figures, "peerjs", level).all.p50)}, gateway ${ms(row.all.p50)} ms`);
+      ctx.progress(
+        `${label}: p50 floor ${ms(find(figures, "floor", level).all.p50)}, PeerJS ${ms(find(figures, "peerjs", level).all.p50)}, gateway ${ms(row.all.p50)} ms`,
+      );
     }
   } finally {
     for (const session of sessions) closeSession(session);
@@ -409,8 +437,14 @@ function meetsTargets(figures: PeersFigures): Verdict {
   }
   const hundred = at(100);
   if (hundred) {
-    checks.push({ what: `100 sessions: p50 ≤ ${TARGETS.floorP50At100}× floor`, ok: hundred.ours.all.p50 <= TARGETS.floorP50At100 * hundred.floor.all.p50 });
-    checks.push({ what: `100 sessions: p50 ≤ ${TARGETS.peerP50At100}× PeerJS`, ok: hundred.ours.all.p50 <= TARGETS.peerP50At100 * hundred.peer.all.p50 });
+    checks.push({
+      what: `100 sessions: p50 ≤ ${TARGETS.floorP50At100}× floor`,
+      ok: hundred.ours.all.p50 <= TARGETS.floorP50At100 * hundred.floor.all.p50,
+    });
+    checks.push({
+      what: `100 sessions: p50 ≤ ${TARGETS.peerP50At100}× PeerJS`,
+      ok: hundred.ours.all.p50 <= TARGETS.peerP50At100 * hundred.peer.all.p50,
+    });
     checks.push({
       what: `100 sessions: throughput ≥ ${TARGETS.throughputAt100}× floor`,
       ok: hundred.ours.messagesPerSecond >= TARGETS.throughputAt100 * hundred.floor.messagesPerSecond,
@@ -421,7 +455,8 @@ function meetsTargets(figures: PeersFigures): Verdict {
   return { passed: checks.length > 1 && checks.every((check) => check.ok), checks };
 }
 
-const ms = (value: number) => (Number.isFinite(value) ? (value >= 100 ? value.toFixed(0) : value >= 10 ? value.toFixed(1) : value.toFixed(2)) : "n/a");
+const ms = (value: number) =>
+  Number.isFinite(value) ? (value >= 100 ? value.toFixed(0) : value >= 10 ? value.toFixed(1) : value.toFixed(2)) : "n/a";
 const times = (ours: number, other: number) => (Number.isFinite(ours / other) ? `${(ours / other).toFixed(2)}×` : "n/a");
 const grouped = (value: number) => (Number.isFinite(value) ? Math.round(value).toLocaleString("en-US") : "n/a");
 
@@ -437,7 +472,10 @@ function markdown(figures: PeersFigures, verdict: Verdict, quick: boolean): stri
   for (const level of figures.levels) {
     for (const path of PATHS) {
       const row = find(figures, path, level);
-      const cpu = row.proxyCpuUsPerMessage !== undefined ? `${row.cpuUsPerMessage.toFixed(0)} (${row.proxyCpuUsPerMessage.toFixed(0)})` : row.cpuUsPerMessage.toFixed(0);
+      const cpu =
+        row.proxyCpuUsPerMessage !== undefined
+          ? `${row.cpuUsPerMessage.toFixed(0)} (${row.proxyCpuUsPerMessage.toFixed(0)})`
+          : row.cpuUsPerMessage.toFixed(0);
       const failed = row.failed > 0 ? ` (${row.failed} failed)` : "";
       lines.push(
         `| ${grouped(level)} | ${PATH_LABEL[path]} | ${grouped(row.all.count)}${failed} | ${ms(row.all.p50)} | ${ms(row.all.p90)} | ${ms(row.all.p99)} | ${ms(row.all.max)} | ${ms(row.sdp.p50)} | ${ms(row.ice.p50)} | ${grouped(row.messagesPerSecond)} | ${cpu} |`,
@@ -446,14 +484,20 @@ function markdown(figures: PeersFigures, verdict: Verdict, quick: boolean): stri
     const floor = find(figures, "floor", level);
     const peer = find(figures, "peerjs", level);
     const ours = find(figures, "gateway", level);
-    for (const [label, other] of [["floor", floor], ["PeerJS", peer]] as const) {
+    for (const [label, other] of [
+      ["floor", floor],
+      ["PeerJS", peer],
+    ] as const) {
       lines.push(
         `| ${grouped(level)} | **gateway ÷ ${label}** | | **${times(ours.all.p50, other.all.p50)}** | ${times(ours.all.p90, other.all.p90)} | **${times(ours.all.p99, other.all.p99)}** | ${times(ours.all.max, other.all.max)} | ${times(ours.sdp.p50, other.sdp.p50)} | ${times(ours.ice.p50, other.ice.p50)} | **${times(ours.messagesPerSecond, other.messagesPerSecond)}** | ${times(ours.cpuUsPerMessage, other.cpuUsPerMessage)} |`,
       );
     }
   }
   lines.push("", "| target | result |", "|---|---|", ...verdict.checks.map((check) => `| ${check.what} | ${check.ok ? "pass" : "**FAIL**"} |`));
-  const setup = figures.setup.reduce((sum, step) => ({ sessions: sum.sessions + step.sessions, seconds: sum.seconds + step.seconds }), { sessions: 0, seconds: 0 });
+  const setup = figures.setup.reduce((sum, step) => ({ sessions: sum.sessions + step.sessions, seconds: sum.seconds + step.seconds }), {
+    sessions: 0,
+    seconds: 0,
+  });
   lines.push(
     "",
     `Gateway sessions were brought to ACTIVE before measuring (${grouped(setup.sessions)} sessions in ${setup.seconds.toFixed(1)} s, 64 at a time) and reused from level to level; account limits raised for the bench (\`LIMIT_CONCURRENT_SESSIONS\`, \`LIMIT_SESSION_CREATIONS_PER_MINUTE\`, \`LIMIT_ACCOUNT_SESSION_CREATIONS_PER_MINUTE\` = 100,000). Open-files limit (\`ulimit -n\`): ${describeFileLimit(figures.fileLimit)}.${quick ? " Quick run: 1 and 100 sessions only, 20 exchanges at 1 session and 2 at 100: rough tails." : ""}`,

@@ -10,12 +10,12 @@
  */
 import { existsSync } from "node:fs";
 import type { SuiteContext, SuiteResult } from "../harness/suite.ts";
-import { clientToken, processCpuMs, workerdPids, type TestGateway } from "../lib/gateway.ts";
+import { clientToken, workerdPids, type TestGateway } from "../../tools/gateway.ts";
 import { bringUp, RuntimePool, runLimited, startAll, startLoadGateway, startNodeServer, type NodeServer, type Storage } from "../lib/fleet.ts";
 import { startFloor as startBareRelayFloor } from "../lib/load-floor.ts";
-import { NodePeer, type Frame } from "../lib/peers.ts";
-import { groupCpuMs } from "../lib/procfs.ts";
-import { summarize, type LatencySummary } from "../lib/stats.ts";
+import { NodePeer, type Frame } from "../../tools/peers.ts";
+import { groupCpuMs, totalCpuMs } from "../../tools/procfs.ts";
+import { summarize, type LatencySummary } from "../harness/stats.ts";
 
 const PAYLOAD = "x".repeat(1024);
 
@@ -81,7 +81,9 @@ async function rawPairs(urlOf: (role: "client" | "peer", index: number) => strin
   // Opened 50 pairs at a time (one by one, setting up 100 pairs took seconds); both ends are open before any send.
   const opened: [NodePeer, NodePeer][] = [];
   for (let i = 0; i < count; i += 50) {
-    const batch = Array.from({ length: Math.min(50, count - i) }, (_, j) => Promise.all([NodePeer.open(urlOf("client", i + j)), NodePeer.open(urlOf("peer", i + j))]));
+    const batch = Array.from({ length: Math.min(50, count - i) }, (_, j) =>
+      Promise.all([NodePeer.open(urlOf("client", i + j)), NodePeer.open(urlOf("peer", i + j))]),
+    );
     opened.push(...(await Promise.all(batch)));
   }
   for (const [client, peer] of opened) {
@@ -104,7 +106,12 @@ async function rawPairs(urlOf: (role: "client" | "peer", index: number) => strin
         }),
     });
   }
-  return { pairs, close: () => sockets.forEach((socket) => socket.close()) };
+  return {
+    pairs,
+    close: () => {
+      for (const socket of sockets) socket.close();
+    },
+  };
 }
 
 // ── Ours: through the gateway ──────────────────────────────────────────────────────────────────────────────────
@@ -246,7 +253,7 @@ async function measureRelay(ctx: SuiteContext, storage: Storage): Promise<RelayR
 
   const [floor, bare, gateway] = await startAll(startFloor(), startBareRelay(storage), startLoadGateway(storage));
   try {
-    const cpuOf = (pids: number[]) => async () => (await Promise.all(pids.map(processCpuMs))).reduce((a, b) => a + b, 0);
+    const cpuOf = (pids: number[]) => async () => totalCpuMs(pids);
     const gatewayCpu = cpuOf(workerdPids(gateway));
     const bareCpu = cpuOf(workerdPids(bare));
     const bareUrl = bare.url.replace(/^http/, "ws");
@@ -258,7 +265,11 @@ async function measureRelay(ctx: SuiteContext, storage: Storage): Promise<RelayR
         relay.close();
         return stats;
       };
-      const floorStats = await raw("floor", (role, i) => `ws://127.0.0.1:${floor.port}/${role}/${i}`, () => Promise.resolve(groupCpuMs(floor.pid)));
+      const floorStats = await raw(
+        "floor",
+        (role, i) => `ws://127.0.0.1:${floor.port}/${role}/${i}`,
+        () => Promise.resolve(groupCpuMs(floor.pid)),
+      );
       const bareDo = await raw("bare relay DO", (role, i) => `${bareUrl}/pair/${pairs}-${i}/${role}`, bareCpu);
       const bareDoWrites = await raw("bare relay DO + 1 write", (role, i) => `${bareUrl}/pair/w${pairs}-${i}/${role}?writes=1`, bareCpu);
       progress(`relay: ${pairs} session(s), gateway (setting up ${pairs} sessions)…`);

@@ -39,7 +39,10 @@ export async function run(ctx: SuiteContext): Promise<SuiteResult> {
       for (let rep = 0; rep < settings.repetitions; rep++) {
         const order = rep % 2 === 0 ? MODES : ([...MODES].reverse() as Mode[]);
         const sample = {} as Record<Mode, number>;
-        for (const mode of order) samples[mode].push((sample[mode] = await microsecondsPerIssue(server.url, mode, settings.n)));
+        for (const mode of order) {
+          sample[mode] = await microsecondsPerIssue(server.url, mode, settings.n);
+          samples[mode].push(sample[mode]);
+        }
         ratios.push(sample.ours / sample.floor);
         ctx.progress(`repetition ${rep + 1}/${settings.repetitions}: ours ${fixed(sample.ours)} µs, floor ${fixed(sample.floor)} µs`);
       }
@@ -56,7 +59,7 @@ export async function run(ctx: SuiteContext): Promise<SuiteResult> {
         "What one TURN credential costs to issue at the edge: `iceServersFor()` (src/ice-servers.ts → src/turn/) " +
           "with the coturn provider (REST-API secret mode, two TURN hosts plus STUN: settings read, expiry capped by " +
           "the token, `<expiry>:<session>` username, HMAC-SHA1, the RTCIceServer list built) next to the floor, one " +
-          "bare `crypto.subtle.sign(\"HMAC\")` with an already imported SHA-1 key.",
+          'bare `crypto.subtle.sign("HMAC")` with an already imported SHA-1 key.',
         [
           "| | µs per credential (IQR) | credentials/s (one isolate) |",
           "|---|---|---|",

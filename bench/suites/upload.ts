@@ -5,14 +5,15 @@
  * the floor). 10 MiB and 50 MiB files; the two paths alternate, so both see the same machine load. While each file
  * streams, the resident memory of every workerd process is sampled: streaming must not grow with the file.
  */
-import { existsSync, readFileSync } from "node:fs";
+import { existsSync } from "node:fs";
 import { randomBytes } from "node:crypto";
 import path from "node:path";
 import { PROJECT_ROOT } from "../../scripts/lib/paths.ts";
 import type { SuiteContext, SuiteResult } from "../harness/suite.ts";
 import { fixed, median } from "../harness/stats.ts";
-import { clientToken, startGateway, workerdPids, type TestGateway } from "../lib/gateway.ts";
-import { registerModel } from "../lib/peers.ts";
+import { clientToken, startGateway, workerdPids, type TestGateway } from "../../tools/gateway.ts";
+import { registerModel } from "../../tools/peers.ts";
+import { rssKiB } from "../../tools/procfs.ts";
 
 export const name = "upload";
 export const title = "File uploads: throughput and memory";
@@ -50,14 +51,6 @@ export interface SizeFigures {
 interface Run {
   ms: number;
   rssGrowthKiB: number;
-}
-
-function rssKiB(pid: number): number {
-  try {
-    return Number(/VmRSS:\s+(\d+)\s+kB/.exec(readFileSync(`/proc/${pid}/status`, "utf8"))?.[1] ?? 0);
-  } catch {
-    return 0;
-  }
 }
 
 /** Samples the summed RSS of `pids` until stopped; returns the largest sample. */
@@ -148,7 +141,9 @@ async function measureSize(uploader: Uploader, bytes: number, reps: number, ctx:
   for (let rep = 0; rep < reps; rep++) {
     await uploader.newSession(); // a fresh session per round: the previous one's files are deleted with it
     for (const via of rep % 2 === 0 ? PATHS : [...PATHS].reverse()) runs[via].push(await uploader.upload(via, body));
-    ctx.progress(`${bytes / MIB} MiB, round ${rep + 1}/${reps}: gateway ${fixed(runs.gateway.at(-1)!.ms, 0)} ms, direct ${fixed(runs.direct.at(-1)!.ms, 0)} ms`);
+    ctx.progress(
+      `${bytes / MIB} MiB, round ${rep + 1}/${reps}: gateway ${fixed(runs.gateway.at(-1)!.ms, 0)} ms, direct ${fixed(runs.direct.at(-1)!.ms, 0)} ms`,
+    );
   }
   const gateway = pathFigures(bytes, runs.gateway);
   const direct = pathFigures(bytes, runs.direct);
@@ -170,14 +165,16 @@ function markdown(sizes: SizeFigures[], storage: string, reps: number): string {
       "|---|---|---|---|---|---|",
       ...sizes.flatMap((size) => [row(size, "gateway"), row(size, "direct")]),
     ].join("\n"),
-    sizes
+    `${sizes
       .map(
         (size) =>
           `**${size.bytes / MIB} MiB: the gateway moves ${fixed(size.ratio * 100, 0)} % of the direct put's throughput (median of the rounds' paired ratios); ` +
           `workerd's memory grew by ${fixed(size.gateway.medianRssGrowthMiB, 1)} MiB (median; at most ${fixed(size.gateway.peakRssGrowthMiB, 1)}) ` +
           `while the ${size.bytes / MIB} MiB file streamed (direct put: ${fixed(size.direct.medianRssGrowthMiB, 1)} MiB).**`,
       )
-      .join(" ") + ` Creating the presigned URL (POST /sessions/{id}/uploads, not in the figures above): ${fixed(median(sizes.map((size) => size.createMs)), 1)} ms median.`,
+      .join(
+        " ",
+      )} Creating the presigned URL (POST /sessions/{id}/uploads, not in the figures above): ${fixed(median(sizes.map((size) => size.createMs)), 1)} ms median.`,
     "Method: the bench Worker (bench/workers/upload) runs the gateway's own app under `wrangler dev` (workerd, local " +
       `R2 simulator, state on ${storage}) on loopback, plus \`PUT /direct/<key>\`, which hands the request body to ` +
       "`env.UPLOADS.put` as it is. Node sends random bytes (incompressible, like an image) with Content-Length from " +

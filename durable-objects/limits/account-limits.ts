@@ -14,28 +14,11 @@
 import { DurableObject } from "cloudflare:workers";
 import { CLOCK_TOLERANCE_SECONDS, limitDefaults, type LimitSettings } from "../../src/config.ts";
 import { applyOverrides, readOverrides } from "../../src/limits/account-settings.ts";
+import { sessionRelay, type LimitDecision, type LimitRefusal, type SlotRequest } from "../../src/objects.ts";
+import { fail, ok } from "../../protocol/result.ts";
 import { Clock } from "../clock.ts";
 
-export interface SlotRequest {
-  accountId: string;
-  sessionId: string;
-  model: string;
-  /**
-   * 0 when the session is created; each restart of the session takes the next epoch. A release names the epoch
-   * it ends, so a late release of an earlier run never frees the slot of the current one.
-   */
-  epoch: number;
-  /** Set when the session is new (not a restart): it counts toward the creation rate and the token's cap. */
-  creation?: { tokenId: string; tokenExpiresAt: number; maxSessions: number | null };
-}
-
-export type LimitRefusal = {
-  ok: false;
-  code: "RATE_LIMITED" | "CONCURRENCY_LIMIT" | "TOKEN_SESSION_LIMIT";
-  message: string;
-  retryAfter?: number;
-};
-export type LimitDecision = { ok: true; limits: LimitSettings } | LimitRefusal;
+export type { LimitDecision, LimitRefusal, SlotRequest } from "../../src/objects.ts";
 
 export interface AccountLimitsStatus {
   limits: LimitSettings;
@@ -88,7 +71,7 @@ export class AccountLimits extends DurableObject<Env> {
     const limits = await this.#limits(request.accountId);
     // From here to the end: synchronous, so the checks and the writes that take the quota are one step.
     const now = this.#clock.now();
-    if (this.#holdsSlot(request.sessionId, request.epoch, now)) return { ok: true, limits };
+    if (this.#holdsSlot(request.sessionId, request.epoch, now)) return ok(limits);
     const refusal = this.#refusal(request, limits, now);
     if (refusal) return refusal;
     this.#sql.exec(
@@ -101,7 +84,7 @@ export class AccountLimits extends DurableObject<Env> {
     );
     if (request.creation) this.#recordCreation(request.model, request.creation, now);
     this.#ensureAlarm(now + Math.min(WINDOW_MS, AUDIT_INTERVAL_MS));
-    return { ok: true, limits };
+    return ok(limits);
   }
 
   /** The session's run `epoch` (or an earlier one) ended: its slot is free. Idempotent. */
@@ -119,7 +102,7 @@ export class AccountLimits extends DurableObject<Env> {
     }
     this.#sql.exec("INSERT INTO mints (api_key_id, at) VALUES (?, ?)", apiKeyId, now);
     this.#ensureAlarm(now + WINDOW_MS);
-    return { ok: true, limits };
+    return ok(limits);
   }
 
   /** Counts one TURN credential issued to the account (`subject` says for what), if its rate allows it. */
@@ -132,7 +115,7 @@ export class AccountLimits extends DurableObject<Env> {
     }
     this.#sql.exec("INSERT INTO turn_issues (subject, at) VALUES (?, ?)", subject, now);
     this.#ensureAlarm(now + WINDOW_MS);
-    return { ok: true, limits };
+    return ok(limits);
   }
 
   async status(accountId: string): Promise<AccountLimitsStatus> {
@@ -199,7 +182,7 @@ export class AccountLimits extends DurableObject<Env> {
 
   async #sessionHolds(sessionId: string, epoch: number): Promise<boolean> {
     try {
-      return await this.env.SESSION_RELAY.get(this.env.SESSION_RELAY.idFromName(sessionId)).holdsAccountSlot(epoch);
+      return await sessionRelay(this.env, sessionId).holdsAccountSlot(epoch);
     } catch (error) {
       console.error("slot audit: session did not answer; keeping its slot", sessionId, String(error));
       return true;
@@ -219,12 +202,13 @@ export class AccountLimits extends DurableObject<Env> {
   #holdsSlot(sessionId: string, epoch: number, now: number): boolean {
     const held = this.#sql.exec<{ epoch: number }>("SELECT epoch FROM slots WHERE session_id = ?", sessionId).toArray()[0];
     if (!held) return false;
-    if (held.epoch < epoch) this.#sql.exec("UPDATE slots SET epoch = ?, acquired_at = ?, checked_at = ? WHERE session_id = ?", epoch, now, now, sessionId);
+    if (held.epoch < epoch)
+      this.#sql.exec("UPDATE slots SET epoch = ?, acquired_at = ?, checked_at = ? WHERE session_id = ?", epoch, now, now, sessionId);
     return true;
   }
 
   /** Why `request` may not take a slot now, or undefined if it may. The token's cap first: waiting never helps it. */
-  #refusal(request: SlotRequest, limits: LimitSettings, now: number): LimitRefusal | undefined {
+  #refusal(request: SlotRequest, limits: LimitSettings, now: number): LimitDecision | undefined {
     const { creation } = request;
     if (creation && creation.maxSessions !== null && this.#tokenSessions(creation.tokenId) >= creation.maxSessions) {
       return refuse("TOKEN_SESSION_LIMIT", `This token may create ${creation.maxSessions} sessions, and has; mint a new token.`);
@@ -246,7 +230,11 @@ export class AccountLimits extends DurableObject<Env> {
     // Every model's creations together: the per-model window alone is multiplied by each model name a client uses.
     const perAccount = this.#windowRetryAfter("creations", null, null, limits.accountSessionCreationsPerMinute, now);
     if (perAccount === undefined) return undefined;
-    return refuse("RATE_LIMITED", `The account may create ${limits.accountSessionCreationsPerMinute} sessions per minute across all models.`, perAccount);
+    return refuse(
+      "RATE_LIMITED",
+      `The account may create ${limits.accountSessionCreationsPerMinute} sessions per minute across all models.`,
+      perAccount,
+    );
   }
 
   #tokenSessions(tokenId: string): number {
@@ -296,7 +284,7 @@ export class AccountLimits extends DurableObject<Env> {
   async #limits(accountId: string): Promise<LimitSettings> {
     const now = this.#clock.now();
     if (this.#settings && now - this.#settings.loadedAt < SETTINGS_TTL_MS) return this.#settings.limits;
-    const defaults = limitDefaults(this.env as unknown as Record<string, unknown>);
+    const defaults = limitDefaults(this.env);
     try {
       this.#settings = { limits: applyOverrides(defaults, await readOverrides(this.env.DB, accountId)), loadedAt: now };
     } catch (error) {
@@ -307,6 +295,6 @@ export class AccountLimits extends DurableObject<Env> {
   }
 }
 
-function refuse(code: LimitRefusal["code"], message: string, retryAfter?: number): LimitRefusal {
-  return { ok: false, code, message, ...(retryAfter !== undefined && { retryAfter }) };
+function refuse(code: LimitRefusal["code"], message: string, retryAfter?: number): LimitDecision {
+  return fail(code, message, retryAfter);
 }

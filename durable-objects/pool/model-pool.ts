@@ -5,23 +5,20 @@
  * sits on the relay path.
  *
  * One code path assigns: `#drain()` hands free slots to the head of the queue, whether the slot was just freed or
- * the session just arrived.
+ * the session just arrived. A session that gets a slot as it arrives has it in `enqueue`'s answer; every other
+ * assignment is offered to its waiting session by calling its `assign`.
  *
  * The pool also keeps its model's row in the D1 model directory (GET /v1/models): listed while at least one runtime
  * is connected.
  */
 import { DurableObject } from "cloudflare:workers";
+import type { Capabilities } from "../../protocol/common.ts";
+import { decodeFrame } from "../../protocol/frames.ts";
 import { sessionSettings, type SessionSettings } from "../../src/config.ts";
 import { ApiError } from "../../src/errors.ts";
 import { listModel, unlistModel } from "../../src/models/directory.ts";
-import type { Capabilities } from "../../src/protocol/common.ts";
-import { decodeFrame } from "../../src/protocol/frames.ts";
-import {
-  HEARTBEAT_REQUEST,
-  HEARTBEAT_RESPONSE,
-  RuntimeControlFrame,
-  type PoolFrame,
-} from "../../src/protocol/runtime.ts";
+import { sessionRelay, type PoolSnapshot } from "../../src/objects.ts";
+import { HEARTBEAT_REQUEST, HEARTBEAT_RESPONSE, RuntimeControlFrame, type PoolFrame } from "../../protocol/runtime.ts";
 import { Clock } from "../clock.ts";
 import { completeClose, sendIfOpen } from "../sockets.ts";
 
@@ -31,13 +28,7 @@ export interface Assignment {
   capabilities: Capabilities;
 }
 
-export interface PoolSnapshot {
-  model: string;
-  runtimes: { id: string; model_version: string | null; slots: number; busy: number; connected: boolean }[];
-  capabilities: Capabilities | null;
-  free_slots: number;
-  queue_length: number;
-}
+export type { PoolSnapshot } from "../../src/objects.ts";
 
 interface ControlAttachment {
   runtimeId: string | null;
@@ -80,7 +71,7 @@ export class ModelPool extends DurableObject<Env> {
 
   constructor(ctx: DurableObjectState, env: Env) {
     super(ctx, env);
-    this.#settings = sessionSettings(env as unknown as Record<string, unknown>);
+    this.#settings = sessionSettings(env);
     this.#clock = new Clock(ctx.storage, env);
     this.#sql = ctx.storage.sql;
     this.#sql.exec(`
@@ -113,16 +104,17 @@ export class ModelPool extends DurableObject<Env> {
   // ── RPC from session objects ───────────────────────────────────────────────────────────────────────────────
 
   /**
-   * Queues a session. Returns its position, or null if it was assigned a slot right away, and how many runtimes are
-   * connected (0: the session waits for a runtime, not for a slot).
+   * Queues a session. Returns its position (null once it holds a slot), how many runtimes are connected (0: the
+   * session waits for a runtime, not for a slot), and its assignment if it got a slot right away (or had one: a
+   * repeated call): the session takes it from this answer, not from a call back into it while it awaits this one.
    */
-  async enqueue(sessionId: string): Promise<{ position: number | null; runtimes: number }> {
-    const assigned = this.#sql.exec("SELECT 1 FROM assignments WHERE session_id = ?", sessionId).toArray().length > 0;
-    if (!assigned) {
+  async enqueue(sessionId: string): Promise<{ position: number | null; runtimes: number; assignment?: Assignment }> {
+    let assignment = this.#assignmentOf(sessionId);
+    if (!assignment) {
       this.#sql.exec("INSERT OR IGNORE INTO queue (session_id, enqueued_at) VALUES (?, ?)", sessionId, this.#clock.now());
-      await this.#drain();
+      assignment = await this.#drain(sessionId);
     }
-    return { position: this.#position(sessionId), runtimes: this.#connectedRuntimes() };
+    return { position: this.#position(sessionId), runtimes: this.#connectedRuntimes(), ...(assignment && { assignment }) };
   }
 
   /**
@@ -178,8 +170,8 @@ export class ModelPool extends DurableObject<Env> {
   override async webSocketMessage(ws: WebSocket, raw: string | ArrayBuffer): Promise<void> {
     const attachment = ws.deserializeAttachment() as ControlAttachment;
     const decoded = decodeFrame(RuntimeControlFrame, raw);
-    if (!decoded.ok) return send(ws, { type: "error", code: decoded.code, message: decoded.message });
-    const frame = decoded.frame;
+    if (!decoded.ok) return send(ws, { type: "error", code: decoded.error.code, message: decoded.error.message });
+    const frame = decoded.value;
     if (frame.type === "register") {
       if (attachment.runtimeId !== null) {
         // A socket registers once; a replayed register would otherwise replace (close) its own socket.
@@ -316,9 +308,10 @@ export class ModelPool extends DurableObject<Env> {
     this.ctx.storage.kv.put(LISTED_KEY, listed);
   }
 
-  #drain(): Promise<void> {
-    const run = this.#draining.then(() => this.#assignFreeSlots());
-    this.#draining = run.catch(logError);
+  /** `arriving`: the session being enqueued, whose slot (if it gets one) is returned rather than offered to it. */
+  #drain(arriving?: string): Promise<Assignment | undefined> {
+    const run = this.#draining.then(() => this.#assignFreeSlots(arriving));
+    this.#draining = run.then(() => undefined, logError);
     return run;
   }
 
@@ -327,15 +320,25 @@ export class ModelPool extends DurableObject<Env> {
    * offered to their sessions concurrently (a burst of arrivals costs one round of calls, not one per session).
    * Sessions that decline free their slot, and the next round offers it to whoever is next.
    */
-  async #assignFreeSlots(): Promise<void> {
+  async #assignFreeSlots(arriving?: string): Promise<Assignment | undefined> {
     await this.#forgetVanishedRuntimes();
+    let arrived: Assignment | undefined;
     for (;;) {
       const reserved = this.#reserveFreeSlots();
       if (reserved.length === 0) break;
-      const accepted = await Promise.all(reserved.map((reservation) => this.#offer(reservation)));
+      const accepted = await Promise.all(
+        reserved.map(async (reservation) => {
+          if (reservation.sessionId !== arriving) return this.#offer(reservation);
+          // Taken by the arriving session from enqueue's answer (it still wants one: it is awaiting it).
+          arrived = reservation.assignment;
+          this.#tellRuntime(reservation);
+          return true;
+        }),
+      );
       if (accepted.every(Boolean)) break;
     }
     this.#pushPositions();
+    return arrived;
   }
 
   /** Pairs queued sessions, oldest first, with free slots, fullest-free runtime first; reserves them in storage. */
@@ -348,9 +351,7 @@ export class ModelPool extends DurableObject<Env> {
       .toArray();
     const freeSlots = runtimes.reduce((sum, runtime) => sum + runtime.free, 0);
     if (freeSlots === 0) return [];
-    const heads = this.#sql
-      .exec<{ session_id: string }>("SELECT session_id FROM queue ORDER BY position LIMIT ?", freeSlots)
-      .toArray();
+    const heads = this.#sql.exec<{ session_id: string }>("SELECT session_id FROM queue ORDER BY position LIMIT ?", freeSlots).toArray();
     const now = this.#clock.now();
     return heads.map(({ session_id: sessionId }) => {
       // Spread the load: each session goes to the runtime with the most free slots (ties: the lowest id).
@@ -358,12 +359,7 @@ export class ModelPool extends DurableObject<Env> {
       runtime.free--;
       this.#sql.exec("DELETE FROM queue WHERE session_id = ?", sessionId);
       this.#sql.exec("INSERT INTO assignments (session_id, runtime_id, assigned_at) VALUES (?, ?, ?)", sessionId, runtime.id, now);
-      const assignment: Assignment = {
-        runtimeId: runtime.id,
-        ...(runtime.model_version !== null && { modelVersion: runtime.model_version }),
-        capabilities: JSON.parse(runtime.capabilities) as Capabilities,
-      };
-      return { sessionId, connection: runtime.connection, assignment };
+      return { sessionId, connection: runtime.connection, assignment: assignmentOn(runtime) };
     });
   }
 
@@ -379,18 +375,33 @@ export class ModelPool extends DurableObject<Env> {
       this.#sql.exec("DELETE FROM assignments WHERE session_id = ?", sessionId);
       return false;
     }
-    const socket = this.#controlSocket(connection);
-    if (socket) send(socket, { type: "assign", session_id: sessionId });
+    this.#tellRuntime({ sessionId, connection, assignment });
     return true;
   }
 
-  #pushPositions(): void {
-    const waiting = this.#sql
-      .exec<{ session_id: string }>("SELECT session_id FROM queue ORDER BY position LIMIT ?", POSITION_PUSH_LIMIT)
+  #tellRuntime({ sessionId, connection }: Reservation): void {
+    const socket = this.#controlSocket(connection);
+    if (socket) send(socket, { type: "assign", session_id: sessionId });
+  }
+
+  /** The slot `sessionId` holds, if any. */
+  #assignmentOf(sessionId: string): Assignment | undefined {
+    const [runtime] = this.#sql
+      .exec<RuntimeRow>("SELECT r.* FROM assignments a JOIN runtimes r ON r.id = a.runtime_id WHERE a.session_id = ?", sessionId)
       .toArray();
+    return runtime && assignmentOn(runtime);
+  }
+
+  #pushPositions(): void {
+    const waiting = this.#sql.exec<{ session_id: string }>("SELECT session_id FROM queue ORDER BY position LIMIT ?", POSITION_PUSH_LIMIT).toArray();
     if (waiting.length === 0) return;
     const runtimes = this.#connectedRuntimes();
-    waiting.forEach(({ session_id }, index) => void this.#session(session_id).queuePosition(index + 1, runtimes).catch(logError));
+    waiting.forEach(
+      ({ session_id }, index) =>
+        void this.#session(session_id)
+          .queuePosition(index + 1, runtimes)
+          .catch(logError),
+    );
   }
 
   #connectedRuntimes(): number {
@@ -413,7 +424,7 @@ export class ModelPool extends DurableObject<Env> {
   }
 
   #session(sessionId: string) {
-    return this.env.SESSION_RELAY.get(this.env.SESSION_RELAY.idFromName(sessionId));
+    return sessionRelay(this.env, sessionId);
   }
 
   async #scheduleAlarm(): Promise<void> {
@@ -433,7 +444,14 @@ function send(ws: WebSocket, frame: PoolFrame): void {
   sendIfOpen(ws, JSON.stringify(frame));
 }
 
-
 function logError(error: unknown): void {
   console.error("model pool:", error instanceof Error ? error.message : String(error));
+}
+
+function assignmentOn(runtime: RuntimeRow): Assignment {
+  return {
+    runtimeId: runtime.id,
+    ...(runtime.model_version !== null && { modelVersion: runtime.model_version }),
+    capabilities: JSON.parse(runtime.capabilities) as Capabilities,
+  };
 }

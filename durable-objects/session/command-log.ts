@@ -3,7 +3,7 @@
  * Delivery is in order and exactly once: the client numbers commands 1, 2, 3…; anything but the next number is a
  * replay or a gap; the runtime acknowledges cumulatively and skips seqs it has already processed after a resume.
  */
-import type { Command, CommandPolicy } from "../../src/protocol/common.ts";
+import type { Command, CommandPolicy } from "../../protocol/common.ts";
 
 export interface CommandLimits {
   maxWaiting: number;
@@ -70,7 +70,10 @@ export class CommandLog {
     const from = Math.max(seenThrough, nextSeq - 1 - COMMAND_REPLAY_WINDOW);
     if (from >= nextSeq - 1) return [];
     const known = new Map<number, CommandOutcome>();
-    for (const { seq, state } of this.#sql.exec<{ seq: number; state: "waiting" | "delivered" }>("SELECT seq, state FROM commands WHERE seq > ?", from)) {
+    for (const { seq, state } of this.#sql.exec<{ seq: number; state: "waiting" | "delivered" }>(
+      "SELECT seq, state FROM commands WHERE seq > ?",
+      from,
+    )) {
       known.set(seq, { seq, state });
     }
     for (const { seq, state, error } of this.#sql.exec<{ seq: number; state: "dropped" | "replaced"; error: string | null }>(
@@ -124,7 +127,9 @@ export class CommandLog {
    */
   takeUnacknowledged(includeWaiting: boolean): StoredCommand[] {
     const rows = this.#sql
-      .exec<Row>(includeWaiting ? "SELECT seq, body FROM commands ORDER BY seq" : "SELECT seq, body FROM commands WHERE state = 'delivered' ORDER BY seq")
+      .exec<Row>(
+        includeWaiting ? "SELECT seq, body FROM commands ORDER BY seq" : "SELECT seq, body FROM commands WHERE state = 'delivered' ORDER BY seq",
+      )
       .toArray();
     if (includeWaiting) this.#sql.exec("UPDATE commands SET state = 'delivered' WHERE state = 'waiting'");
     return rows.map(toStored);
@@ -158,7 +163,10 @@ export class CommandLog {
 
   /** The session ended: everything still stored is dropped; returns those seqs. */
   dropAll(): number[] {
-    return this.#sql.exec<{ seq: number }>("DELETE FROM commands RETURNING seq").toArray().map((row) => row.seq);
+    return this.#sql
+      .exec<{ seq: number }>("DELETE FROM commands RETURNING seq")
+      .toArray()
+      .map((row) => row.seq);
   }
 
   #insert(seq: number, type: string, body: string, state: "waiting" | "delivered"): void {

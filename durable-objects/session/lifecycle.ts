@@ -10,7 +10,7 @@
  *                         ▼ lost             ▼                  ▼
  *                      INACTIVE ──restart──▶ WAITING         CLOSED
  */
-import type { SessionState } from "../../src/protocol/common.ts";
+import type { SessionState } from "../../protocol/common.ts";
 
 export type LifecycleEvent =
   | "queue" // handed to the model's pool

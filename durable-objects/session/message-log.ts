@@ -101,7 +101,10 @@ export class MessageLog {
     const stored =
       this.#stored().count === 0
         ? []
-        : this.#sql.exec<{ frame: string }>("SELECT frame FROM messages ORDER BY seq").toArray().map((row) => row.frame);
+        : this.#sql
+            .exec<{ frame: string }>("SELECT frame FROM messages ORDER BY seq")
+            .toArray()
+            .map((row) => row.frame);
     return { stored, inMemory: this.#unacked.map((message) => message.frame) };
   }
 
@@ -152,8 +155,9 @@ export class MessageLog {
   }
 
   #stored(): { count: number; bytes: number } {
-    return (this.#totals ??= this.#sql
+    this.#totals ??= this.#sql
       .exec<{ count: number; bytes: number }>("SELECT count(*) AS count, coalesce(sum(length(frame)), 0) AS bytes FROM messages")
-      .one());
+      .one();
+    return this.#totals;
   }
 }

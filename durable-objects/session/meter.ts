@@ -11,18 +11,12 @@
  * this gateway relays are seen: the native SDK's. The official client sends its commands peer to peer, so its
  * sessions are never counted idle.
  */
-import type { SessionState } from "../../src/protocol/common.ts";
+import type { SessionState } from "../../protocol/common.ts";
 import { holdsGpu } from "./lifecycle.ts";
 
-export type BilledState = "ACTIVE" | "RECONNECTING";
+import type { BilledState, Segment } from "../../src/objects.ts";
 
-export interface Segment {
-  segmentNo: number;
-  state: BilledState;
-  startedAt: number;
-  endedAt: number;
-  idleMs: number;
-}
+export type { BilledState, Segment } from "../../src/objects.ts";
 
 interface OpenSegment {
   segmentNo: number;
@@ -51,7 +45,13 @@ function countIdle(open: OpenSegment, idleFrom: number | null, until: number): v
 function close(open: OpenSegment, idleFrom: number | null, at: number): Segment {
   const endedAt = Math.max(open.startedAt, at);
   countIdle(open, idleFrom, endedAt);
-  return { segmentNo: open.segmentNo, state: open.state, startedAt: open.startedAt, endedAt, idleMs: Math.min(open.idleMs, endedAt - open.startedAt) };
+  return {
+    segmentNo: open.segmentNo,
+    state: open.state,
+    startedAt: open.startedAt,
+    endedAt,
+    idleMs: Math.min(open.idleMs, endedAt - open.startedAt),
+  };
 }
 
 export interface MeterOptions {

@@ -9,7 +9,7 @@
  * object in memory until then), or sooner with any other write of the session. What a crash in that window can lose
  * is the replay of those candidates to a side that reconnects; clients recover from that with an ICE restart.
  */
-import type { IceCandidate } from "../../src/protocol/common.ts";
+import type { IceCandidate } from "../../protocol/common.ts";
 
 export interface Offer {
   sdp: string;

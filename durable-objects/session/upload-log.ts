@@ -8,8 +8,9 @@
  * Only one PUT at a time holds the claim (its `attempt` id), and once one has completed the upload is used up: a
  * URL stores at most one file, exactly.
  */
-import type { ErrorCode } from "../../src/errors.ts";
-import type { FileRef } from "../../src/protocol/common.ts";
+import type { FileRef } from "../../protocol/common.ts";
+import type { ErrorCode } from "../../protocol/errors.ts";
+import type { UploadClaim } from "../../src/objects.ts";
 
 export type UploadState = "pending" | "uploading" | "complete";
 type UploadEvent = "claim" | "release" | "complete";
@@ -58,13 +59,7 @@ const toRecord = (row: Row): UploadRecord => ({
   completedAt: row.completed_at,
 });
 
-/** What a PUT's signed URL says about the upload; the record must say the same. */
-export interface UploadClaim {
-  uploadId: string;
-  size: number;
-  mimeType: string;
-  attempt: string;
-}
+export type { UploadClaim } from "../../src/objects.ts";
 
 export class UploadLog {
   readonly #sql: SqlStorage;

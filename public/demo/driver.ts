@@ -2,7 +2,7 @@
  * What the page needs from a client, whichever SDK runs underneath: the native one (native.ts) or the official
  * `@reactor-team/js-sdk` 2.9.0 (official.ts). A driver turns its client's events into these callbacks.
  */
-import type { SessionState } from "../../src/protocol/common.ts";
+import type { SessionState } from "../../protocol/common.ts";
 
 export type ClientStatus = "disconnected" | "connecting" | "waiting" | "ready";
 

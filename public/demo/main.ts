@@ -183,11 +183,11 @@ async function setUpToken(): Promise<void> {
   view.tokenStatus.textContent = "No token yet.";
   showNotice(
     view,
-    result.reason === "no-dev-route"
+    result.error.reason === "no-dev-route"
       ? "No token: this gateway has no dev token route (it exists only under `npm start`, on 127.0.0.1). " +
           "Run `npm start` and open the address it prints, or paste a client token minted by your backend with `POST /tokens`."
-      : `No token: ${result.detail}. Paste a client token minted with \`POST /tokens\` instead.`,
-    result.reason === "no-dev-route" ? "info" : "error",
+      : `No token: ${result.error.detail}. Paste a client token minted with \`POST /tokens\` instead.`,
+    result.error.reason === "no-dev-route" ? "info" : "error",
   );
 }
 

@@ -6,13 +6,7 @@
  * prompt sent before `ready` (so the prompt box waits for `ready`), and has no way to lose its connection on purpose,
  * so "drop connection" is a recoverable disconnect followed by `reconnect()`.
  */
-import type {
-  ConnectionStats,
-  Reactor as ReactorClient,
-  ReactorError,
-  ReactorEvent,
-  ReactorStatus,
-} from "@reactor-team/js-sdk";
+import type { ConnectionStats, Reactor as ReactorClient, ReactorError, ReactorEvent, ReactorStatus } from "@reactor-team/js-sdk";
 import { describeError, type Driver, type DriverOptions } from "./driver.ts";
 
 const BUNDLE_URL = "/build/reactor-official.js";

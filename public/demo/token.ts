@@ -3,8 +3,9 @@
  * for account "dev" (it exists only when DEV_API_KEY is set and the page is on a loopback address). Anywhere else the
  * user pastes a token minted by a backend with `POST /tokens`.
  */
-import { TokenResponse } from "../../src/protocol/http.ts";
-import { parse } from "../../src/protocol/schema.ts";
+import { TokenResponse } from "../../protocol/http.ts";
+import { err, ok, type Result } from "../../protocol/result.ts";
+import { parse } from "../../protocol/schema.ts";
 
 /** Mint a new dev token this long before the current one expires. */
 const REFRESH_MARGIN_MS = 60_000;
@@ -21,7 +22,7 @@ export interface CurrentToken {
 }
 
 /** The outcome of asking the gateway for a dev token. */
-export type DevTokenResult = { ok: true; token: CurrentToken } | { ok: false; reason: "no-dev-route" | "failed"; detail: string };
+export type DevTokenResult = Result<CurrentToken, { reason: "no-dev-route" | "failed"; detail: string }>;
 
 export class TokenSource {
   #current: CurrentToken | undefined;
@@ -38,7 +39,7 @@ export class TokenSource {
   /** Tries the dev route; on success it becomes the source of every later token (refreshed before expiry). */
   async useDevRoute(): Promise<DevTokenResult> {
     const result = await fetchDevToken(this.#gatewayUrl);
-    if (result.ok) this.#current = result.token;
+    if (result.ok) this.#current = result.value;
     return result;
   }
 
@@ -54,8 +55,8 @@ export class TokenSource {
     if (!current) throw new Error("no token yet");
     if (current.origin === "dev" && current.expiresAt !== undefined && current.expiresAt - Date.now() < REFRESH_MARGIN_MS) {
       const result = await this.useDevRoute();
-      if (!result.ok) throw new Error(`could not refresh the dev token: ${result.detail}`);
-      return result.token.jwt;
+      if (!result.ok) throw new Error(`could not refresh the dev token: ${result.error.detail}`);
+      return result.value.jwt;
     }
     return current.jwt;
   }
@@ -66,14 +67,14 @@ async function fetchDevToken(gatewayUrl: string): Promise<DevTokenResult> {
   try {
     response = await fetch(`${gatewayUrl}/dev/token`, { method: "POST" });
   } catch (error) {
-    return { ok: false, reason: "failed", detail: `the gateway did not answer (${(error as Error).message})` };
+    return err({ reason: "failed", detail: `the gateway did not answer (${(error as Error).message})` });
   }
-  if (response.status === 404) return { ok: false, reason: "no-dev-route", detail: "this gateway has no dev token route" };
+  if (response.status === 404) return err({ reason: "no-dev-route", detail: "this gateway has no dev token route" });
   const body: unknown = await response.json().catch(() => undefined);
-  if (!response.ok) return { ok: false, reason: "failed", detail: `POST /dev/token answered ${response.status}${errorCode(body)}` };
+  if (!response.ok) return err({ reason: "failed", detail: `POST /dev/token answered ${response.status}${errorCode(body)}` });
   const parsed = parse(TokenResponse, body);
-  if (!parsed.ok) return { ok: false, reason: "failed", detail: `POST /dev/token answered with an unexpected body (${parsed.error.message})` };
-  return { ok: true, token: { jwt: parsed.value.jwt, origin: "dev", expiresAt: parsed.value.expires_at * 1000 } };
+  if (!parsed.ok) return err({ reason: "failed", detail: `POST /dev/token answered with an unexpected body (${parsed.error.message})` });
+  return ok({ jwt: parsed.value.jwt, origin: "dev" as const, expiresAt: parsed.value.expires_at * 1000 });
 }
 
 /** ` (CODE)` from the gateway's error body, or nothing. */

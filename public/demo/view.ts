@@ -64,7 +64,7 @@ export type NoticeKind = "info" | "error";
  */
 export function showNotice(view: View, text: string | undefined, kind: NoticeKind = "info", title?: string): void {
   view.notice.hidden = text === undefined;
-  view.notice.dataset["kind"] = kind;
+  view.notice.dataset.kind = kind;
   const heading = title === undefined ? [] : [Object.assign(document.createElement("strong"), { textContent: title })];
   view.noticeText.replaceChildren(...(text === undefined ? [] : [...heading, ...withCode(text)]));
 }
@@ -107,7 +107,7 @@ export function renderUpload(view: View, text: string): void {
 
 export function renderStatus(view: View, status: ClientStatus): void {
   view.status.textContent = status;
-  view.status.dataset["status"] = status;
+  view.status.dataset.status = status;
 }
 
 export function renderSessionId(view: View, id: string | undefined): void {
@@ -127,12 +127,11 @@ export function renderGrace(view: View, deadline: number | undefined): void {
 
 export function renderModels(view: View, result: ModelsResult): void {
   if (!result.ok) {
-    view.modelStatus.textContent = `Models unavailable: ${result.detail}`;
+    view.modelStatus.textContent = `Models unavailable: ${result.error}`;
     return;
   }
-  view.modelStatus.textContent =
-    result.models.length === 0 ? "No runtime is registered yet: a session waits in the queue until one is." : "";
-  renderModelOptions(view, result.models);
+  view.modelStatus.textContent = result.value.length === 0 ? "No runtime is registered yet: a session waits in the queue until one is." : "";
+  renderModelOptions(view, result.value);
 }
 
 function renderModelOptions(view: View, models: ModelSummary[]): void {

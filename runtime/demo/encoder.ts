@@ -179,7 +179,10 @@ export class TestPatternEncoder {
     if (!this.#started) {
       const timeoutMs = this.#options.firstFrameTimeoutMs ?? FIRST_FRAME_TIMEOUT_MS;
       clearTimeout(this.#firstFrameTimer);
-      this.#firstFrameTimer = setTimeout(() => this.#fail(`${describeFfmpeg(this.#ffmpeg)} sent no video within ${timeoutMs / 1000} s${this.#lastWords()}`), timeoutMs);
+      this.#firstFrameTimer = setTimeout(
+        () => this.#fail(`${describeFfmpeg(this.#ffmpeg)} sent no video within ${timeoutMs / 1000} s${this.#lastWords()}`),
+        timeoutMs,
+      );
     }
   }
 
@@ -231,7 +234,15 @@ async function linkFont(from: string, to: string): Promise<void> {
 }
 
 /** The encoder's command line; `fontFile` defaults to the packaged font's absolute path. */
-export function ffmpegArgs(options: { width?: number; height?: number; fps?: number; bitrateKbps?: number; textFile: string; fontFile?: string; port: number }): string[] {
+export function ffmpegArgs(options: {
+  width?: number;
+  height?: number;
+  fps?: number;
+  bitrateKbps?: number;
+  textFile: string;
+  fontFile?: string;
+  port: number;
+}): string[] {
   const { width = 640, height = 360, fps = 30, bitrateKbps = 1000, fontFile = packagedFont() } = options;
   for (const file of [options.textFile, fontFile]) {
     if (!/^[\w/.-]+$/.test(file)) throw new Error(`a file named in the filter graph must not need escaping: ${file}`);
@@ -244,7 +255,22 @@ export function ffmpegArgs(options: { width?: number; height?: number; fps?: num
     ...["-hide_banner", "-loglevel", "warning", "-nostats", "-nostdin"],
     ...["-re", "-f", "lavfi", "-i", `testsrc=size=${width}x${height}:rate=${fps},${draw},format=yuv420p`],
     ...["-an", "-c:v", "libvpx", "-deadline", "realtime", "-cpu-used", "8", "-lag-in-frames", "0", "-auto-alt-ref", "0", "-error-resilient", "1"],
-    ...["-g", String(fps), "-keyint_min", String(fps), "-b:v", bitrate, "-maxrate", bitrate, "-bufsize", bitrate, "-undershoot-pct", "95", "-threads", "1"],
+    ...[
+      "-g",
+      String(fps),
+      "-keyint_min",
+      String(fps),
+      "-b:v",
+      bitrate,
+      "-maxrate",
+      bitrate,
+      "-bufsize",
+      bitrate,
+      "-undershoot-pct",
+      "95",
+      "-threads",
+      "1",
+    ],
     ...["-f", "rtp", "-payload_type", "96", `rtp://127.0.0.1:${options.port}?pkt_size=1200`],
   ];
 }

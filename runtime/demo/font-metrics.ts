@@ -72,7 +72,8 @@ function characterMap(font: Buffer, cmap: number): Map<number, number> {
     const offset = cmap + font.readUInt32BE(record + 4);
     subtables.push({ platform: font.readUInt16BE(record), encoding: font.readUInt16BE(record + 2), offset, format: font.readUInt16BE(offset) });
   }
-  const unicode = (table: (typeof subtables)[number]) => table.platform === 0 || (table.platform === 3 && (table.encoding === 1 || table.encoding === 10));
+  const unicode = (table: (typeof subtables)[number]) =>
+    table.platform === 0 || (table.platform === 3 && (table.encoding === 1 || table.encoding === 10));
   const full = subtables.find((table) => unicode(table) && table.format === 12);
   if (full) return format12(font, full.offset);
   const bmp = subtables.find((table) => unicode(table) && table.format === 4);

@@ -21,7 +21,7 @@
  * The official client's `fileUploaded` notice is answered `{ type: "file_uploaded", upload_id, name, mime_type, size }`.
  */
 import { createHash } from "node:crypto";
-import { json, object, record, string } from "../../src/protocol/schema.ts";
+import { json, object, record, string } from "../../protocol/schema.ts";
 import { errorText, type Log } from "../log.ts";
 import { defineModel } from "../model.ts";
 import { TestPatternEncoder } from "./encoder.ts";
@@ -129,7 +129,7 @@ export function demoModel(options: DemoModelOptions = {}) {
               session.emit({ type: "command_result", command: command.type, ok: true, data: command.data });
               return;
             case "set_image":
-              session.emit({ type: "command_result", command: command.type, ok: true, ...(await digest(await command.uploads["image"]!.stream())) });
+              session.emit({ type: "command_result", command: command.type, ok: true, ...(await digest(await command.uploads.image!.stream())) });
               return;
           }
         },

@@ -47,6 +47,7 @@ export function drawableText(text: string, metrics: FontMetrics): string {
   for (const char of text.normalize("NFC").replace(/\r\n?|[\u2028\u2029\u0085]/g, "\n")) {
     if (char === "\n") out += "\n";
     else if (/[\t\p{Zs}]/u.test(char)) out += " ";
+    // biome-ignore lint/suspicious/noMisleadingCharacterClass: `char` is one code point, so a lone variation selector (U+FE00–FE0F, U+E0100–E01EF) is what this drops.
     else if (/[\p{Cc}\p{Cf}\p{Cs}\p{Co}\p{Cn}\uFE00-\uFE0F\u{E0100}-\u{E01EF}]/u.test(char)) continue;
     else if (metrics.advance(char.codePointAt(0)!) !== undefined) out += char;
   }

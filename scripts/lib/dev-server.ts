@@ -29,9 +29,7 @@ export async function startDevServer(options: StartDevServerOptions): Promise<De
   const port = options.port ?? (await freePort());
   const inspectorPort = options.inspectorPort ?? (await freePort());
   const { command, args } = wranglerCommand(wranglerDevArgs({ ...options, port, inspectorPort }));
-  const child = new ManagedChild({ name: "wrangler", command, args, cwd: PROJECT_ROOT, env: wranglerEnv() }, (_name, line) =>
-    options.onLine?.(line),
-  );
+  const child = new ManagedChild({ name: "wrangler", command, args, cwd: PROJECT_ROOT, env: wranglerEnv() }, (_name, line) => options.onLine?.(line));
   let stopped: Promise<void> | undefined;
   const stop = () => (stopped ??= child.stop());
   const url = `http://127.0.0.1:${port}`;

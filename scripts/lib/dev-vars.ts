@@ -4,9 +4,9 @@
  */
 import { appendFile, readFile, writeFile } from "node:fs/promises";
 import { parseEnv } from "node:util";
-import { API_KEY_PATTERN } from "../../src/auth/api-keys.ts";
-import { randomId } from "../../src/auth/encoding.ts";
-import { generateSigningKey } from "../../src/auth/generate-signing-key.ts";
+import { randomId } from "../../lib/encoding.ts";
+import { generateSigningKey } from "../../lib/signing-keys.ts";
+import { API_KEY_PATTERN } from "../../protocol/api-keys.ts";
 
 /**
  * The API key `npm start` seeds for account `dev` unless DEV_API_KEY says otherwise. It is public (it is in the

@@ -2,14 +2,8 @@
  * Where `npm run keys` manages API keys: the local D1 database (through the same functions the Worker uses), or a
  * running gateway's admin API.
  */
-import {
-  ACCOUNT_ID_PATTERN,
-  createApiKey,
-  listApiKeys,
-  revokeApiKey,
-  type ApiKeyRecord,
-  type CreatedApiKey,
-} from "../../src/auth/api-keys.ts";
+import { createApiKey, listApiKeys, revokeApiKey } from "../../lib/api-keys.ts";
+import { ACCOUNT_ID_PATTERN, type ApiKeyRecord, type CreatedApiKey } from "../../protocol/api-keys.ts";
 import { withLocalDb } from "./local-d1.ts";
 
 export interface KeyStore {

@@ -1,6 +1,6 @@
 /**
  * The local D1 database that `wrangler dev` uses, opened from Node through wrangler's platform proxy: the same
- * Miniflare storage, and the same functions (src/auth/api-keys.ts) the Worker runs against it.
+ * Miniflare storage, and the same functions (lib/api-keys.ts) the Worker runs against it.
  */
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";

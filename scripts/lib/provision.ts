@@ -51,8 +51,7 @@ export function installCommandLine(packages: readonly string[]): string {
 /** Unattended apt: no prompts, no dialogs, only what was asked for. */
 const APT_ENV = { DEBIAN_FRONTEND: "noninteractive" };
 export const APT_UPDATE = ["apt-get", ["update", "-q"]] as const;
-export const aptInstall = (packages: readonly string[]) =>
-  ["apt-get", ["install", "-y", "-q", "--no-install-recommends", ...packages]] as const;
+export const aptInstall = (packages: readonly string[]) => ["apt-get", ["install", "-y", "-q", "--no-install-recommends", ...packages]] as const;
 
 /**
  * `dpkg-query` output (`${Package}\t${db:Status-Status}` per line) → the names not fully installed. A name
@@ -94,6 +93,7 @@ export function runCommand(command: string, args: readonly string[], env: Record
 export async function missingPackages(wanted: readonly string[], run: RunCommand = runCommand): Promise<Set<string>> {
   let result: CommandResult;
   try {
+    // biome-ignore lint/suspicious/noTemplateCurlyInString: dpkg-query's own `${field}` format, passed literally.
     result = await run("dpkg-query", ["-W", "-f=${Package}\\t${db:Status-Status}\\n", ...wanted]);
   } catch (error) {
     throw new Error(

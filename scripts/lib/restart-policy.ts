@@ -1,10 +1,10 @@
 /**
  * When a supervised child that crashed is started again (supervisor.ts; `npm start` restarts its runtime agent
- * this way): after a jittered, doubling delay (runtime/backoff.ts), and not at all once it crashed `maxQuickCrashes`
+ * this way): after a jittered, doubling delay (lib/backoff.ts), and not at all once it crashed `maxQuickCrashes`
  * times in a row, each within `quickMs` of its start — a child that cannot stay up is not restarted forever. A child
  * that ran longer than `quickMs` before crashing starts a new count, from the shortest delay.
  */
-import { Backoff, type BackoffOptions } from "../../runtime/backoff.ts";
+import { Backoff, type BackoffOptions } from "../../lib/backoff.ts";
 
 export interface RestartPolicyOptions {
   /** Crashes in a row, each within `quickMs` of starting, after which the child is left down (default 5). */
@@ -16,8 +16,8 @@ export interface RestartPolicyOptions {
 }
 
 export type RestartDecision =
-  | { restart: true; delayMs: number; /** 1 for the first restart after a stable run. */ attempt: number }
-  | { restart: false; /** Why not, for the person reading the log. */ reason: string };
+  | { restart: true; delayMs: number /** 1 for the first restart after a stable run. */; attempt: number }
+  | { restart: false /** Why not, for the person reading the log. */; reason: string };
 
 export class RestartPolicy {
   readonly maxQuickCrashes: number;
@@ -29,7 +29,8 @@ export class RestartPolicy {
   constructor(options: RestartPolicyOptions = {}) {
     this.maxQuickCrashes = options.maxQuickCrashes ?? 5;
     this.quickMs = options.quickMs ?? 30_000;
-    if (!(Number.isInteger(this.maxQuickCrashes) && this.maxQuickCrashes >= 1)) throw new RangeError("restart policy: maxQuickCrashes must be a positive integer");
+    if (!(Number.isInteger(this.maxQuickCrashes) && this.maxQuickCrashes >= 1))
+      throw new RangeError("restart policy: maxQuickCrashes must be a positive integer");
     this.#backoff = new Backoff({ initialMs: 500, maxMs: 10_000, ...options.backoff });
   }
 
@@ -44,7 +45,10 @@ export class RestartPolicy {
       this.#quickCrashes++;
     }
     if (this.#quickCrashes >= this.maxQuickCrashes) {
-      return { restart: false, reason: `it crashed ${this.#quickCrashes} times in a row, each within ${Math.round(this.quickMs / 1000)} s of starting` };
+      return {
+        restart: false,
+        reason: `it crashed ${this.#quickCrashes} times in a row, each within ${Math.round(this.quickMs / 1000)} s of starting`,
+      };
     }
     this.#attempt++;
     return { restart: true, delayMs: this.#backoff.next(), attempt: this.#attempt };

@@ -55,7 +55,7 @@ export async function isolatedConfigText(options: IsolatedConfigOptions = {}): P
   for (const database of source.d1_databases ?? []) {
     if (database.migrations_dir) database.migrations_dir = absolute(database.migrations_dir);
   }
-  return JSON.stringify(source, null, 2) + "\n";
+  return `${JSON.stringify(source, null, 2)}\n`;
 }
 
 /** Writes `<dir>/wrangler.json` (dir is created; it should hold nothing else) and returns its path. */

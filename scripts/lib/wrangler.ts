@@ -42,10 +42,14 @@ export interface DevServerOptions {
 export function wranglerDevArgs(options: DevServerOptions): string[] {
   return [
     "dev",
-    "--config", options.configPath ?? WRANGLER_CONFIG,
-    "--ip", options.ip ?? "127.0.0.1",
-    "--port", String(options.port),
-    "--persist-to", options.stateDir,
+    "--config",
+    options.configPath ?? WRANGLER_CONFIG,
+    "--ip",
+    options.ip ?? "127.0.0.1",
+    "--port",
+    String(options.port),
+    "--persist-to",
+    options.stateDir,
     "--show-interactive-dev-session=false",
     ...(options.inspectorPort ? ["--inspector-port", String(options.inspectorPort)] : []),
     // Absolute: wrangler resolves a relative --env-file against the config's directory, not the working directory.
@@ -89,10 +93,7 @@ export function runWrangler(args: string[], options: { onLine?: (line: string) =
  * applied (none when the database was up to date); throws with wrangler's output on failure.
  */
 export async function applyMigrations(stateDir: string, options: { onLine?: (line: string) => void } = {}): Promise<string[]> {
-  const result = await runWrangler(
-    ["d1", "migrations", "apply", "DB", "--local", "--config", WRANGLER_CONFIG, "--persist-to", stateDir],
-    options,
-  );
+  const result = await runWrangler(["d1", "migrations", "apply", "DB", "--local", "--config", WRANGLER_CONFIG, "--persist-to", stateDir], options);
   if (result.code !== 0) {
     throw new Error(`wrangler d1 migrations apply failed (exit code ${result.code}):\n${result.output.trim()}`);
   }

@@ -4,10 +4,10 @@
  * Its phases are the transition table in connection-state.ts; the pieces it coordinates each live in their own
  * module (commands, messages, media, stats, recovery policy).
  */
-import { COMMAND_POLICIES, type Capabilities, type SessionState } from "../../src/protocol/common.ts";
-import { ENDED_STATES } from "../../src/protocol/sessions.ts";
-import { CLOSE_TOKEN_EXPIRED, type ServerFrame } from "../../src/protocol/signaling.ts";
-import { CommandHandle, CommandQueue, fitsInFrame } from "./command-queue.ts";
+import { COMMAND_POLICIES, type Capabilities, type SessionState } from "../../protocol/common.ts";
+import { ENDED_STATES } from "../../protocol/sessions.ts";
+import { CLOSE_TOKEN_EXPIRED, type ServerFrame } from "../../protocol/signaling.ts";
+import { type CommandHandle, CommandQueue, fitsInFrame } from "./command-queue.ts";
 import { nextPhase, statusOf, type ClientStatus, type Phase, type PhaseEvent } from "./connection-state.ts";
 import { Emitter } from "./emitter.ts";
 import { ReactorError, SDK_ERROR_CODES, sdkError, sessionEndedError } from "./errors.ts";
@@ -256,7 +256,10 @@ export class Client {
     this.#move("failed");
     this.#setSessionId(undefined);
     // Gave up on a session that may still be queued or in its grace window: do not leave it holding a place.
-    if (sessionId && error.code !== "SESSION_REPLACED") void this.#nextToken().then((jwt) => this.#api.endSession(jwt, sessionId, "client_gave_up")).catch(() => undefined);
+    if (sessionId && error.code !== "SESSION_REPLACED")
+      void this.#nextToken()
+        .then((jwt) => this.#api.endSession(jwt, sessionId, "client_gave_up"))
+        .catch(() => undefined);
   }
 
   #suspend(): void {
@@ -319,7 +322,9 @@ export class Client {
   /** The welcome is always followed by a status: the connection is live once that status says the session is. */
   #onWelcome(sessionId: string, nextCommandSeq: number): void {
     if (sessionId !== this.#sessionId) {
-      return this.#emitError(sdkError("INVALID_RESPONSE", { component: "api", message: `Welcomed to session ${sessionId}, expected ${this.#sessionId}.` }));
+      return this.#emitError(
+        sdkError("INVALID_RESPONSE", { component: "api", message: `Welcomed to session ${sessionId}, expected ${this.#sessionId}.` }),
+      );
     }
     this.#welcome = { nextCommandSeq };
   }
@@ -423,12 +428,21 @@ export class Client {
     // The token expired on the open socket. A token function gives a fresh one (the reconnect below asks it); a
     // fixed token cannot open another socket.
     if (info.code === CLOSE_TOKEN_EXPIRED && typeof this.#token !== "function") {
-      return this.#fail(new ReactorError({ code: "TOKEN_EXPIRED", message: "The token expired; pass connect() a token function to renew it.", recoverable: false, component: "api" }));
+      return this.#fail(
+        new ReactorError({
+          code: "TOKEN_EXPIRED",
+          message: "The token expired; pass connect() a token function to renew it.",
+          recoverable: false,
+          component: "api",
+        }),
+      );
     }
     if (!this.#move("socketLost")) return;
     this.#recovery ??= { since: Date.now(), attempt: 0 };
     if (this.#recovery.attempt === 0) {
-      this.#emitError(sdkError("DISCONNECTED", { recoverable: true, component: "api", message: `${SDK_ERROR_CODES.DISCONNECTED} (${info.code} ${info.reason})` }));
+      this.#emitError(
+        sdkError("DISCONNECTED", { recoverable: true, component: "api", message: `${SDK_ERROR_CODES.DISCONNECTED} (${info.code} ${info.reason})` }),
+      );
     }
     if (info.welcomed) this.#scheduleAttempt();
     else void this.#probeThenRetry();
@@ -447,7 +461,11 @@ export class Client {
     recovery.attempt++;
     const now = Date.now();
     const deadline = this.#info?.graceDeadline ?? recovery.since + this.#options.graceMs;
-    const delay = this.#options.reconnectPolicy.nextDelayMs({ attempt: recovery.attempt, elapsedMs: now - recovery.since, remainingMs: deadline - now });
+    const delay = this.#options.reconnectPolicy.nextDelayMs({
+      attempt: recovery.attempt,
+      elapsedMs: now - recovery.since,
+      remainingMs: deadline - now,
+    });
     if (delay === null) return this.#fail(sdkError("RECONNECT_TIMEOUT", { component: "api" }));
     recovery.timer = setTimeout(() => void this.#attempt(), delay);
   }

@@ -7,8 +7,8 @@
  * policy (it knows whether the session is ready). After a reconnect, everything from `welcome.next_command_seq` on
  * is sent again, in order. Each command's handle follows the gateway's `command_status`.
  */
-import { COMMAND_POLICIES, LIMITS, type Command, type CommandPolicy, type CommandState, type FileRef } from "../../src/protocol/common.ts";
-import type { ClientFrame } from "../../src/protocol/signaling.ts";
+import { COMMAND_POLICIES, LIMITS, type Command, type CommandPolicy, type CommandState, type FileRef } from "../../protocol/common.ts";
+import type { ClientFrame } from "../../protocol/signaling.ts";
 import { Emitter } from "./emitter.ts";
 
 export type { CommandPolicy, CommandState };
@@ -135,7 +135,8 @@ export class CommandQueue {
       // The runtime acknowledges cumulatively, in order: an earlier command the gateway said it *delivered* is done
       // too. Never one whose state is unknown here: it may have been dropped or replaced, and the gateway tells
       // each seq's final state (again on the next socket, if this one dies first).
-      else if (state === "acknowledged" && entry.seq !== undefined && entry.seq < seq && entry.handle.state === "delivered") entry.update("acknowledged");
+      else if (state === "acknowledged" && entry.seq !== undefined && entry.seq < seq && entry.handle.state === "delivered")
+        entry.update("acknowledged");
     }
     this.#prune();
     this.#sayWhatIsSeen();
@@ -170,7 +171,10 @@ export class CommandQueue {
   #entry(type: string, data: unknown, policy: CommandPolicy, uploads?: Record<string, FileRef>): Entry {
     let update!: Update;
     let number!: (seq: number) => void;
-    const handle = new CommandHandle(type, policy, (u, n) => ((update = u), (number = n)));
+    const handle = new CommandHandle(type, policy, (u, n) => {
+      update = u;
+      number = n;
+    });
     return { handle, update, number, frame: { type, ...(data !== undefined && { data }), ...(uploads && { uploads }) } };
   }
 

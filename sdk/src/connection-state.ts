@@ -11,7 +11,7 @@
  *   any but idle ─close─▶ closing ─ended─▶ idle                              (disconnect())
  *   opening/live/recovering/suspended ─ended─▶ idle                          (the gateway ended the session)
  */
-import type { SessionState } from "../../src/protocol/common.ts";
+import type { SessionState } from "../../protocol/common.ts";
 
 export type Phase = "idle" | "creating" | "opening" | "live" | "recovering" | "suspended" | "closing";
 export type PhaseEvent = "connect" | "created" | "welcomed" | "socketLost" | "retry" | "suspend" | "reconnect" | "close" | "ended" | "failed";

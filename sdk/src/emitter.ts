@@ -2,6 +2,7 @@
  * A tiny typed event emitter over a map of listener signatures (`{ statusChanged: (status) => void }`). Listeners
  * run in order; one that throws never stops the others nor the client's own bookkeeping.
  */
+// biome-ignore lint/suspicious/noExplicitAny: the bound every listener signature must meet; `unknown[]` parameters would reject `(status: Status) => void`.
 type AnyListener = (...args: any[]) => void;
 
 export class Emitter<Events extends { [K in keyof Events]: AnyListener }> {
@@ -9,7 +10,10 @@ export class Emitter<Events extends { [K in keyof Events]: AnyListener }> {
 
   on<K extends keyof Events>(event: K, listener: Events[K]): void {
     let set = this.#listeners.get(event);
-    if (!set) this.#listeners.set(event, (set = new Set()));
+    if (!set) {
+      set = new Set();
+      this.#listeners.set(event, set);
+    }
     set.add(listener);
   }
 

@@ -3,7 +3,7 @@
  * see src/errors.ts); the SDK's own codes are listed in `SDK_ERROR_CODES`. `retryAfter` (seconds) is set on
  * recoverable errors, except those that waiting alone does not cure (`CONCURRENCY_LIMIT`: end a session first).
  */
-import type { ErrorCode } from "../../src/errors.ts";
+import type { ErrorCode } from "../../protocol/errors.ts";
 
 export type ErrorComponent = "api" | "gpu" | "sdk";
 

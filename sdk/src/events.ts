@@ -1,5 +1,5 @@
 /** What a Client tells its listeners. */
-import type { SessionState } from "../../src/protocol/common.ts";
+import type { SessionState } from "../../protocol/common.ts";
 import type { CommandPolicy } from "./command-queue.ts";
 import type { ClientStatus } from "./connection-state.ts";
 import type { ReactorError } from "./errors.ts";

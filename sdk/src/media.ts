@@ -3,8 +3,8 @@
  * `ice_servers` the gateway sent. A new generation starts on the first connect, after a reconnect whose previous
  * link is unusable, and on every ICE restart; the previous link keeps playing until the new one connects.
  */
-import type { IceCandidate, IceServer } from "../../src/protocol/common.ts";
-import type { ClientFrame } from "../../src/protocol/signaling.ts";
+import type { IceCandidate, IceServer } from "../../protocol/common.ts";
+import type { ClientFrame } from "../../protocol/signaling.ts";
 import { sdkError, type ReactorError } from "./errors.ts";
 import { PeerLink, warmPeerConnection, type RTCPeerConnectionConstructor, type TrackSpec } from "./peer-link.ts";
 
@@ -60,7 +60,7 @@ export class Media {
    */
   get heldGeneration(): number {
     const link = this.#current;
-    return link && link.answered && !link.closed && !link.interrupted ? link.generation : 0;
+    return link?.answered && !link.closed && !link.interrupted ? link.generation : 0;
   }
 
   /**
@@ -132,7 +132,9 @@ export class Media {
 
   onRemoteCandidate(generation: number, candidate: IceCandidate | null): void {
     // A candidate the browser refuses (another network family, say) is not worth failing the connection over.
-    this.#linkFor(generation)?.addRemoteCandidate(candidate).catch(() => undefined);
+    this.#linkFor(generation)
+      ?.addRemoteCandidate(candidate)
+      .catch(() => undefined);
   }
 
   /** The gateway already has a generation this high: move past it and offer again. */
@@ -206,7 +208,9 @@ export class Media {
 
   #failed(link: PeerLink | undefined, detail: string): void {
     if (link !== this.#current) return;
-    this.#options.onError(sdkError("PEER_CONNECTION_FAILED", { recoverable: true, component: "gpu", message: `Peer connection ${link?.generation}: ${detail}` }));
+    this.#options.onError(
+      sdkError("PEER_CONNECTION_FAILED", { recoverable: true, component: "gpu", message: `Peer connection ${link?.generation}: ${detail}` }),
+    );
     this.#options.onInterrupted();
   }
 }

@@ -3,7 +3,7 @@
  * resends unacknowledged ones after a reconnect, so duplicates are expected and dropped by seq), and acknowledged
  * cumulatively — in batches, because the gateway and the runtime keep every message until it is acknowledged.
  */
-import type { ClientFrame } from "../../src/protocol/signaling.ts";
+import type { ClientFrame } from "../../protocol/signaling.ts";
 
 export type Scope = "application" | "runtime";
 

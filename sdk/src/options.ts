@@ -1,6 +1,6 @@
 /** The Client's options: their defaults, and the checks made once, when a Client is made. */
-import { ModelName } from "../../src/protocol/common.ts";
-import { parse } from "../../src/protocol/schema.ts";
+import { ModelName } from "../../protocol/common.ts";
+import { parse } from "../../protocol/schema.ts";
 import type { RTCPeerConnectionConstructor } from "./peer-link.ts";
 import { jitteredBackoff, type ReconnectPolicy } from "./reconnect-policy.ts";
 import type { WebSocketConstructor } from "./signaling-socket.ts";
@@ -43,7 +43,9 @@ export function resolveOptions(options: ClientOptions) {
   const WebSocketImpl = options.WebSocket ?? (globalThis.WebSocket as WebSocketConstructor | undefined);
   if (!WebSocketImpl) throw new TypeError("Client: no WebSocket implementation; pass options.WebSocket");
   const RTCPeerConnectionImpl =
-    options.RTCPeerConnection === null ? undefined : (options.RTCPeerConnection ?? (globalThis as { RTCPeerConnection?: RTCPeerConnectionConstructor }).RTCPeerConnection);
+    options.RTCPeerConnection === null
+      ? undefined
+      : (options.RTCPeerConnection ?? (globalThis as { RTCPeerConnection?: RTCPeerConnectionConstructor }).RTCPeerConnection);
   return {
     apiUrl: options.apiUrl.replace(/\/+$/, ""),
     modelName: modelName.value,

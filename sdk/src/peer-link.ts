@@ -4,8 +4,8 @@
  * answer. Every ICE restart or reconnect is a new PeerLink with a higher generation; the gateway drops whatever
  * belongs to older ones, and so does the client.
  */
-import type { IceCandidate, IceServer } from "../../src/protocol/common.ts";
-import type { ClientFrame } from "../../src/protocol/signaling.ts";
+import type { IceCandidate, IceServer } from "../../protocol/common.ts";
+import type { ClientFrame } from "../../protocol/signaling.ts";
 
 export type RTCPeerConnectionConstructor = new (configuration?: RTCConfiguration) => RTCPeerConnection;
 

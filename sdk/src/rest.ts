@@ -3,10 +3,10 @@
  * look at it when a socket cannot be opened (a browser hides why an upgrade failed; REST tells the precise code),
  * and create uploads.
  */
-import { ErrorResponse } from "../../src/protocol/http.ts";
-import { parse, type Infer, type Schema } from "../../src/protocol/schema.ts";
-import { SessionInfo, SessionResponse } from "../../src/protocol/sessions.ts";
-import { CreateUploadResponse, type CreateUploadRequest } from "../../src/protocol/uploads.ts";
+import { ErrorResponse } from "../../protocol/http.ts";
+import { parse, type Infer, type Schema } from "../../protocol/schema.ts";
+import { SessionInfo, SessionResponse } from "../../protocol/sessions.ts";
+import { CreateUploadResponse, type CreateUploadRequest } from "../../protocol/uploads.ts";
 import { ReactorError, sdkError } from "./errors.ts";
 
 export const SDK_VERSION = "0.1.0";

@@ -3,8 +3,8 @@
  * `bearer.<jwt>`, validates every server frame against the shared protocol (a bad one is reported and ignored), and
  * sends keep-alive pings so a dead connection is noticed even when nothing else is said.
  */
-import { decodeFrame } from "../../src/protocol/frames.ts";
-import { KEEPALIVE_PING, ServerFrame, type ClientFrame } from "../../src/protocol/signaling.ts";
+import { decodeFrame } from "../../protocol/frames.ts";
+import { KEEPALIVE_PING, ServerFrame, type ClientFrame } from "../../protocol/signaling.ts";
 import { ReactorError } from "./errors.ts";
 
 export type WebSocketLike = Pick<WebSocket, "readyState" | "send" | "close" | "addEventListener" | "protocol">;
@@ -43,7 +43,12 @@ const RENEW_RETRY_MS = 5000;
 export function tokenTimes(jwt: string): { exp: number; iat: number } | undefined {
   try {
     const payload = jwt.split(".")[1] ?? "";
-    const json = atob(payload.replace(/-/g, "+").replace(/_/g, "/").padEnd(Math.ceil(payload.length / 4) * 4, "="));
+    const json = atob(
+      payload
+        .replace(/-/g, "+")
+        .replace(/_/g, "/")
+        .padEnd(Math.ceil(payload.length / 4) * 4, "="),
+    );
     const { exp, iat } = JSON.parse(json) as { exp?: unknown; iat?: unknown };
     if (typeof exp !== "number") return undefined;
     return { exp, iat: typeof iat === "number" ? iat : Math.floor(Date.now() / 1000) };
@@ -117,11 +122,11 @@ export class SignalingSocket {
     this.#lastHeard = Date.now();
     const decoded = decodeFrame(ServerFrame, typeof data === "string" ? data : new ArrayBuffer(0));
     if (!decoded.ok) {
-      const message = `A server frame was ignored: ${decoded.message}`;
-      this.#handlers.invalid(new ReactorError({ code: decoded.code, message, recoverable: false, component: "api" }));
+      const message = `A server frame was ignored: ${decoded.error.message}`;
+      this.#handlers.invalid(new ReactorError({ code: decoded.error.code, message, recoverable: false, component: "api" }));
       return;
     }
-    const frame = decoded.frame;
+    const frame = decoded.value;
     if (frame.type === "welcome") {
       this.#welcomed = true;
       this.#scheduleRenewal();

@@ -78,25 +78,26 @@ export class StatsSampler {
   #summarize(reports: Report[], generation: number): ClientStats {
     const byId = new Map(reports.map((report) => [report.id, report]));
     const pair = selectedPair(reports, byId);
-    const local = pair ? byId.get(pair["localCandidateId"] as string) : undefined;
-    const video = reports.find((report) => report.type === "inbound-rtp" && report["kind"] === "video");
+    const local = pair ? byId.get(pair.localCandidateId as string) : undefined;
+    const video = reports.find((report) => report.type === "inbound-rtp" && report.kind === "video");
     const bytes = reports
       .filter((report) => report.type === "inbound-rtp")
-      .reduce((sum, report) => sum + ((report["bytesReceived"] as number | undefined) ?? 0), 0);
-    const frames = (video?.["framesDecoded"] as number | undefined) ?? 0;
+      .reduce((sum, report) => sum + ((report.bytesReceived as number | undefined) ?? 0), 0);
+    const frames = (video?.framesDecoded as number | undefined) ?? 0;
     const now = Date.now();
     const previous = this.#previous?.generation === generation ? this.#previous : undefined;
     this.#previous = { generation, bytes, frames, at: now };
     // From a period that started with frames already decoded: the first frames of a connection come in a burst.
-    const fps = previous && previous.frames > 0 && now > previous.at ? Math.round(((frames - previous.frames) * 10_000) / (now - previous.at)) / 10 : undefined;
-    const rtt = pair?.["currentRoundTripTime"] as number | undefined;
+    const fps =
+      previous && previous.frames > 0 && now > previous.at ? Math.round(((frames - previous.frames) * 10_000) / (now - previous.at)) / 10 : undefined;
+    const rtt = pair?.currentRoundTripTime as number | undefined;
     return {
       rttMs: rtt === undefined ? undefined : Math.round(rtt * 1000 * 10) / 10,
-      candidateType: local?.["candidateType"] as string | undefined,
-      relayProtocol: local?.["relayProtocol"] as string | undefined,
+      candidateType: local?.candidateType as string | undefined,
+      relayProtocol: local?.relayProtocol as string | undefined,
       fps,
       bitrateKbps: previous && now > previous.at ? Math.round(((bytes - previous.bytes) * 8) / (now - previous.at)) : undefined,
-      framesDecoded: video?.["framesDecoded"] as number | undefined,
+      framesDecoded: video?.framesDecoded as number | undefined,
       generation,
       timestamp: now,
     };
@@ -104,7 +105,7 @@ export class StatsSampler {
 }
 
 function selectedPair(reports: Report[], byId: Map<string, Report>): Report | undefined {
-  const transport = reports.find((report) => report.type === "transport" && report["selectedCandidatePairId"]);
-  const selected = transport ? byId.get(transport["selectedCandidatePairId"] as string) : undefined;
-  return selected ?? reports.find((report) => report.type === "candidate-pair" && report["nominated"] && report["state"] === "succeeded");
+  const transport = reports.find((report) => report.type === "transport" && report.selectedCandidatePairId);
+  const selected = transport ? byId.get(transport.selectedCandidatePairId as string) : undefined;
+  return selected ?? reports.find((report) => report.type === "candidate-pair" && report.nominated && report.state === "succeeded");
 }

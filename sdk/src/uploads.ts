@@ -4,8 +4,8 @@
  * counting stream (Node: progress as the body is read). The result is a FileRef: pass it as a command parameter and
  * `sendCommand` moves it into the command's `uploads` section, as the official client does.
  */
-import type { FileRef as FileRefWire } from "../../src/protocol/common.ts";
-import type { CreateUploadResponse } from "../../src/protocol/uploads.ts";
+import type { FileRef as FileRefWire } from "../../protocol/common.ts";
+import type { CreateUploadResponse } from "../../protocol/uploads.ts";
 import { sdkError, type ReactorError } from "./errors.ts";
 import { httpError } from "./rest.ts";
 
@@ -68,9 +68,17 @@ export function describeFile(file: unknown, options: UploadFileOptions): { name:
 }
 
 /** PUTs the file to its presigned URL; resolves once the gateway has stored it. */
-export function putFile(slot: CreateUploadResponse, file: Blob, mimeType: string, options: { fetch: typeof fetch; onProgress?: (progress: UploadProgress) => void }): Promise<void> {
+export function putFile(
+  slot: CreateUploadResponse,
+  file: Blob,
+  mimeType: string,
+  options: { fetch: typeof fetch; onProgress?: (progress: UploadProgress) => void },
+): Promise<void> {
   const report = progressReporter(file.size, options.onProgress);
-  const sending = typeof XMLHttpRequest === "function" ? putWithXhr(slot.presigned_url, file, mimeType, report) : putWithFetch(slot.presigned_url, file, mimeType, options.fetch, report);
+  const sending =
+    typeof XMLHttpRequest === "function"
+      ? putWithXhr(slot.presigned_url, file, mimeType, report)
+      : putWithFetch(slot.presigned_url, file, mimeType, options.fetch, report);
   return sending.then(() => report(file.size, true));
 }
 
@@ -97,7 +105,8 @@ function putWithXhr(url: string, file: Blob, mimeType: string, report: Report): 
     xhr.open("PUT", url);
     xhr.setRequestHeader("Content-Type", mimeType);
     xhr.upload.onprogress = (event) => report(event.loaded);
-    xhr.onload = () => (xhr.status >= 200 && xhr.status < 300 ? resolve() : reject(refusal(xhr.status, xhr.getResponseHeader("Retry-After"), xhr.responseText)));
+    xhr.onload = () =>
+      xhr.status >= 200 && xhr.status < 300 ? resolve() : reject(refusal(xhr.status, xhr.getResponseHeader("Retry-After"), xhr.responseText));
     xhr.onerror = () => reject(networkError("the upload's connection failed"));
     xhr.ontimeout = () => reject(networkError("the upload timed out"));
     xhr.send(file);
@@ -115,7 +124,10 @@ async function putWithFetch(url: string, file: Blob, mimeType: string, fetchImpl
       for (let offset = 0; offset < chunk.byteLength; offset += NODE_PROGRESS_STEP) {
         const piece = chunk.subarray(offset, offset + NODE_PROGRESS_STEP);
         sent += piece.byteLength;
-        if (sent - reported >= NODE_PROGRESS_STEP) report((reported = sent));
+        if (sent - reported >= NODE_PROGRESS_STEP) {
+          reported = sent;
+          report(reported);
+        }
         controller.enqueue(piece);
       }
     },

@@ -3,13 +3,16 @@
  * and socket. Every way a token can be wrong maps to its own error code.
  */
 import { decodeProtectedHeader, errors as joseErrors, jwtVerify, SignJWT, type JWTPayload } from "jose";
+import { randomId } from "../../lib/encoding.ts";
+import type { SigningKeySet } from "../../lib/signing-keys.ts";
+import { looksLikeApiKey } from "../../protocol/api-keys.ts";
+import type { ErrorCode } from "../../protocol/errors.ts";
+import { AuthorizationDetail, MAX_TOKEN_LIFETIME_SECONDS } from "../../protocol/http.ts";
+import { array, integer, object, optional, parse, string } from "../../protocol/schema.ts";
+import { SIGNING_ALGORITHMS, type SigningAlgorithm } from "../../protocol/signing-keys.ts";
 import { CLOCK_TOLERANCE_SECONDS, MAX_TOKEN_CHARS, tokenAudience, tokenIssuer } from "../config.ts";
-import { ApiError, type ErrorCode } from "../errors.ts";
-import { AuthorizationDetail, MAX_TOKEN_LIFETIME_SECONDS } from "../protocol/http.ts";
-import { array, integer, object, optional, parse, string } from "../protocol/schema.ts";
-import { looksLikeApiKey } from "./api-keys.ts";
-import { randomId } from "./encoding.ts";
-import { SIGNING_ALGORITHMS, signingKeys, type SigningAlgorithm, type SigningKeySet } from "./signing-keys.ts";
+import { ApiError } from "../errors.ts";
+import { signingKeys } from "./signing-keys.ts";
 
 export const DEFAULT_TOKEN_LIFETIME_SECONDS = MAX_TOKEN_LIFETIME_SECONDS;
 
@@ -84,7 +87,10 @@ export async function verifyClientToken(env: Env, token: string, { cache = true 
   const keys = await signingKeys(env);
   if (!cache) return verifyAgainst(env, keys, token);
   let verified = verifiedTokens.get(keys);
-  if (!verified) verifiedTokens.set(keys, (verified = new Map()));
+  if (!verified) {
+    verified = new Map();
+    verifiedTokens.set(keys, verified);
+  }
   // Issuer and audience are part of what was checked: the same text under other settings is checked again.
   const cacheKey = `${tokenIssuer(env)} ${tokenAudience(env)} ${token}`;
   const known = verified.get(cacheKey);
@@ -107,8 +113,7 @@ async function verifyAgainst(env: Env, keys: SigningKeySet, token: string): Prom
     throw new ApiError("TOKEN_MALFORMED");
   }
   // The algorithm is pinned per key: a token must name the algorithm of the key its kid designates.
-  const algorithmNotAllowed = () =>
-    new ApiError("TOKEN_ALGORITHM_NOT_ALLOWED", `Tokens must be signed with ${keys.algorithms.join(" or ")}.`);
+  const algorithmNotAllowed = () => new ApiError("TOKEN_ALGORITHM_NOT_ALLOWED", `Tokens must be signed with ${keys.algorithms.join(" or ")}.`);
   if (!SIGNING_ALGORITHMS.includes(header.alg as SigningAlgorithm)) throw algorithmNotAllowed();
   const verifier = header.kid === undefined ? undefined : keys.verifiers.get(header.kid);
   if (!verifier) throw new ApiError("TOKEN_KEY_UNKNOWN");

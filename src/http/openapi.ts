@@ -1,7 +1,9 @@
 /** Builds the OpenAPI 3.1 document from the routes declared with `route()`. */
+import { ERROR_CODES, type ErrorCode } from "../../protocol/errors.ts";
+import { ErrorResponse } from "../../protocol/http.ts";
+import type { JsonSchema, Schema } from "../../protocol/schema.ts";
 import { GATEWAY_VERSION } from "../config.ts";
-import type { JsonSchema, Schema } from "../protocol/schema.ts";
-import type { AuthScheme, RouteSpec } from "./route.ts";
+import { routeErrors, type AuthScheme, type RouteSpec } from "./route.ts";
 
 const SECURITY: Record<AuthScheme, Record<string, string[]>[]> = {
   none: [],
@@ -11,10 +13,38 @@ const SECURITY: Record<AuthScheme, Record<string, string[]>[]> = {
   runtime: [{ runtime: [] }],
 };
 
-const isSchema = (value: unknown): value is Schema<unknown> =>
-  typeof value === "object" && value !== null && "check" in value && "json" in value;
+const isSchema = (value: unknown): value is Schema<unknown> => typeof value === "object" && value !== null && "check" in value && "json" in value;
 
 const jsonOf = (schema: Schema<unknown> | JsonSchema): JsonSchema => (isSchema(schema) ? schema.json : schema);
+
+const ERROR_SCHEMA_REF = "#/components/schemas/Error";
+
+/**
+ * The error responses for `codes`, one per status (from the code table): its description lists each code with the
+ * table's message, and its schema is the shared error shape with `error.code` narrowed to those codes.
+ */
+export function errorResponses(codes: readonly ErrorCode[]): Record<string, JsonSchema> {
+  const byStatus = new Map<number, ErrorCode[]>();
+  for (const code of codes) {
+    const { status } = ERROR_CODES[code];
+    byStatus.set(status, [...(byStatus.get(status) ?? []), code]);
+  }
+  return Object.fromEntries(
+    [...byStatus.entries()]
+      .sort(([a], [b]) => a - b)
+      .map(([status, sameStatus]) => [
+        String(status),
+        {
+          description: sameStatus.map((code) => `${code}: ${ERROR_CODES[code].message}`).join("\n"),
+          content: {
+            "application/json": {
+              schema: { $ref: ERROR_SCHEMA_REF, properties: { error: { properties: { code: { enum: sameStatus } } } } },
+            },
+          },
+        },
+      ]),
+  );
+}
 
 export function buildOpenApi(routes: readonly RouteSpec<unknown>[]): JsonSchema {
   const paths: Record<string, Record<string, unknown>> = {};
@@ -39,12 +69,15 @@ export function buildOpenApi(routes: readonly RouteSpec<unknown>[]): JsonSchema 
           content: { "application/json": { schema: spec.body.json } },
         },
       }),
-      responses: Object.fromEntries(
-        Object.entries(spec.responses).map(([status, { description, schema }]) => [
-          status,
-          { description, ...(schema && { content: { "application/json": { schema: jsonOf(schema) } } }) },
-        ]),
-      ),
+      responses: {
+        ...Object.fromEntries(
+          Object.entries(spec.responses).map(([status, { description, schema }]) => [
+            status,
+            { description, ...(schema && { content: { "application/json": { schema: jsonOf(schema) } } }) },
+          ]),
+        ),
+        ...errorResponses(routeErrors(spec)),
+      },
     };
   }
   return {
@@ -57,6 +90,7 @@ export function buildOpenApi(routes: readonly RouteSpec<unknown>[]): JsonSchema 
         '{ "error": { "code", "message", "recoverable", "retry_after"? } }.',
     },
     components: {
+      schemas: { Error: ErrorResponse.json },
       securitySchemes: {
         apiKey: { type: "apiKey", in: "header", name: "Reactor-API-Key", description: "Server side only." },
         bearer: {

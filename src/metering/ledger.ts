@@ -3,7 +3,7 @@
  * (INSERT OR IGNORE on the session id and segment number), so a segment written again after a retry or an
  * eviction is never counted twice.
  */
-import type { BilledState } from "../../durable-objects/session/meter.ts";
+import type { BilledState } from "../objects.ts";
 
 export interface LedgerSegment {
   sessionId: string;
@@ -26,7 +26,9 @@ export async function writeSegments(db: D1Database, segments: LedgerSegment[]): 
      VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
   );
   await db.batch(
-    segments.map((s) => insert.bind(s.sessionId, s.segmentNo, s.accountId, s.apiKeyId, s.model, s.state, s.startedAt, s.endedAt, s.idleMs, s.usdPerSecond)),
+    segments.map((s) =>
+      insert.bind(s.sessionId, s.segmentNo, s.accountId, s.apiKeyId, s.model, s.state, s.startedAt, s.endedAt, s.idleMs, s.usdPerSecond),
+    ),
   );
 }
 

@@ -1,7 +1,7 @@
 /** Shapes ledger figures into the usage API's answers: ms to seconds, USD and credits, rounded for display. */
-import type { SessionUsage, UsageFigures, UsageSegment } from "../protocol/usage.ts";
+import type { SessionUsage, UsageFigures, UsageSegment } from "../../protocol/usage.ts";
 import type { UsageSums } from "./ledger.ts";
-import type { BilledState } from "../../durable-objects/session/meter.ts";
+import type { BilledState } from "../objects.ts";
 import { toCredits } from "./prices.ts";
 
 const seconds = (ms: number) => Math.round(ms) / 1000;

@@ -1,13 +1,13 @@
 /** GET /v1/models: the directory's names, each confirmed and described by its own pool. */
-import type { PoolSnapshot } from "../../durable-objects/pool/model-pool.ts";
-import type { ModelSummary } from "../protocol/http.ts";
+import { modelPool, type PoolSnapshot } from "../objects.ts";
+import type { ModelSummary } from "../../protocol/http.ts";
 import { listedModels } from "./directory.ts";
 
 /** The models with a connected runtime that `allowed` (a token's narrowing; null = every model) may use. */
 export async function availableModels(env: Env, allowed: string[] | null): Promise<ModelSummary[]> {
   const names = (await listedModels(env.DB)).filter((name) => allowed === null || allowed.includes(name));
   // One pool per model, asked in parallel; a pool that fails to answer is left out rather than failing the list.
-  const answers = await Promise.allSettled(names.map((name) => env.MODEL_POOL.get(env.MODEL_POOL.idFromName(name)).snapshot()));
+  const answers = await Promise.allSettled(names.map((name) => modelPool(env, name).snapshot()));
   return answers.flatMap((answer, index) => {
     if (answer.status === "fulfilled") return summarize(names[index]!, answer.value) ?? [];
     console.error(`models: pool ${names[index]} did not answer:`, answer.reason instanceof Error ? answer.reason.message : String(answer.reason));

@@ -42,9 +42,7 @@ export async function knownModelNames(db: D1Database, names: readonly string[] |
   const statement =
     names === null
       ? db.prepare("SELECT name FROM models ORDER BY name LIMIT ?").bind(limit)
-      : db
-          .prepare(`SELECT name FROM models WHERE name IN (SELECT value FROM json_each(?)) ORDER BY name LIMIT ?`)
-          .bind(JSON.stringify(names), limit);
+      : db.prepare(`SELECT name FROM models WHERE name IN (SELECT value FROM json_each(?)) ORDER BY name LIMIT ?`).bind(JSON.stringify(names), limit);
   const { results } = await statement.all<{ name: string }>();
   return results.map((row) => row.name);
 }

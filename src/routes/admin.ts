@@ -1,10 +1,8 @@
 import type { Hono } from "hono";
-import { createApiKey, listApiKeys, revokeApiKey } from "../auth/api-keys.ts";
+import { createApiKey, listApiKeys, revokeApiKey } from "../../lib/api-keys.ts";
+import { ApiKeyList, CreateApiKeyRequest, CreatedApiKeyResponse } from "../../protocol/http.ts";
 import { ApiError } from "../errors.ts";
 import { route, type AppEnv } from "../http/route.ts";
-import { ApiKeyList, CreateApiKeyRequest, CreatedApiKeyResponse, ErrorResponse } from "../protocol/http.ts";
-
-const unauthorized = { description: "Missing or wrong admin token.", schema: ErrorResponse };
 
 /** Key management for operators (`npm run keys -- --url …`), guarded by the ADMIN_TOKEN secret. */
 export function adminRoutes(app: Hono<AppEnv>): void {
@@ -17,7 +15,7 @@ export function adminRoutes(app: Hono<AppEnv>): void {
       summary: "Create an API key for an account (created on first use). The full key is in this response only.",
       auth: "admin",
       body: CreateApiKeyRequest,
-      responses: { 201: { description: "The new key.", schema: CreatedApiKeyResponse }, 401: unauthorized },
+      responses: { 201: { description: "The new key.", schema: CreatedApiKeyResponse } },
     },
     async (c, body) => {
       const created = await createApiKey(c.env.DB, { accountId: body.account, name: body.name });
@@ -33,7 +31,7 @@ export function adminRoutes(app: Hono<AppEnv>): void {
       tag: "Admin",
       summary: "List API keys (never the keys themselves), optionally of one account (?account=).",
       auth: "admin",
-      responses: { 200: { description: "Keys.", schema: ApiKeyList }, 401: unauthorized },
+      responses: { 200: { description: "Keys.", schema: ApiKeyList } },
     },
     async (c) => c.json({ keys: await listApiKeys(c.env.DB, c.req.query("account") || undefined) }),
   );
@@ -46,11 +44,8 @@ export function adminRoutes(app: Hono<AppEnv>): void {
       tag: "Admin",
       summary: "Revoke an API key. It stops working at once.",
       auth: "admin",
-      responses: {
-        200: { description: "The revoked key." },
-        401: unauthorized,
-        404: { description: "No active key with that id.", schema: ErrorResponse },
-      },
+      responses: { 200: { description: "The revoked key." } },
+      errors: ["NOT_FOUND"],
     },
     async (c) => {
       const revoked = await revokeApiKey(c.env.DB, c.req.param("keyId") ?? "");

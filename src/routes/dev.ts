@@ -8,10 +8,10 @@
  * route is left out of the OpenAPI document.
  */
 import type { Hono } from "hono";
-import { findActiveApiKey } from "../auth/api-keys.ts";
+import { findActiveApiKey } from "../../lib/api-keys.ts";
+import { TokenRequest, TokenResponse } from "../../protocol/http.ts";
 import { ApiError } from "../errors.ts";
 import { noSuchRoute, route, type AppContext, type AppEnv } from "../http/route.ts";
-import { ErrorResponse, TokenRequest, TokenResponse } from "../protocol/http.ts";
 import { tokenResponse } from "./tokens.ts";
 
 const LOOPBACK_HOSTS = new Set(["127.0.0.1", "localhost", "[::1]"]);
@@ -44,11 +44,9 @@ export function devRoutes(app: Hono<AppEnv>): void {
       internal: true,
       body: TokenRequest,
       bodyOptional: true,
-      responses: {
-        200: { description: "A signed token, as POST /tokens answers.", schema: TokenResponse },
-        401: { description: "DEV_API_KEY is not an active API key here.", schema: ErrorResponse },
-        404: { description: "Not a local development gateway: no such route.", schema: ErrorResponse },
-      },
+      responses: { 200: { description: "A signed token, as POST /tokens answers.", schema: TokenResponse } },
+      // API_KEY_INVALID: DEV_API_KEY is not an active key here; NOT_FOUND: not a local development gateway.
+      errors: ["API_KEY_INVALID", "NOT_FOUND", "RATE_LIMITED"],
     },
     async (c, body) => {
       const apiKey = await findActiveApiKey(c.env.DB, c.env.DEV_API_KEY!);

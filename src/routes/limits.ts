@@ -3,13 +3,12 @@
  * overrides (GET/PUT /admin/accounts/{account}/limits), stored in D1 over the platform defaults.
  */
 import type { Hono } from "hono";
+import { AccountLimitsRequest, AccountLimitsResponse, LimitsResponse, type LimitValues } from "../../protocol/usage.ts";
 import { limitDefaults, type LimitSettings } from "../config.ts";
 import { ApiError } from "../errors.ts";
 import { route, type AppContext, type AppEnv } from "../http/route.ts";
 import { applyOverrides, readOverrides, writeOverrides, type LimitOverrides } from "../limits/account-settings.ts";
-import { accountLimits } from "../limits/enforce.ts";
-import { ErrorResponse } from "../protocol/http.ts";
-import { AccountLimitsRequest, AccountLimitsResponse, LimitsResponse, type LimitValues } from "../protocol/usage.ts";
+import { accountLimits } from "../objects.ts";
 
 const ACCOUNT = /^[a-z0-9][a-z0-9_-]{0,62}$/;
 
@@ -42,7 +41,7 @@ function accountParam(c: AppContext): string {
 }
 
 function adminAnswer(c: AppContext, account: string, overrides: LimitOverrides) {
-  const defaults = limitDefaults(c.env as unknown as Record<string, unknown>);
+  const defaults = limitDefaults(c.env);
   return c.json({
     account,
     limits: toWire(applyOverrides(defaults, overrides)),
@@ -66,10 +65,7 @@ export function limitRoutes(app: Hono<AppEnv>): void {
       tag: "Usage",
       summary: "The account's limits, the sessions holding a slot now, and the session creations of the last minute per model.",
       auth: "bearer",
-      responses: {
-        200: { description: "Limits and current use.", schema: LimitsResponse },
-        401: { description: "Missing or invalid token.", schema: ErrorResponse },
-      },
+      responses: { 200: { description: "Limits and current use.", schema: LimitsResponse } },
     },
     async (c) => {
       const accountId = c.get("principal").accountId;
@@ -88,12 +84,19 @@ export function limitRoutes(app: Hono<AppEnv>): void {
   );
 
   const adminPath = "/admin/accounts/:account/limits";
-  const unauthorized = { description: "Missing or wrong admin token.", schema: ErrorResponse };
   const answer = { description: "The account's limits in force, and its own overrides (null: the default).", schema: AccountLimitsResponse };
 
   route(
     app,
-    { method: "get", path: adminPath, tag: "Admin", summary: "An account's limits and overrides.", auth: "admin", responses: { 200: answer, 401: unauthorized } },
+    {
+      method: "get",
+      path: adminPath,
+      tag: "Admin",
+      summary: "An account's limits and overrides.",
+      auth: "admin",
+      responses: { 200: answer },
+      errors: ["INVALID_REQUEST"],
+    },
     async (c) => {
       const account = accountParam(c);
       return adminAnswer(c, account, await readOverrides(c.env.DB, account));
@@ -109,7 +112,8 @@ export function limitRoutes(app: Hono<AppEnv>): void {
       summary: "Override an account's limits (fields left out keep their value; null restores the default). Applies at once.",
       auth: "admin",
       body: AccountLimitsRequest,
-      responses: { 200: answer, 400: { description: "Invalid body.", schema: ErrorResponse }, 401: unauthorized },
+      responses: { 200: answer },
+      errors: ["INVALID_REQUEST"],
     },
     async (c, body) => {
       const account = accountParam(c);

@@ -1,9 +1,9 @@
 import type { Hono } from "hono";
+import { HealthResponse, JwksResponse } from "../../protocol/http.ts";
 import { signingKeys } from "../auth/signing-keys.ts";
 import { GATEWAY_VERSION } from "../config.ts";
 import { buildOpenApi } from "../http/openapi.ts";
 import { declaredRoutes, route, type AppEnv } from "../http/route.ts";
-import { HealthResponse, JwksResponse } from "../protocol/http.ts";
 
 export function metaRoutes(app: Hono<AppEnv>): void {
   route(
@@ -46,6 +46,9 @@ export function metaRoutes(app: Hono<AppEnv>): void {
       auth: "none",
       responses: { 200: { description: "OpenAPI 3.1." } },
     },
-    (c) => c.json((document ??= buildOpenApi(declaredRoutes))),
+    (c) => {
+      document ??= buildOpenApi(declaredRoutes(app));
+      return c.json(document);
+    },
   );
 }

@@ -4,15 +4,15 @@
  * shapes the answer.
  */
 import type { Hono } from "hono";
-import { randomId } from "../auth/encoding.ts";
+import { randomId } from "../../lib/encoding.ts";
 import { sessionSettings } from "../config.ts";
 import { ApiError } from "../errors.ts";
+import { sessionRelay, unwrap } from "../objects.ts";
 import { asReactorIceServers, iceServersFor, issuesTurn } from "../ice-servers.ts";
-import { acquireCreationSlot, checkTurnRate } from "../limits/enforce.ts";
+import { checkTurnRate } from "../limits/enforce.ts";
 import { requireKnownModel } from "../models/known.ts";
 import { route, type AppContext, type AppEnv, type RouteSpec } from "../http/route.ts";
-import { jsonFits, LIMITS } from "../protocol/common.ts";
-import { ErrorResponse } from "../protocol/http.ts";
+import { jsonFits, LIMITS } from "../../protocol/common.ts";
 import {
   CreateConnectionResponse,
   CreateSessionRequest,
@@ -24,28 +24,24 @@ import {
   SessionInfo,
   SessionResponse,
   TerminateSessionRequest,
-} from "../protocol/sessions.ts";
-import type { Result } from "../../durable-objects/session/session-relay.ts";
+} from "../../protocol/sessions.ts";
 
 const SESSION_ID = /^ses_[A-Za-z0-9_-]{22}$/;
 const TRANSPORT = "/sessions/:id/transport/webrtc";
 
-const notFound = { description: "No such session for this account.", schema: ErrorResponse };
-const refused = { description: "Missing or invalid token.", schema: ErrorResponse };
+/** Another account's session and one that does not exist look the same: SESSION_NOT_FOUND. */
+const NOT_FOUND = ["SESSION_NOT_FOUND"] as const;
+/** Calls that need the session live, and a current peer connection. */
+const CONNECTION_ERRORS = ["SESSION_NOT_FOUND", "SESSION_ENDED", "CONNECTION_NOT_FOUND", "CONNECTION_SUPERSEDED"] as const;
 
 /** The session's object, or 404 for ids that cannot exist (no object is created for guesses). */
 export function sessionStub(c: AppContext) {
   const id = c.req.param("id") ?? "";
   if (!SESSION_ID.test(id)) throw new ApiError("SESSION_NOT_FOUND");
-  return c.env.SESSION_RELAY.get(c.env.SESSION_RELAY.idFromName(id));
+  return sessionRelay(c.env, id);
 }
 
-export function unwrap<T>(result: Result<T>): T {
-  if (!result.ok) throw new ApiError(result.code, result.message, result.retryAfter);
-  return result.value;
-}
-
-const longPollMs = (c: AppContext) => sessionSettings(c.env as unknown as Record<string, unknown>).longPollMs;
+const longPollMs = (c: AppContext) => sessionSettings(c.env).longPollMs;
 
 function sessionRoute<B>(app: Hono<AppEnv>, spec: Omit<RouteSpec<B>, "auth" | "tag">, handler: Parameters<typeof route<B>>[2]) {
   route(app, { ...spec, auth: "bearer", tag: spec.path.includes("/transport/") ? "Transport" : "Sessions" }, handler);
@@ -61,23 +57,10 @@ export function sessionRoutes(app: Hono<AppEnv>): void {
         "Create a session on a model a runtime has registered. It is WAITING until a GPU is free (not billed meanwhile); " +
         "while no runtime of the model is connected its reason is no_runtime_connected.",
       body: CreateSessionRequest,
-      responses: {
-        200: { description: "The session.", schema: SessionResponse },
-        400: { description: "Invalid body.", schema: ErrorResponse },
-        401: refused,
-        413: { description: "EXTRA_ARGS_TOO_LARGE: extra_args exceed 64 KiB of JSON.", schema: ErrorResponse },
-        403: { description: "The token is narrowed to other models, or has created its max_sessions.", schema: ErrorResponse },
-        404: {
-          description: "MODEL_NOT_FOUND: no runtime has ever served a model by that name; the message names the known models the token may use.",
-          schema: ErrorResponse,
-        },
-        429: {
-          description:
-            "CONCURRENCY_LIMIT: the account has all its concurrent sessions (no Retry-After: end one first). " +
-            "RATE_LIMITED: over a creation rate (per model, or for the whole account); see Retry-After.",
-          schema: ErrorResponse,
-        },
-      },
+      responses: { 200: { description: "The session.", schema: SessionResponse } },
+      // MODEL_NOT_FOUND's message names the known models the token may use; CONCURRENCY_LIMIT has no Retry-After
+      // (end a session first), RATE_LIMITED (per model, or for the whole account) has one.
+      errors: ["EXTRA_ARGS_TOO_LARGE", "MODEL_NOT_ALLOWED", "TOKEN_SESSION_LIMIT", "MODEL_NOT_FOUND", "CONCURRENCY_LIMIT", "RATE_LIMITED"],
     },
     async (c, body) => {
       const principal = c.get("principal");
@@ -89,9 +72,8 @@ export function sessionRoutes(app: Hono<AppEnv>): void {
       // Before anything is created or counted: a made-up name gets no session, no pool, no slot (src/models/known.ts).
       await requireKnownModel(c.env.DB, body.model.name, principal.models);
       const sessionId = `ses_${randomId(16)}`;
-      // The slot is taken before the session exists; if creating it fails, the slot audit frees the slot.
-      const limits = await acquireCreationSlot(c.env, principal, sessionId, body.model.name);
-      const stub = c.env.SESSION_RELAY.get(c.env.SESSION_RELAY.idFromName(sessionId));
+      // The session takes its account slot itself (as a restart does): a refusal is the create's error.
+      const stub = sessionRelay(c.env, sessionId);
       const session = unwrap(
         await stub.create({
           sessionId,
@@ -100,7 +82,7 @@ export function sessionRoutes(app: Hono<AppEnv>): void {
           tokenId: principal.tokenId,
           model: body.model.name,
           extraArgs: body.extra_args,
-          maxDurationMs: Math.min(limits.maxSessionSeconds, principal.maxSessionSeconds ?? Infinity) * 1000,
+          token: { expiresAt: principal.expiresAt, maxSessions: principal.maxSessions },
           tokenMaxDurationMs: principal.maxSessionSeconds === null ? undefined : principal.maxSessionSeconds * 1000,
         }),
       );
@@ -114,7 +96,8 @@ export function sessionRoutes(app: Hono<AppEnv>): void {
       method: "get",
       path: "/sessions/:id",
       summary: "The session. Held open (LONG_POLL_MS) until a GPU accepts it, so polling clients never oversleep.",
-      responses: { 200: { description: "The session.", schema: SessionResponse }, 401: refused, 404: notFound },
+      responses: { 200: { description: "The session.", schema: SessionResponse } },
+      errors: NOT_FOUND,
     },
     async (c) => c.json(unwrap(await sessionStub(c).view(c.get("principal").accountId, longPollMs(c)))),
   );
@@ -125,7 +108,8 @@ export function sessionRoutes(app: Hono<AppEnv>): void {
       method: "get",
       path: "/sessions/:id/info",
       summary: "The session's id, state and cluster, answered at once.",
-      responses: { 200: { description: "Short form.", schema: SessionInfo }, 401: refused, 404: notFound },
+      responses: { 200: { description: "Short form.", schema: SessionInfo } },
+      errors: NOT_FOUND,
     },
     async (c) => {
       const { session_id, state, cluster } = unwrap<SessionResponse>(await sessionStub(c).view(c.get("principal").accountId));
@@ -139,12 +123,8 @@ export function sessionRoutes(app: Hono<AppEnv>): void {
       method: "put",
       path: "/sessions/:id",
       summary: "Restart an INACTIVE session on another GPU, keeping its id. It takes one of the account's concurrent sessions again.",
-      responses: {
-        200: { description: "The session.", schema: SessionResponse },
-        401: refused,
-        404: notFound,
-        429: { description: "CONCURRENCY_LIMIT: the account has all its concurrent sessions; end one first.", schema: ErrorResponse },
-      },
+      responses: { 200: { description: "The session.", schema: SessionResponse } },
+      errors: ["SESSION_NOT_FOUND", "CONCURRENCY_LIMIT"],
     },
     async (c) => c.json(unwrap(await sessionStub(c).restart(c.get("principal").accountId))),
   );
@@ -157,7 +137,8 @@ export function sessionRoutes(app: Hono<AppEnv>): void {
       summary: "End the session now and release its GPU.",
       body: TerminateSessionRequest,
       bodyOptional: true,
-      responses: { 200: { description: "The ended session.", schema: SessionResponse }, 401: refused, 404: notFound },
+      responses: { 200: { description: "The ended session.", schema: SessionResponse } },
+      errors: NOT_FOUND,
     },
     async (c, body) => c.json(unwrap(await sessionStub(c).terminate(c.get("principal").accountId, body.reason))),
   );
@@ -168,7 +149,8 @@ export function sessionRoutes(app: Hono<AppEnv>): void {
       method: "get",
       path: "/v1/sessions/:id/events",
       summary: "The session's timeline (created, queued, assigned, offers, drops, reconnects, end and reason).",
-      responses: { 200: { description: "Events, oldest first.", schema: SessionEventsResponse }, 401: refused, 404: notFound },
+      responses: { 200: { description: "Events, oldest first.", schema: SessionEventsResponse } },
+      errors: NOT_FOUND,
     },
     async (c) => c.json(unwrap(await sessionStub(c).events(c.get("principal").accountId))),
   );
@@ -183,7 +165,8 @@ function transportRoutes(app: Hono<AppEnv>): void {
       method: "get",
       path: `${TRANSPORT}/ice_servers`,
       summary: "ICE servers for the client's peer connection.",
-      responses: { 200: { description: "ICE servers.", schema: IceServersResponse }, 401: refused, 404: notFound },
+      responses: { 200: { description: "ICE servers.", schema: IceServersResponse } },
+      errors: ["SESSION_NOT_FOUND", "RATE_LIMITED"], // TURN credentials are rate-limited per account
     },
     async (c) => {
       const principal = c.get("principal");
@@ -207,19 +190,10 @@ function transportRoutes(app: Hono<AppEnv>): void {
     const answer = unwrap(await sessionStub(c).answer(c.get("principal").accountId, c.req.param("cid"), longPollMs(c)));
     return answer === null ? c.json({ status: "pending" }, 202) : c.json(answer, 200);
   };
-  const offerResponses = {
-    202: { description: "Accepted; the answer follows at GET sdp_params." },
-    401: refused,
-    404: notFound,
-    409: { description: "The session has ended.", schema: ErrorResponse },
-    413: { description: "SDP over 64 KiB.", schema: ErrorResponse },
-  };
+  const offerResponses = { 202: { description: "Accepted; the answer follows at GET sdp_params." } };
   const answerResponses = {
     200: { description: "The runtime's answer.", schema: SdpAnswerResponse },
     202: { description: "Not answered yet (after holding the request up to LONG_POLL_MS)." },
-    401: refused,
-    404: notFound,
-    410: { description: "A newer connection superseded this one.", schema: ErrorResponse },
   };
 
   for (const base of [`${TRANSPORT}/sdp_params`, `${TRANSPORT}/connections/:cid/sdp_params`]) {
@@ -232,11 +206,16 @@ function transportRoutes(app: Hono<AppEnv>): void {
           summary: method === "post" ? "Send the client's SDP offer (first connect)." : "Send a new SDP offer (reconnect).",
           body: SdpOfferRequest,
           responses: offerResponses,
+          errors: [...CONNECTION_ERRORS, "SDP_TOO_LARGE"],
         },
         submitOffer,
       );
     }
-    sessionRoute(app, { method: "get", path: base, summary: "The SDP answer, when there is one.", responses: answerResponses }, getAnswer);
+    sessionRoute(
+      app,
+      { method: "get", path: base, summary: "The SDP answer, when there is one.", responses: answerResponses, errors: CONNECTION_ERRORS },
+      getAnswer,
+    );
   }
 
   sessionRoute(
@@ -245,7 +224,8 @@ function transportRoutes(app: Hono<AppEnv>): void {
       method: "post",
       path: `${TRANSPORT}/connections`,
       summary: "Start a new peer connection; older connections' answers and candidates are dropped from now on.",
-      responses: { 201: { description: "The connection.", schema: CreateConnectionResponse }, 401: refused, 404: notFound },
+      responses: { 201: { description: "The connection.", schema: CreateConnectionResponse } },
+      errors: ["SESSION_NOT_FOUND", "SESSION_ENDED"],
     },
     async (c) => c.json(unwrap(await sessionStub(c).createConnection(c.get("principal").accountId)), 201),
   );
@@ -257,13 +237,8 @@ function transportRoutes(app: Hono<AppEnv>): void {
       path: `${TRANSPORT}/connections/:cid/ice_candidates`,
       summary: "Trickle the client's ICE candidates to the runtime.",
       body: IceCandidatesRequest,
-      responses: {
-        202: { description: "Relayed." },
-        401: refused,
-        404: notFound,
-        410: { description: "A newer connection superseded this one.", schema: ErrorResponse },
-        429: { description: "Too many candidates for this connection.", schema: ErrorResponse },
-      },
+      responses: { 202: { description: "Relayed." } },
+      errors: [...CONNECTION_ERRORS, "ICE_CANDIDATE_LIMIT"],
     },
     async (c, body) => {
       const result = await sessionStub(c).addClientCandidates(

@@ -6,18 +6,13 @@
 import type { Hono } from "hono";
 import { ApiError } from "../errors.ts";
 import { route, type AppContext, type AppEnv } from "../http/route.ts";
-import { ModelName } from "../protocol/common.ts";
-import { parse } from "../protocol/schema.ts";
-import { ErrorResponse } from "../protocol/http.ts";
-import { RuntimeId } from "../protocol/runtime.ts";
+import { modelPool } from "../objects.ts";
+import { ModelName } from "../../protocol/common.ts";
+import { parse } from "../../protocol/schema.ts";
+import { RuntimeId } from "../../protocol/runtime.ts";
 import { sessionStub } from "./sessions.ts";
 
-const upgradeResponses = {
-  101: { description: "Switching protocols." },
-  401: { description: "Missing or invalid credential.", schema: ErrorResponse },
-  404: { description: "No such session for this caller.", schema: ErrorResponse },
-  426: { description: "Not a WebSocket upgrade.", schema: ErrorResponse },
-};
+const upgradeResponses = { 101: { description: "Switching protocols." } };
 
 function requireUpgrade(c: AppContext): void {
   if (c.req.header("Upgrade")?.toLowerCase() !== "websocket") throw new ApiError("WEBSOCKET_REQUIRED");
@@ -27,7 +22,14 @@ function requireUpgrade(c: AppContext): void {
 function forward(c: AppContext, path: string, headers: Record<string, string> = {}): Request {
   const forwarded = new Headers({ Upgrade: "websocket", ...headers });
   const protocols = c.req.header("Sec-WebSocket-Protocol");
-  if (protocols) forwarded.set("Sec-WebSocket-Protocol", protocols.split(",").filter((p) => !p.trim().startsWith("bearer.")).join(","));
+  if (protocols)
+    forwarded.set(
+      "Sec-WebSocket-Protocol",
+      protocols
+        .split(",")
+        .filter((p) => !p.trim().startsWith("bearer."))
+        .join(","),
+    );
   return new Request(`https://internal${path}`, { headers: forwarded });
 }
 
@@ -39,10 +41,12 @@ export function socketRoutes(app: Hono<AppEnv>): void {
       path: "/v1/sessions/:id/signal",
       tag: "Signaling",
       summary:
-        "The native SDK's signaling socket: trickle ICE, status, commands and model messages (frames in src/protocol/signaling.ts). " +
+        "The native SDK's signaling socket: trickle ICE, status, commands and model messages (frames in protocol/signaling.ts). " +
         "Browsers authenticate with the subprotocols 'reactor.v1, bearer.<jwt>'.",
       auth: "bearer",
-      responses: { ...upgradeResponses, 400: { description: "`generation` is not a non-negative integer.", schema: ErrorResponse } },
+      responses: upgradeResponses,
+      // INVALID_REQUEST: `generation` is not a non-negative integer.
+      errors: ["WEBSOCKET_REQUIRED", "INVALID_REQUEST", "SESSION_NOT_FOUND"],
       parameters: [
         {
           name: "generation",
@@ -75,12 +79,13 @@ export function socketRoutes(app: Hono<AppEnv>): void {
       summary: "A GPU runtime's control socket for ?model=<name>: register, capacity, heartbeats, assignments.",
       auth: "runtime",
       responses: upgradeResponses,
+      errors: ["WEBSOCKET_REQUIRED", "INVALID_REQUEST"], // INVALID_REQUEST: no valid ?model=
     },
     async (c) => {
       requireUpgrade(c);
       const model = parse(ModelName, c.req.query("model"));
       if (!model.ok) throw new ApiError("INVALID_REQUEST", `model: ${model.error.problem}`);
-      const pool = c.env.MODEL_POOL.get(c.env.MODEL_POOL.idFromName(model.value));
+      const pool = modelPool(c.env, model.value);
       return pool.fetch(forward(c, `/connect?model=${encodeURIComponent(model.value)}`));
     },
   );
@@ -93,7 +98,8 @@ export function socketRoutes(app: Hono<AppEnv>): void {
       tag: "Runtimes",
       summary: "A runtime's socket for one assigned session (?runtime_id=…): SDP, ICE, commands, messages.",
       auth: "runtime",
-      responses: { ...upgradeResponses, 403: { description: "Not assigned to this runtime.", schema: ErrorResponse } },
+      responses: upgradeResponses,
+      errors: ["WEBSOCKET_REQUIRED", "INVALID_REQUEST", "SESSION_NOT_FOUND", "SESSION_ENDED", "RUNTIME_NOT_ASSIGNED"],
     },
     async (c) => {
       requireUpgrade(c);

@@ -1,9 +1,9 @@
 import type { Hono } from "hono";
-import type { ApiKeyRecord } from "../auth/api-keys.ts";
+import type { ApiKeyRecord } from "../../protocol/api-keys.ts";
+import { MAX_TOKEN_LIFETIME_SECONDS, TokenRequest, TokenResponse, WhoAmIResponse } from "../../protocol/http.ts";
 import { mintClientToken } from "../auth/tokens.ts";
 import { route, type AppContext, type AppEnv } from "../http/route.ts";
 import { checkMintRate } from "../limits/enforce.ts";
-import { ErrorResponse, MAX_TOKEN_LIFETIME_SECONDS, TokenRequest, TokenResponse, WhoAmIResponse } from "../protocol/http.ts";
 
 /** The answer of POST /tokens for a verified API key (POST /dev/token answers the same way). */
 export async function tokenResponse(c: AppContext, apiKey: ApiKeyRecord, request: TokenRequest): Promise<Response> {
@@ -28,15 +28,8 @@ export function tokenRoutes(app: Hono<AppEnv>): void {
       auth: "apiKey",
       body: TokenRequest,
       bodyOptional: true,
-      responses: {
-        200: { description: "A signed token.", schema: TokenResponse },
-        400: {
-          description: "Malformed body (INVALID_JSON, INVALID_REQUEST), or a field this endpoint does not know (UNKNOWN_FIELD, naming it).",
-          schema: ErrorResponse,
-        },
-        401: { description: "Missing, unknown or revoked API key.", schema: ErrorResponse },
-        429: { description: "The API key minted too many tokens in the last minute; see Retry-After.", schema: ErrorResponse },
-      },
+      responses: { 200: { description: "A signed token.", schema: TokenResponse } },
+      errors: ["RATE_LIMITED"], // the API key minted too many tokens in the last minute
     },
     (c, body) => tokenResponse(c, c.get("apiKey"), body),
   );
@@ -49,10 +42,7 @@ export function tokenRoutes(app: Hono<AppEnv>): void {
       tag: "Tokens",
       summary: "Describe the bearer token: account, API key id, expiry and narrowing. Handy to debug auth.",
       auth: "bearer",
-      responses: {
-        200: { description: "The verified token.", schema: WhoAmIResponse },
-        401: { description: "The token was refused; the code says why.", schema: ErrorResponse },
-      },
+      responses: { 200: { description: "The verified token.", schema: WhoAmIResponse } },
     },
     (c) => {
       const principal = c.get("principal");

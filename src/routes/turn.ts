@@ -1,8 +1,8 @@
 import type { Hono } from "hono";
+import { TurnCredentialsResponse } from "../../protocol/http.ts";
 import { route, type AppEnv } from "../http/route.ts";
 import { iceServersFor, issuesTurn } from "../ice-servers.ts";
 import { checkTurnRate } from "../limits/enforce.ts";
-import { ErrorResponse, TurnCredentialsResponse } from "../protocol/http.ts";
 
 export function turnRoutes(app: Hono<AppEnv>): void {
   route(
@@ -17,9 +17,8 @@ export function turnRoutes(app: Hono<AppEnv>): void {
       auth: "bearer",
       responses: {
         200: { description: "ICE servers with TURN credentials (STUN only when no TURN provider answers).", schema: TurnCredentialsResponse },
-        401: { description: "Missing or invalid token.", schema: ErrorResponse },
-        429: { description: "Too many credentials issued for this account; retry after `retry_after` seconds.", schema: ErrorResponse },
       },
+      errors: ["RATE_LIMITED"], // too many credentials issued for this account
     },
     async (c) => {
       const principal = c.get("principal");

@@ -4,19 +4,17 @@
  * call the session's object and shape the answer; the upload rules, URL signing and streaming live in src/uploads/.
  */
 import type { Hono } from "hono";
+import { RuntimeId } from "../../protocol/runtime.ts";
+import { parse } from "../../protocol/schema.ts";
+import { CreateUploadRequest, CreateUploadResponse, UPLOAD_FACT_HEADERS as FACTS, UploadId, UploadStoredResponse } from "../../protocol/uploads.ts";
 import { uploadSettings } from "../config.ts";
 import { ApiError } from "../errors.ts";
 import { route, type AppEnv } from "../http/route.ts";
-import { ErrorResponse } from "../protocol/http.ts";
-import { RuntimeId } from "../protocol/runtime.ts";
-import { parse } from "../protocol/schema.ts";
-import { CreateUploadRequest, CreateUploadResponse, UPLOAD_FACT_HEADERS as FACTS, UploadId, UploadStoredResponse } from "../protocol/uploads.ts";
 import { receiveUpload } from "../uploads/receive.ts";
 import { checkUploadRequest } from "../uploads/rules.ts";
 import { presignedUrl, signingSecrets } from "../uploads/signing.ts";
-import { sessionStub, unwrap } from "./sessions.ts";
-
-const error = (description: string) => ({ description, schema: ErrorResponse });
+import { unwrap } from "../objects.ts";
+import { sessionStub } from "./sessions.ts";
 
 export function uploadRoutes(app: Hono<AppEnv>): void {
   route(
@@ -28,25 +26,32 @@ export function uploadRoutes(app: Hono<AppEnv>): void {
       auth: "bearer",
       summary: "Create an upload on the session: a presigned, single-use PUT URL on this gateway for a file of this size and type.",
       body: CreateUploadRequest,
-      responses: {
-        200: { description: "The upload and where to PUT its bytes.", schema: CreateUploadResponse },
-        400: error("Bad name (UPLOAD_NAME_INVALID), zero bytes (UPLOAD_EMPTY), or a malformed body."),
-        401: error("Missing or invalid token."),
-        404: error("No such session for this account."),
-        409: error("The session has ended."),
-        413: error("Larger than UPLOAD_MAX_BYTES (UPLOAD_TOO_LARGE)."),
-        415: error("A MIME type not in UPLOAD_ALLOWED_TYPES (UPLOAD_TYPE_NOT_ALLOWED)."),
-        429: error("The session has created UPLOAD_MAX_PER_SESSION uploads."),
-        503: error("Uploads are disabled (UPLOAD_SIGNING_SECRET is not set)."),
-      },
+      responses: { 200: { description: "The upload and where to PUT its bytes.", schema: CreateUploadResponse } },
+      errors: [
+        "UPLOADS_DISABLED",
+        "MISCONFIGURED", // UPLOAD_SIGNING_SECRET is set but unusable
+        "UPLOAD_NAME_INVALID",
+        "UPLOAD_EMPTY",
+        "UPLOAD_TOO_LARGE",
+        "UPLOAD_TYPE_NOT_ALLOWED",
+        "SESSION_NOT_FOUND",
+        "SESSION_ENDED",
+        "UPLOAD_LIMIT_REACHED",
+      ],
     },
     async (c, body) => {
       const [secret] = signingSecrets(c.env);
-      const settings = uploadSettings(c.env as unknown as Record<string, unknown>);
+      const settings = uploadSettings(c.env);
       checkUploadRequest(body, settings);
       const { urlTtlMs, maxPerSession } = settings;
       const upload = unwrap(
-        await sessionStub(c).createUpload(c.get("principal").accountId, { name: body.name, mimeType: body.mime_type, size: body.size, urlTtlMs, maxPerSession }),
+        await sessionStub(c).createUpload(c.get("principal").accountId, {
+          name: body.name,
+          mimeType: body.mime_type,
+          size: body.size,
+          urlTtlMs,
+          maxPerSession,
+        }),
       );
       const expires = Math.floor(upload.expiresAt / 1000);
       const grant = { uploadId: upload.uploadId, sessionId: upload.sessionId, size: upload.size, mimeType: upload.mimeType, expires };
@@ -73,17 +78,25 @@ export function uploadRoutes(app: Hono<AppEnv>): void {
         { name: "Content-Length", in: "header", required: true, schema: { type: "integer" } },
         ...["session", "size", "type", "expires", "signature"].map((name) => ({ name, in: "query", required: true, schema: { type: "string" } })),
       ],
-      responses: {
-        200: { description: "Stored.", schema: UploadStoredResponse },
-        400: error("Malformed URL, Content-Length not the size, or a body that ended early (nothing stored)."),
-        403: error("Signature invalid, or the URL expired."),
-        404: error("No such upload or session."),
-        409: error("Already used, being uploaded by another request, or the session has ended."),
-        411: error("No Content-Length."),
-        413: error("A body longer than the size (nothing stored)."),
-        415: error("Content-Type is not the upload's type."),
-        502: error("Storage failed (nothing stored); try again."),
-      },
+      responses: { 200: { description: "Stored.", schema: UploadStoredResponse } },
+      errors: [
+        "UPLOADS_DISABLED",
+        "MISCONFIGURED",
+        "UPLOAD_URL_INVALID",
+        "UPLOAD_SIGNATURE_INVALID",
+        "UPLOAD_URL_EXPIRED",
+        "UPLOAD_LENGTH_REQUIRED",
+        "UPLOAD_SIZE_MISMATCH",
+        "UPLOAD_TYPE_MISMATCH",
+        "SESSION_NOT_FOUND",
+        "SESSION_ENDED",
+        "UPLOAD_NOT_FOUND",
+        "UPLOAD_ALREADY_USED",
+        "UPLOAD_IN_PROGRESS",
+        "UPLOAD_BODY_TOO_LARGE",
+        "UPLOAD_BODY_INCOMPLETE",
+        "UPLOAD_STORAGE_FAILED",
+      ],
     },
     async (c) => c.json(await receiveUpload(c.env, c.req.raw, c.req.param("upload_id") ?? "")),
   );
@@ -98,13 +111,9 @@ export function uploadRoutes(app: Hono<AppEnv>): void {
       summary:
         "The bytes of a complete upload of the session (?runtime_id=…, only the runtime assigned to it). " +
         `Headers ${FACTS.name} (percent-encoded), ${FACTS.type} and ${FACTS.size} carry the upload's facts.`,
-      responses: {
-        200: { description: "The file, streamed." },
-        401: error("Missing or wrong runtime credential."),
-        403: error("This runtime is not assigned to the session."),
-        404: error("No such session, or no such upload in this session."),
-        409: error("The upload is not complete, or the session has ended (its uploads are deleted)."),
-      },
+      responses: { 200: { description: "The file, streamed." } },
+      // SESSION_ENDED: an ended session's uploads are deleted.
+      errors: ["INVALID_REQUEST", "RUNTIME_NOT_ASSIGNED", "SESSION_NOT_FOUND", "UPLOAD_NOT_FOUND", "UPLOAD_NOT_COMPLETE", "SESSION_ENDED"],
     },
     async (c) => {
       const runtimeId = parse(RuntimeId, c.req.query("runtime_id"));

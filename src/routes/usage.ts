@@ -4,12 +4,11 @@
  * there yet, and the segment still open.
  */
 import type { Hono } from "hono";
+import { SessionUsage, UsageReport } from "../../protocol/usage.ts";
 import { ApiError } from "../errors.ts";
 import { route, type AppContext, type AppEnv } from "../http/route.ts";
 import { sessionSegments, usageSums, type GroupBy } from "../metering/ledger.ts";
 import { accountFigures, sessionUsage, type PricedSegment } from "../metering/report.ts";
-import { ErrorResponse } from "../protocol/http.ts";
-import { SessionUsage, UsageReport } from "../protocol/usage.ts";
 import { sessionStub } from "./sessions.ts";
 
 const DAY_SECONDS = 86_400;
@@ -54,11 +53,8 @@ export function usageRoutes(app: Hono<AppEnv>): void {
         "The account's billed time and cost for segments that started in [from, to) (Unix seconds or ISO 8601; default the " +
         "last 30 days), grouped by model or by UTC day (?group_by=model|day). Segments still open are not included.",
       auth: "bearer",
-      responses: {
-        200: { description: "Usage per group, and the total.", schema: UsageReport },
-        400: { description: "Bad from, to or group_by.", schema: ErrorResponse },
-        401: { description: "Missing or invalid token.", schema: ErrorResponse },
-      },
+      responses: { 200: { description: "Usage per group, and the total.", schema: UsageReport } },
+      errors: ["INVALID_REQUEST"], // bad from, to or group_by
     },
     async (c) => {
       const accountId = c.get("principal").accountId;
@@ -84,11 +80,8 @@ export function usageRoutes(app: Hono<AppEnv>): void {
       tag: "Usage",
       summary: "One session's billed segments (ACTIVE, RECONNECTING) and their sums, the open segment up to now included.",
       auth: "bearer",
-      responses: {
-        200: { description: "The session's usage.", schema: SessionUsage },
-        401: { description: "Missing or invalid token.", schema: ErrorResponse },
-        404: { description: "No such session for this account.", schema: ErrorResponse },
-      },
+      responses: { 200: { description: "The session's usage.", schema: SessionUsage } },
+      errors: ["SESSION_NOT_FOUND"],
     },
     async (c) => c.json(await oneSessionUsage(c)),
   );

@@ -4,8 +4,8 @@
  * browser's RTCIceServer shape. Port-53 URLs are dropped: browsers block that port, so they only cost the client a
  * failed attempt. Any failure (status, shape, timeout) is a ProviderError, so the next provider takes over.
  */
-import { IceServer } from "../protocol/common.ts";
-import { array, isPlainObject, object, parse, type Infer } from "../protocol/schema.ts";
+import { IceServer } from "../../protocol/common.ts";
+import { array, isPlainObject, object, parse, type Infer } from "../../protocol/schema.ts";
 import { ProviderError, type IceServerProvider, type IceServerRequest, type IssuedIceServers } from "./provider.ts";
 
 export const DEFAULT_CLOUDFLARE_TURN_API = "https://rtc.live.cloudflare.com";
@@ -26,9 +26,7 @@ export interface CloudflareTurnOptions {
 const PORT_53 = /:53(?=[?/]|$)/;
 
 export function withoutPort53(servers: IceServer[]): IceServer[] {
-  return servers
-    .map((server) => ({ ...server, urls: server.urls.filter((url) => !PORT_53.test(url)) }))
-    .filter((server) => server.urls.length > 0);
+  return servers.map((server) => ({ ...server, urls: server.urls.filter((url) => !PORT_53.test(url)) })).filter((server) => server.urls.length > 0);
 }
 
 /** RTCIceServer allows `urls` to be one string; our shape always has an array. */

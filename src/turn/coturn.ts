@@ -3,7 +3,7 @@
  * `<expiry unix seconds>:<subject>` and the password is base64(HMAC-SHA1(secret, username)). coturn recomputes the
  * HMAC with the same secret and refuses usernames whose expiry has passed. Nothing to call: issuing is local crypto.
  */
-import type { IceServer } from "../protocol/common.ts";
+import type { IceServer } from "../../protocol/common.ts";
 import type { IceServerProvider, IceServerRequest, IssuedIceServers } from "./provider.ts";
 
 export interface TurnHost {

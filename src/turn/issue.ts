@@ -9,7 +9,7 @@
  *   TURN_PROVIDERS                                   e.g. "cloudflare,coturn"
  *   TURN_TTL_SECONDS (default 3600), TURN_PROVIDER_TIMEOUT_MS (default 2000)
  */
-import type { IceServer } from "../protocol/common.ts";
+import type { IceServer } from "../../protocol/common.ts";
 import { cloudflareTurnProvider } from "./cloudflare.ts";
 import { coturnProvider, parseTurnHosts } from "./coturn.ts";
 import { ProviderError, type IceServerProvider, type IssuedIceServers, type ProviderName } from "./provider.ts";
@@ -68,7 +68,9 @@ function configuredProviders(env: TurnEnv, stun: IceServer[]): Map<ProviderName,
 export function turnConfig(env: TurnEnv, stun: IceServer[]): TurnConfig {
   const available = configuredProviders(env, stun);
   const order = env.TURN_PROVIDERS
-    ? env.TURN_PROVIDERS.split(",").map((name) => name.trim()).filter(Boolean)
+    ? env.TURN_PROVIDERS.split(",")
+        .map((name) => name.trim())
+        .filter(Boolean)
     : PROVIDER_NAMES.filter((name) => available.has(name));
   const providers = order.map((name) => {
     const provider = available.get(name as ProviderName);

@@ -2,7 +2,7 @@
  * ICE server providers. Each one turns "who asks, for how long" into short-lived ICE servers; `issueIceServers`
  * (issue.ts) tries the configured ones in order and falls back to STUN only.
  */
-import type { IceServer } from "../protocol/common.ts";
+import type { IceServer } from "../../protocol/common.ts";
 
 export interface IceServerRequest {
   /** Ties the credential to a session or an account in the TURN server's logs (`<expiry>:<subject>`). */

@@ -4,23 +4,18 @@
  * and type, the upload's record (claimed by this PUT alone, in the session's object), then the body itself,
  * streamed into R2 (store.ts). The record becomes complete only once R2 holds the whole file.
  */
-import { randomId } from "../auth/encoding.ts";
+import { randomId } from "../../lib/encoding.ts";
 import { ApiError } from "../errors.ts";
-import type { UploadStoredResponse } from "../protocol/uploads.ts";
+import type { UploadStoredResponse } from "../../protocol/uploads.ts";
 import { mimeEssence } from "./rules.ts";
 import { grantSigned, readGrant, signingSecrets, type UploadGrant } from "./signing.ts";
 import { storeExactly } from "./store.ts";
-import type { Result, UploadFacts } from "../../durable-objects/session/session-relay.ts";
-
-const unwrap = <T>(result: Result<T>): T => {
-  if (!result.ok) throw new ApiError(result.code, result.message, result.retryAfter);
-  return result.value;
-};
+import { sessionRelay, unwrap, type UploadFacts } from "../objects.ts";
 
 export async function receiveUpload(env: Env, request: Request, uploadId: string): Promise<UploadStoredResponse> {
   const grant = await verifiedGrant(env, request, uploadId);
   checkDeclaredBody(request.headers, grant);
-  const session = env.SESSION_RELAY.get(env.SESSION_RELAY.idFromName(grant.sessionId));
+  const session = sessionRelay(env, grant.sessionId);
   const attempt = randomId(12);
   const upload = unwrap(await session.claimUpload({ uploadId, size: grant.size, mimeType: grant.mimeType, attempt }));
   const stored = await store(env, request, upload).catch(async (error: unknown) => {

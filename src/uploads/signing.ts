@@ -4,9 +4,9 @@
  * type and the expiry, so none of them can be changed. The secret may list several values (comma-separated): the
  * first signs, any verifies (rotation).
  */
-import { base64url } from "../auth/encoding.ts";
+import { base64url } from "../../lib/encoding.ts";
+import { UPLOAD_ID_PATTERN } from "../../protocol/uploads.ts";
 import { ApiError } from "../errors.ts";
-import { UPLOAD_ID_PATTERN } from "../protocol/uploads.ts";
 
 export interface UploadGrant {
   uploadId: string;
@@ -27,7 +27,10 @@ const keys = new Map<string, Promise<CryptoKey>>();
 
 /** The signing secrets, newest first; UPLOADS_DISABLED when there is none, MISCONFIGURED when one is too short. */
 export function signingSecrets(env: { UPLOAD_SIGNING_SECRET?: string }): string[] {
-  const secrets = (env.UPLOAD_SIGNING_SECRET ?? "").split(",").map((secret) => secret.trim()).filter(Boolean);
+  const secrets = (env.UPLOAD_SIGNING_SECRET ?? "")
+    .split(",")
+    .map((secret) => secret.trim())
+    .filter(Boolean);
   if (secrets.length === 0) throw new ApiError("UPLOADS_DISABLED");
   if (secrets.some((secret) => secret.length < MIN_SECRET_CHARS)) {
     throw new ApiError("MISCONFIGURED", `Every UPLOAD_SIGNING_SECRET must be at least ${MIN_SECRET_CHARS} characters.`);
@@ -80,7 +83,7 @@ export function readGrant(url: URL, uploadId: string): { grant: UploadGrant; sig
 
 /** Whether one of the secrets signed the grant (compared in constant time by WebCrypto). */
 export async function grantSigned(secrets: readonly string[], grant: UploadGrant, signature: string): Promise<boolean> {
-  const bytes = Uint8Array.from(atob(signature.replaceAll("-", "+").replaceAll("_", "/") + "="), (char) => char.charCodeAt(0));
+  const bytes = Uint8Array.from(atob(`${signature.replaceAll("-", "+").replaceAll("_", "/")}=`), (char) => char.charCodeAt(0));
   const text = signedText(grant);
   for (const secret of secrets) {
     if (await crypto.subtle.verify("HMAC", await hmacKey(secret), bytes, text)) return true;

@@ -11,7 +11,7 @@ import { TestPatternEncoder } from "../../runtime/demo/encoder.ts";
 import { checkFfmpeg, chooseFfmpeg, EncoderUnavailable, packagedFont } from "../../runtime/demo/ffmpeg.ts";
 import { fontMetrics, type FontMetrics } from "../../runtime/demo/font-metrics.ts";
 import { drawableText, linesThatFit, prepareText, textWidth, UNDRAWABLE_PROMPT, type TextBox } from "../../runtime/demo/prompt-text.ts";
-import { descendants, stillRunning } from "./support/processes.ts";
+import { descendants, stillRunning } from "../../tools/procfs.ts";
 
 const font = fontMetrics(packagedFont());
 /** The demo's box: 640×360, 28 px DejaVu Sans Bold, 20 px margins. */
@@ -29,7 +29,10 @@ describe("the prompt as drawn", () => {
   });
 
   it("wraps at spaces to the frame's width, measured in pixels, not characters", () => {
-    expect(lines("a red fox jumps over the lazy dog and keeps running far away")).toEqual(["a red fox jumps over the lazy dog", "and keeps running far away"]);
+    expect(lines("a red fox jumps over the lazy dog and keeps running far away")).toEqual([
+      "a red fox jumps over the lazy dog",
+      "and keeps running far away",
+    ]);
     expect(textWidth("a red fox jumps over the lazy dog and", box)).toBeGreaterThan(600); // 32 characters, but too wide
     const wide = lines("WWWWWWWW ".repeat(8).trim());
     expect(wide.length).toBeGreaterThan(3);
@@ -82,16 +85,22 @@ describe("the ffmpeg it runs", () => {
       }
       throw new Error(`${command} was accepted`);
     };
-    expect(refusal("/nonexistent", "--ffmpeg")).toBe("demo encoder: cannot start ffmpeg at /nonexistent (ENOENT: no such file): fix --ffmpeg <path>, or leave it out to use the packaged ffmpeg");
+    expect(refusal("/nonexistent", "--ffmpeg")).toBe(
+      "demo encoder: cannot start ffmpeg at /nonexistent (ENOENT: no such file): fix --ffmpeg <path>, or leave it out to use the packaged ffmpeg",
+    );
     const notExecutable = path.join(tmpdir(), `not-executable-${process.pid}`);
     writeFileSync(notExecutable, "", { mode: 0o644 });
     try {
-      expect(refusal(notExecutable, "REACTOR_FFMPEG")).toBe(`demo encoder: cannot start ffmpeg at ${notExecutable} (EACCES: not executable): fix REACTOR_FFMPEG, or unset it to use the packaged ffmpeg`);
+      expect(refusal(notExecutable, "REACTOR_FFMPEG")).toBe(
+        `demo encoder: cannot start ffmpeg at ${notExecutable} (EACCES: not executable): fix REACTOR_FFMPEG, or unset it to use the packaged ffmpeg`,
+      );
     } finally {
       rmSync(notExecutable);
     }
     expect(refusal("/tmp", "--ffmpeg")).toMatch(/^demo encoder: cannot start ffmpeg at \/tmp \(EISDIR: not a file\): fix --ffmpeg/);
-    expect(refusal("no-such-ffmpeg-anywhere", "--ffmpeg")).toMatch(/^demo encoder: cannot start ffmpeg "no-such-ffmpeg-anywhere" \(ENOENT: not found on PATH\)/);
+    expect(refusal("no-such-ffmpeg-anywhere", "--ffmpeg")).toMatch(
+      /^demo encoder: cannot start ffmpeg "no-such-ffmpeg-anywhere" \(ENOENT: not found on PATH\)/,
+    );
     expect(() => checkFfmpeg({ command: undefined, source: "package", problem: "Unsupported platform/architecture: plan9-mips" })).toThrow(
       "demo encoder: no packaged ffmpeg for linux-x64 (Unsupported platform/architecture: plan9-mips): reinstall with `npm ci` or pass --ffmpeg <path>",
     );
@@ -135,16 +144,23 @@ describe("an encoder that cannot start", () => {
 
   it("throws at once when the binary is missing: nothing is spawned", async () => {
     const before = descendants(process.pid);
-    await expect(TestPatternEncoder.start({ text: "x", ffmpeg: chooseFfmpeg("/nonexistent/ffmpeg", "--ffmpeg"), log: () => undefined, onPacket: () => undefined })).rejects.toThrow(
-      /^demo encoder: cannot start ffmpeg at \/nonexistent\/ffmpeg \(ENOENT: no such file\): fix --ffmpeg/,
-    );
+    await expect(
+      TestPatternEncoder.start({
+        text: "x",
+        ffmpeg: chooseFfmpeg("/nonexistent/ffmpeg", "--ffmpeg"),
+        log: () => undefined,
+        onPacket: () => undefined,
+      }),
+    ).rejects.toThrow(/^demo encoder: cannot start ffmpeg at \/nonexistent\/ffmpeg \(ENOENT: no such file\): fix --ffmpeg/);
     expect(descendants(process.pid).length).toBe(before.length);
   });
 
   it("reports an ffmpeg that exits before its first frame once, quoting its last words, and does not restart it", async () => {
     const ffmpeg = await fakeFfmpeg("exits", `echo "Unknown encoder 'libvpx'" >&2; echo started >> ${dir}/starts; exit 1`);
     const { seen } = await failures(ffmpeg);
-    expect(seen).toEqual([`demo encoder: ffmpeg at ${ffmpeg} exited (code 1) before its first frame: "Unknown encoder 'libvpx'": fix --ffmpeg <path>, or leave it out to use the packaged ffmpeg`]);
+    expect(seen).toEqual([
+      `demo encoder: ffmpeg at ${ffmpeg} exited (code 1) before its first frame: "Unknown encoder 'libvpx'": fix --ffmpeg <path>, or leave it out to use the packaged ffmpeg`,
+    ]);
     expect((await readFile(path.join(dir, "starts"), "utf8")).trim().split("\n")).toHaveLength(1);
   });
 
@@ -152,7 +168,9 @@ describe("an encoder that cannot start", () => {
     const ffmpeg = await fakeFfmpeg("silent", "exec sleep 300");
     const before = descendants(process.pid);
     const { seen } = await failures(ffmpeg, { firstFrameTimeoutMs: 1000 });
-    expect(seen).toEqual([`demo encoder: ffmpeg at ${ffmpeg} sent no video within 1 s: fix --ffmpeg <path>, or leave it out to use the packaged ffmpeg`]);
+    expect(seen).toEqual([
+      `demo encoder: ffmpeg at ${ffmpeg} sent no video within 1 s: fix --ffmpeg <path>, or leave it out to use the packaged ffmpeg`,
+    ]);
     const sleeping = descendants(process.pid).filter((info) => info.command === "sleep" && !before.some((old) => old.pid === info.pid));
     expect(stillRunning(sleeping)).toEqual([]);
   });
@@ -165,7 +183,12 @@ describe("an encoder that cannot start", () => {
     process.env.PATH = `${shims}${path.delimiter}${pathBefore ?? ""}`;
     const seen: Error[] = [];
     let packets = 0;
-    const encoder = await TestPatternEncoder.start({ text: "W".repeat(200), log: () => undefined, onPacket: () => packets++, onFailure: (error) => seen.push(error) });
+    const encoder = await TestPatternEncoder.start({
+      text: "W".repeat(200),
+      log: () => undefined,
+      onPacket: () => packets++,
+      onFailure: (error) => seen.push(error),
+    });
     process.env.PATH = pathBefore;
     try {
       const deadline = Date.now() + 15_000;

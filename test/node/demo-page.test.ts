@@ -12,15 +12,14 @@ import { tmpdir } from "node:os";
 import path from "node:path";
 import type { Locator, Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { clientToken } from "../../bench/lib/gateway.ts";
+import { clientToken, startGateway, type TestGateway } from "../../tools/gateway.ts";
+import { ensureApiKey } from "../../lib/api-keys.ts";
 import { RuntimeAgent } from "../../runtime/agent.ts";
 import { demoModel } from "../../runtime/demo/model.ts";
 import { withLocalDb } from "../../scripts/lib/local-d1.ts";
 import { PROJECT_ROOT } from "../../scripts/lib/paths.ts";
-import { ensureApiKey } from "../../src/auth/api-keys.ts";
-import { launchBrowser, type TestBrowser } from "./support/browser.ts";
+import { launchBrowser, type TestBrowser } from "../../tools/browser.ts";
 import { directoryFingerprint } from "./support/checkout.ts";
-import { startGateway, type TestGateway } from "./support/gateway.ts";
 import { pngImage, sha256 } from "./support/images.ts";
 
 const SCREENSHOT = path.join(PROJECT_ROOT, "test-results", "demo-page.png");
@@ -131,7 +130,9 @@ async function expectReset(page: Page): Promise<void> {
   await expect.poll(() => page.locator("#video-placeholder").isVisible(), { timeout: UI_TIMEOUT_MS }).toBe(true);
   expect(await text(page, "video-placeholder")).toBe("Press Connect to start a session");
   expect(await page.evaluate(() => document.querySelector("video")!.srcObject)).toBeNull();
-  await expect.poll(() => Promise.all(["stat-fps", "stat-rtt", "stat-bitrate", "stat-resolution", "stat-candidate"].map((id) => text(page, id)))).toEqual(Array(5).fill("—"));
+  await expect
+    .poll(() => Promise.all(["stat-fps", "stat-rtt", "stat-bitrate", "stat-resolution", "stat-candidate"].map((id) => text(page, id))))
+    .toEqual(Array(5).fill("—"));
   expect(await text(page, "stat-frames")).toBe("0");
 }
 
@@ -142,7 +143,10 @@ async function expectNoOverflow(page: Page, width: number): Promise<void> {
     return {
       pageWidth: document.documentElement.scrollWidth,
       logOverflow: log.scrollWidth - log.clientWidth,
-      widestLine: Math.max(0, ...[...log.querySelectorAll("li")].map((item) => item.getBoundingClientRect().right - log.getBoundingClientRect().right)),
+      widestLine: Math.max(
+        0,
+        ...[...log.querySelectorAll("li")].map((item) => item.getBoundingClientRect().right - log.getBoundingClientRect().right),
+      ),
     };
   });
   expect(layout.pageWidth).toBeLessThanOrEqual(width);
@@ -357,7 +361,7 @@ describe("under npm start (dev token route, runtime agent with the demo model)",
     }
   });
 
-  it("a model's error message ({ type: \"error\", code, message }) is shown in the banner", async () => {
+  it('a model\'s error message ({ type: "error", code, message }) is shown in the banner', async () => {
     // A second runtime serving a model whose encoder cannot start: the model says so in an error message.
     const broken = new RuntimeAgent({
       gatewayUrl: gateway.url,

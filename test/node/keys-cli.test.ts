@@ -6,9 +6,9 @@ import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import type { ApiKeyRecord } from "../../src/auth/api-keys.ts";
+import type { ApiKeyRecord } from "../../protocol/api-keys.ts";
 import { runScript, type ScriptResult } from "./support/cli.ts";
-import { JWT_PATTERN, mintToken, startGateway, type TestGateway } from "./support/gateway.ts";
+import { JWT_PATTERN, mintToken, startGateway, type TestGateway } from "../../tools/gateway.ts";
 
 type KeyJson = ApiKeyRecord & { key?: string };
 
@@ -105,7 +105,10 @@ describe("keys CLI on local D1", SLOW, () => {
   });
 
   it("prints new signing keys for JWT_SIGNING_KEYS with rotation steps", async () => {
-    for (const [alg, kty] of [["ES256", "EC"], ["EdDSA", "OKP"]] as const) {
+    for (const [alg, kty] of [
+      ["ES256", "EC"],
+      ["EdDSA", "OKP"],
+    ] as const) {
       const jwk = json<Record<string, string>>(await keys("signing-key", "--alg", alg, "--json"));
       expect(jwk).toMatchObject({ alg, kty, kid: expect.any(String), d: expect.any(String) });
     }

@@ -8,14 +8,13 @@ import { request as httpRequest } from "node:http";
 import type { Page } from "playwright-core";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { RTCPeerConnection as WeriftPeerConnection } from "werift";
-import { clientToken } from "../../bench/lib/gateway.ts";
-import { registerModel } from "../../bench/lib/peers.ts";
+import { clientToken, startGateway, type TestGateway } from "../../tools/gateway.ts";
+import { registerModel } from "../../tools/peers.ts";
 import { RuntimeAgent } from "../../runtime/agent.ts";
 import { demoModel } from "../../runtime/demo/model.ts";
 import { Client, jitteredBackoff, type ClientStats, type RTCPeerConnectionConstructor } from "../../sdk/src/index.ts";
-import { launchBrowser, servePage, type ServedPage, type TestBrowser } from "./support/browser.ts";
-import { startGateway, type TestGateway } from "./support/gateway.ts";
-import { sdkHarness, sdkPage, type CreateOptions, type SdkHarness, type SdkState } from "./support/sdk-page.ts";
+import { launchBrowser, servePage, type ServedPage, type TestBrowser } from "../../tools/browser.ts";
+import { sdkHarness, sdkPage, type CreateOptions, type SdkHarness, type SdkState } from "../../tools/sdk-page.ts";
 
 /** Generous: two cores shared by workerd, ffmpeg, werift and Chromium. */
 const WAIT = { timeout: 45_000, interval: 100 };
@@ -48,7 +47,9 @@ afterAll(async () => {
 afterEach(async () => {
   // Every test ends its sessions, so the one GPU slot is free for the next; a failed test may not have.
   for (const page of pages.splice(0)) {
-    await sdkHarness(page).disconnect().catch(() => undefined);
+    await sdkHarness(page)
+      .disconnect()
+      .catch(() => undefined);
     await page.close();
   }
 });
@@ -114,15 +115,20 @@ describe("sessions, media, commands and messages", () => {
       const index = await sdk.send("set_prompt", { prompt: "hello native" });
       await expect.poll(async () => (await sdk.state()).commands[index]?.done, WAIT).toBe("acknowledged");
       expect((await sdk.state()).commands[index]).toMatchObject({ seq: 1, states: ["waiting", "delivered", "acknowledged"] });
-      await expect.poll(async () => replies(await sdk.state()), WAIT).toContainEqual(
-        expect.objectContaining({ type: "command_result", command: "set_prompt", ok: true, prompt: "hello native" }),
-      );
+      await expect
+        .poll(async () => replies(await sdk.state()), WAIT)
+        .toContainEqual(expect.objectContaining({ type: "command_result", command: "set_prompt", ok: true, prompt: "hello native" }));
       await expect.poll(async () => (await sdk.state()).stats.at(-1)?.framesDecoded ?? 0, WAIT).toBeGreaterThan(0);
       await expect.poll(async () => (await sdk.state()).stats.at(-1)?.bitrateKbps ?? 0, WAIT).toBeGreaterThan(0);
       // Frames decoded per second of the last period: the demo model sends 30 (a loaded machine decodes fewer).
       await expect.poll(async () => (await sdk.state()).stats.at(-1)?.fps ?? 0, WAIT).toBeGreaterThan(0);
       expect((await sdk.state()).stats.at(-1)!.fps).toBeLessThanOrEqual(36);
-      expect((await sdk.state()).stats.at(-1)).toMatchObject({ candidateType: "host", rttMs: expect.any(Number), fps: expect.any(Number), generation: 1 });
+      expect((await sdk.state()).stats.at(-1)).toMatchObject({
+        candidateType: "host",
+        rttMs: expect.any(Number),
+        fps: expect.any(Number),
+        generation: 1,
+      });
       expect((await sdk.state()).errors).toEqual([]);
     }));
 
@@ -171,7 +177,9 @@ describe("sessions, media, commands and messages", () => {
       await expect.poll(async () => (await sdk.state()).commands.map((command) => command.done), WAIT).toEqual(Array(6).fill("acknowledged"));
       const state = await sdk.state();
       expect(state.commands.map((command) => command.seq)).toEqual([1, 2, 3, 4, 5, 6]);
-      const echoes = replies(state).filter((reply) => reply.command === "echo").map((reply) => (reply.data as { n: number }).n);
+      const echoes = replies(state)
+        .filter((reply) => reply.command === "echo")
+        .map((reply) => (reply.data as { n: number }).n);
       expect(echoes).toEqual([1, 2, 3, 4, 5, 6]);
       expect(state.messages.map((message) => message.seq)).toEqual(state.messages.map((_, index) => index + 1));
       expect(state.sessionId).toBe(sessionId);
@@ -222,7 +230,10 @@ describe("sessions, media, commands and messages", () => {
     withLogs(async () => {
       // A backoff far longer than the test waits: a reconnect that waited for it would not come in time.
       const backoffMs = 20_000;
-      const sdk = await openClient("demo", { backoff: { initialMs: backoffMs, maxMs: backoffMs, jitter: 0, marginMs: 0 }, options: { keepAliveMs: 1000 } });
+      const sdk = await openClient("demo", {
+        backoff: { initialMs: backoffMs, maxMs: backoffMs, jitter: 0, marginMs: 0 },
+        options: { keepAliveMs: 1000 },
+      });
       await sdk.connect(jwt);
       await expectStatus(sdk, "ready");
       const { sessionId } = await sdk.state();
@@ -233,7 +244,8 @@ describe("sessions, media, commands and messages", () => {
       await context.setOffline(false);
       await expectStatus(sdk, "ready");
       const state = await sdk.state();
-      const at = (direction: string, type: string, after = 0) => state.wire.find(([d, t, ms]) => d === direction && t === type && ms >= after)?.[2] ?? NaN;
+      const at = (direction: string, type: string, after = 0) =>
+        state.wire.find(([d, t, ms]) => d === direction && t === type && ms >= after)?.[2] ?? NaN;
       const closed = state.errors[0]!.ms; // DISCONNECTED: the keep-alive gave up on the socket
       const online = at("!", "online", closed);
       const reopened = at("<", "(open)", closed);
@@ -307,12 +319,9 @@ describe("the queue and whileWaiting policies", () => {
       const replaced = await second.send("set_prompt", { prompt: "first" }, "replace");
       const kept = await second.send("set_prompt", { prompt: "second" }, "replace");
       const dropped = await second.send("echo", { policy: "drop" }, "drop");
-      await expect.poll(async () => (await second.state()).commands.map((command) => command.done ?? command.states.at(-1)), WAIT).toEqual([
-        "waiting",
-        "replaced",
-        "waiting",
-        "dropped",
-      ]);
+      await expect
+        .poll(async () => (await second.state()).commands.map((command) => command.done ?? command.states.at(-1)), WAIT)
+        .toEqual(["waiting", "replaced", "waiting", "dropped"]);
       expect((await second.state()).commands[dropped]!.error).toBe("COMMAND_DROPPED");
 
       await first.disconnect();
@@ -383,7 +392,11 @@ describe("unhappy paths", () => {
       try {
         // The account's five concurrent sessions (the default limit), created over REST.
         for (let n = 0; n < 5; n++) {
-          const response = await fetch(`${gateway.url}/sessions`, { method: "POST", headers: auth, body: JSON.stringify({ model: { name: "demo" } }) });
+          const response = await fetch(`${gateway.url}/sessions`, {
+            method: "POST",
+            headers: auth,
+            body: JSON.stringify({ model: { name: "demo" } }),
+          });
           expect(response.status).toBe(200);
           held.push(((await response.json()) as { session_id: string }).session_id);
         }
@@ -496,7 +509,11 @@ describe("unhappy paths", () => {
 
 describe("in Node", () => {
   it("with werift as its RTCPeerConnection: ready, media flowing, commands and messages", async () => {
-    const client = new Client({ apiUrl: gateway.url, modelName: "demo", RTCPeerConnection: WeriftPeerConnection as unknown as RTCPeerConnectionConstructor });
+    const client = new Client({
+      apiUrl: gateway.url,
+      modelName: "demo",
+      RTCPeerConnection: WeriftPeerConnection as unknown as RTCPeerConnectionConstructor,
+    });
     const statuses: string[] = [];
     const messages: unknown[] = [];
     const stats: ClientStats[] = [];
@@ -565,7 +582,8 @@ describe("jitteredBackoff", () => {
   const policy = (random: number) => jitteredBackoff({ initialMs: 100, maxMs: 1000, jitter: 0.5, marginMs: 200, random: () => random });
 
   it("doubles up to the maximum, with jitter taking off up to half", () => {
-    const delays = (random: number) => [1, 2, 3, 4, 5, 6].map((attempt) => policy(random).nextDelayMs({ attempt, elapsedMs: 0, remainingMs: 60_000 }));
+    const delays = (random: number) =>
+      [1, 2, 3, 4, 5, 6].map((attempt) => policy(random).nextDelayMs({ attempt, elapsedMs: 0, remainingMs: 60_000 }));
     expect(delays(0)).toEqual([100, 200, 400, 800, 1000, 1000]);
     expect(delays(0.999)).toEqual([50, 100, 200, 400, 500, 500]);
   });

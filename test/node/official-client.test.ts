@@ -8,14 +8,13 @@
  */
 import type { Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { clientToken } from "../../bench/lib/gateway.ts";
-import { BenchRuntime, registerModel, type NodePeer } from "../../bench/lib/peers.ts";
+import { clientToken, startGateway, type TestGateway } from "../../tools/gateway.ts";
+import { BenchRuntime, registerModel, type NodePeer } from "../../tools/peers.ts";
 import { RuntimeAgent } from "../../runtime/agent.ts";
 import { demoModel } from "../../runtime/demo/model.ts";
-import { launchBrowser, servePage, type ServedPage, type TestBrowser } from "./support/browser.ts";
-import { reactorClientPage, type HarnessState, type HarnessWindow } from "./support/browser.test-page.ts";
-import { startGateway, type TestGateway } from "./support/gateway.ts";
-import { descendants, stillRunning } from "./support/processes.ts";
+import { launchBrowser, servePage, type ServedPage, type TestBrowser } from "../../tools/browser.ts";
+import { reactorClientPage, type HarnessState, type HarnessWindow } from "../../tools/browser.test-page.ts";
+import { descendants, stillRunning } from "../../tools/procfs.ts";
 
 let gateway: TestGateway;
 let browser: TestBrowser;
@@ -23,7 +22,11 @@ let site: ServedPage;
 
 beforeAll(async () => {
   // No STUN server: Chromium gathers host candidates only, at once (offline, as on one machine).
-  [gateway, browser, site] = await Promise.all([startGateway({ vars: { STUN_URLS: "" } }), launchBrowser(), reactorClientPage().then((files) => servePage(files))]);
+  [gateway, browser, site] = await Promise.all([
+    startGateway({ vars: { STUN_URLS: "" } }),
+    launchBrowser(),
+    reactorClientPage().then((files) => servePage(files)),
+  ]);
 });
 
 afterAll(async () => {
@@ -81,10 +84,10 @@ async function clientPage(jwt: string) {
   return {
     /** Starts connect() without waiting for it (it settles only once ready, or failed). */
     connect: () =>
-      page.evaluate(
-        ([apiUrl, token]) => void (window as unknown as HarnessWindow).harness.connect({ apiUrl, jwt: token, modelName: "demo" }),
-        [gateway.url, jwt] as const,
-      ),
+      page.evaluate(([apiUrl, token]) => void (window as unknown as HarnessWindow).harness.connect({ apiUrl, jwt: token, modelName: "demo" }), [
+        gateway.url,
+        jwt,
+      ] as const),
     state: () => page.evaluate(() => (window as unknown as HarnessWindow).harness.state()),
     sessionId: () => page.evaluate(() => (window as unknown as HarnessWindow).harness.sessionId()),
     disconnect: (recoverable: boolean) => page.evaluate((value) => (window as unknown as HarnessWindow).harness.disconnect(value), recoverable),
@@ -154,12 +157,14 @@ describe("with the runtime agent serving the demo model (1 slot)", () => {
     await new Promise((resolve) => setTimeout(resolve, 300));
     const textStill = (await client.textMask())!;
     await client.sendCommand("set_prompt", { prompt: "WWW MMM WWW MMM WWW MMM" });
-    await expect.poll(async () => (await client.state()).messages, { timeout: 20_000 }).toContainEqual({
-      type: "command_result",
-      command: "set_prompt",
-      ok: true,
-      prompt: "WWW MMM WWW MMM WWW MMM",
-    });
+    await expect
+      .poll(async () => (await client.state()).messages, { timeout: 20_000 })
+      .toContainEqual({
+        type: "command_result",
+        command: "set_prompt",
+        ok: true,
+        prompt: "WWW MMM WWW MMM WWW MMM",
+      });
     await expect.poll(async () => maskDifference(textBefore, (await client.textMask())!), { timeout: 20_000 }).toBeGreaterThan(0.1);
     expect(maskDifference(textBefore, textStill)).toBeLessThan(0.02);
 
@@ -193,7 +198,9 @@ describe("with the runtime agent serving the demo model (1 slot)", () => {
     await expect.poll(async () => (await sessionState(jwt, sessionId)).state, { timeout: 20_000 }).toBe("ACTIVE");
     await expect.poll(async () => (await client.state()).frames, { timeout: 20_000 }).toBeGreaterThan(framesBefore + 10);
     await client.sendCommand("echo", { after: "reconnect" });
-    await expect.poll(async () => (await client.state()).messages, { timeout: 20_000 }).toContainEqual(expect.objectContaining({ command: "echo", data: { after: "reconnect" } }));
+    await expect
+      .poll(async () => (await client.state()).messages, { timeout: 20_000 })
+      .toContainEqual(expect.objectContaining({ command: "echo", data: { after: "reconnect" } }));
 
     await client.disconnect(false);
     await client.close();

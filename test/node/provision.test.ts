@@ -111,9 +111,11 @@ describe("provision", () => {
     const result = await provision({ packages: [CHROMIUM, COTURN, IPROUTE], isRoot: true, run, log: (line) => lines.push(line) });
     expect(result).toEqual({ installed: ["coturn", "iproute2"] });
     expect(calls.map((call) => [call.command, ...call.args].join(" "))).toEqual([
+      // biome-ignore lint/suspicious/noTemplateCurlyInString: dpkg-query's own `${field}` format, passed literally.
       "dpkg-query -W -f=${Package}\\t${db:Status-Status}\\n chromium coturn iproute2",
       "apt-get update -q",
       "apt-get install -y -q --no-install-recommends coturn iproute2",
+      // biome-ignore lint/suspicious/noTemplateCurlyInString: dpkg-query's own `${field}` format, passed literally.
       "dpkg-query -W -f=${Package}\\t${db:Status-Status}\\n coturn iproute2",
     ]);
     for (const call of calls.filter((call) => call.command === "apt-get")) expect(call.env).toEqual({ DEBIAN_FRONTEND: "noninteractive" });

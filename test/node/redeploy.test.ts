@@ -13,13 +13,12 @@ import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { clientToken } from "../../bench/lib/gateway.ts";
-import { MediaClient, negotiateNative } from "../../bench/lib/media-client.ts";
-import { createSession, openSignal, type Frame, type NodePeer } from "../../bench/lib/peers.ts";
+import { clientToken, startGateway, type TestGateway } from "../../tools/gateway.ts";
+import { MediaClient, negotiateNative } from "../../tools/media-client.ts";
+import { createSession, openSignal, type Frame, type NodePeer } from "../../tools/peers.ts";
+import { integer, object } from "../../protocol/schema.ts";
 import { RuntimeAgent } from "../../runtime/agent.ts";
 import { defineModel } from "../../runtime/model.ts";
-import { integer, object } from "../../src/protocol/schema.ts";
-import { startGateway, type TestGateway } from "./support/gateway.ts";
 
 const GRACE_SECONDS = 20;
 const MODEL = "redeploy";
@@ -109,80 +108,84 @@ async function expectContiguousBilling(sessionId: string, seconds: number): Prom
 }
 
 describe("a redeploy (every object aborted, every socket dropped) in the middle of sessions", () => {
-  it(
-    "A resumes with each command run once, C's grace ends it on time and B takes its slot; reasons, slots and billing add up",
-    async () => {
-      // ── Before: A active, C's client gone (grace running), B queued behind them.
-      const a = await activeClient();
-      await commandRoundTrip(a.signal, 1);
-      const c = await activeClient();
-      const cActiveAt = Date.now();
-      c.signal.close();
-      await expect.poll(() => stateOf(c.sessionId), WAIT).toBe("RECONNECTING");
-      const cDroppedAt = Date.now();
-      const bId = await createSession(gateway.url, jwt, MODEL);
-      const b = await openSignal(gateway.url, jwt, bId);
-      expect(await b.next(isStatus("WAITING"))).toMatchObject({ queue_position: 1 });
-      a.signal.send({ type: "command", seq: 2, command: { type: "echo", data: { n: 2 } } }); // in flight at the kill
+  it("A resumes with each command run once, C's grace ends it on time and B takes its slot; reasons, slots and billing add up", async () => {
+    // ── Before: A active, C's client gone (grace running), B queued behind them.
+    const a = await activeClient();
+    await commandRoundTrip(a.signal, 1);
+    const c = await activeClient();
+    const cActiveAt = Date.now();
+    c.signal.close();
+    await expect.poll(() => stateOf(c.sessionId), WAIT).toBe("RECONNECTING");
+    const cDroppedAt = Date.now();
+    const bId = await createSession(gateway.url, jwt, MODEL);
+    const b = await openSignal(gateway.url, jwt, bId);
+    expect(await b.next(isStatus("WAITING"))).toMatchObject({ queue_position: 1 });
+    a.signal.send({ type: "command", seq: 2, command: { type: "echo", data: { n: 2 } } }); // in flight at the kill
 
-      // ── The redeploy: every process of the gateway killed outright, then started on the same state and port.
-      const { port, vars } = gateway;
-      const killedAt = Date.now();
-      process.kill(-gateway.pid, "SIGKILL");
-      await gateway.stop();
-      gateway = await startGateway({ stateDir, port, vars, migrate: false });
-      const downSeconds = (Date.now() - killedAt) / 1000;
+    // ── The redeploy: every process of the gateway killed outright, then started on the same state and port.
+    const { port, vars } = gateway;
+    const killedAt = Date.now();
+    process.kill(-gateway.pid, "SIGKILL");
+    await gateway.stop();
+    gateway = await startGateway({ stateDir, port, vars, migrate: false });
+    const downSeconds = (Date.now() - killedAt) / 1000;
 
-      // ── The agent comes back by itself, registering with the sessions it serves.
-      await expect
-        .poll(async () => ((await api("GET", "/v1/models")).models as { name: string; runtimes: number }[]).find((m) => m.name === MODEL)?.runtimes, WAIT)
-        .toBe(1);
+    // ── The agent comes back by itself, registering with the sessions it serves.
+    await expect
+      .poll(
+        async () => ((await api("GET", "/v1/models")).models as { name: string; runtimes: number }[]).find((m) => m.name === MODEL)?.runtimes,
+        WAIT,
+      )
+      .toBe(1);
 
-      // ── A's client reconnects, resends from where the gateway says, and the session resumes.
-      const a2 = await openSignal(gateway.url, jwt, a.sessionId);
-      const welcome = await a2.next("welcome");
-      const next = welcome.next_command_seq as number;
-      expect([2, 3]).toContain(next); // 2 if command 2 died with the gateway, 3 if it got in first
-      for (let n = next; n <= 2; n++) a2.send({ type: "command", seq: n, command: { type: "echo", data: { n } } });
-      await a2.next(isStatus("ACTIVE"), 60_000);
-      await commandRoundTrip(a2, 3);
-      expect(executed.filter((run) => run.session === a.sessionId).map((run) => run.n)).toEqual([1, 2, 3]);
+    // ── A's client reconnects, resends from where the gateway says, and the session resumes.
+    const a2 = await openSignal(gateway.url, jwt, a.sessionId);
+    const welcome = await a2.next("welcome");
+    const next = welcome.next_command_seq as number;
+    expect([2, 3]).toContain(next); // 2 if command 2 died with the gateway, 3 if it got in first
+    for (let n = next; n <= 2; n++) a2.send({ type: "command", seq: n, command: { type: "echo", data: { n } } });
+    await a2.next(isStatus("ACTIVE"), 60_000);
+    await commandRoundTrip(a2, 3);
+    expect(executed.filter((run) => run.session === a.sessionId).map((run) => run.n)).toEqual([1, 2, 3]);
 
-      // ── B's client reconnects: still queued. C's grace (set before the kill) ends it, and B takes its slot.
-      const b2 = await openSignal(gateway.url, jwt, bId);
-      expect(await b2.next("status")).toMatchObject({ state: "WAITING", queue_position: 1, reason: expect.any(String) });
-      await expect.poll(() => stateOf(c.sessionId), WAIT).toBe("CLOSED");
-      expect(await api("GET", `/sessions/${c.sessionId}`)).toMatchObject({ reason: "client_reconnect_timeout" });
-      const media = new MediaClient();
-      await b2.next("ice_servers", 60_000); // assigned
-      await negotiateNative(b2, media);
-      await b2.next(isStatus("ACTIVE"), 30_000);
+    // ── B's client reconnects: still queued. C's grace (set before the kill) ends it, and B takes its slot.
+    const b2 = await openSignal(gateway.url, jwt, bId);
+    expect(await b2.next("status")).toMatchObject({ state: "WAITING", queue_position: 1, reason: expect.any(String) });
+    await expect.poll(() => stateOf(c.sessionId), WAIT).toBe("CLOSED");
+    expect(await api("GET", `/sessions/${c.sessionId}`)).toMatchObject({ reason: "client_reconnect_timeout" });
+    const media = new MediaClient();
+    await b2.next("ice_servers", 60_000); // assigned
+    await negotiateNative(b2, media);
+    await b2.next(isStatus("ACTIVE"), 30_000);
 
-      // ── C's client, back too late, is told why.
-      const c2 = await openSignal(gateway.url, jwt, c.sessionId);
-      expect(await c2.next(isStatus("CLOSED"))).toMatchObject({ reason: "client_reconnect_timeout" });
+    // ── C's client, back too late, is told why.
+    const c2 = await openSignal(gateway.url, jwt, c.sessionId);
+    expect(await c2.next(isStatus("CLOSED"))).toMatchObject({ reason: "client_reconnect_timeout" });
 
-      // ── The end: everything released, every client told why, billing without gaps or overlaps.
-      a2.send({ type: "close" });
-      b2.send({ type: "close" });
-      await expect.poll(async () => [await stateOf(a.sessionId), await stateOf(bId)], WAIT).toEqual(["CLOSED", "CLOSED"]);
-      expect((await api("GET", "/v1/limits")).sessions_in_use).toBe(0);
-      await expect
-        .poll(async () => ((await api("GET", "/v1/models")).models as { name: string; slots: { total: number; free: number } }[]).find((m) => m.name === MODEL)?.slots, WAIT)
-        .toEqual({ total: 2, free: 2 });
-      for (const peer of [a2, b2, c2]) for (const status of reasons(peer)) expect(status.reason, JSON.stringify(status)).toEqual(expect.any(String));
-      // A: billed from its first ACTIVE to its end, through the redeploy, each millisecond once.
-      const aBilled = await expectContiguousBilling(a.sessionId, (await billedSpan(a.sessionId)) / 1000);
-      // C: ACTIVE until its client left, then exactly its grace (ended at the deadline, however late the alarm).
-      const cBilled = await expectContiguousBilling(c.sessionId, (cDroppedAt - cActiveAt) / 1000 + GRACE_SECONDS);
-      console.log(
-        `redeploy: gateway down ${downSeconds.toFixed(1)} s; A resent from seq ${next}, commands run ${executed.length} times for 3 commands; ` +
-          `A billed ${aBilled}; C billed ${cBilled}`,
-      );
-      await Promise.all([a.media.close(), c.media.close(), media.close()]);
-    },
-    300_000,
-  );
+    // ── The end: everything released, every client told why, billing without gaps or overlaps.
+    a2.send({ type: "close" });
+    b2.send({ type: "close" });
+    await expect.poll(async () => [await stateOf(a.sessionId), await stateOf(bId)], WAIT).toEqual(["CLOSED", "CLOSED"]);
+    expect((await api("GET", "/v1/limits")).sessions_in_use).toBe(0);
+    await expect
+      .poll(
+        async () =>
+          ((await api("GET", "/v1/models")).models as { name: string; slots: { total: number; free: number } }[]).find((m) => m.name === MODEL)
+            ?.slots,
+        WAIT,
+      )
+      .toEqual({ total: 2, free: 2 });
+    for (const peer of [a2, b2, c2]) for (const status of reasons(peer)) expect(status.reason, JSON.stringify(status)).toEqual(expect.any(String));
+    // A: billed from its first ACTIVE to its end, through the redeploy, each millisecond once.
+    const aBilled = await expectContiguousBilling(a.sessionId, (await billedSpan(a.sessionId)) / 1000);
+    // C: ACTIVE until its client left, then exactly its grace (ended at the deadline, however late the alarm).
+    const cBilled = await expectContiguousBilling(c.sessionId, (cDroppedAt - cActiveAt) / 1000 + GRACE_SECONDS);
+    console.log(
+      `redeploy: gateway down ${downSeconds.toFixed(1)} s; A resent from seq ${next}, commands run ${executed.length} times for 3 commands; ` +
+        `A billed ${aBilled}; C billed ${cBilled}`,
+    );
+    await Promise.all([a.media.close(), c.media.close(), media.close()]);
+  }, 300_000);
 });
 
 /** From the session's first ACTIVE to its end, by its event log (ms). */

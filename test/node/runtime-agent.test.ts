@@ -12,11 +12,11 @@ import type { AddressInfo } from "node:net";
 import { createInterface } from "node:readline";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { WebSocketServer } from "ws";
-import { clientToken } from "../../bench/lib/gateway.ts";
-import { MediaClient, negotiateNative, negotiateRest, until, waitAssigned } from "../../bench/lib/media-client.ts";
-import { createSession, openSignal, type Frame, type NodePeer } from "../../bench/lib/peers.ts";
+import { clientToken, startGateway, type TestGateway } from "../../tools/gateway.ts";
+import { MediaClient, negotiateNative, negotiateRest, until, waitAssigned } from "../../tools/media-client.ts";
+import { createSession, openSignal, type Frame, type NodePeer } from "../../tools/peers.ts";
 import { RuntimeAgent } from "../../runtime/agent.ts";
-import { Backoff } from "../../runtime/backoff.ts";
+import { Backoff } from "../../lib/backoff.ts";
 import { checkCommand } from "../../runtime/commands.ts";
 import { chooseFfmpeg } from "../../runtime/demo/ffmpeg.ts";
 import { demoModel } from "../../runtime/demo/model.ts";
@@ -26,12 +26,11 @@ import { rtpFields, startsVp8KeyFrame } from "../../runtime/media/rtp.ts";
 import { MessageOutbox } from "../../runtime/outbox.ts";
 import { ManagedSocket, type SocketFailure } from "../../runtime/socket.ts";
 import { PROJECT_ROOT } from "../../scripts/lib/paths.ts";
-import { PoolFrame } from "../../src/protocol/runtime.ts";
-import { integer, object } from "../../src/protocol/schema.ts";
+import { PoolFrame } from "../../protocol/runtime.ts";
+import { integer, object } from "../../protocol/schema.ts";
 import type { Log } from "../../runtime/log.ts";
 import { defineModel, type AnyModel } from "../../runtime/model.ts";
-import { startGateway, type TestGateway } from "./support/gateway.ts";
-import { descendants, stillRunning, type ProcessInfo } from "./support/processes.ts";
+import { descendants, stillRunning, type ProcessInfo } from "../../tools/procfs.ts";
 
 let gateway: TestGateway;
 let jwt: string;
@@ -207,12 +206,23 @@ describe("with one agent serving the demo model", () => {
     client.sendCommand("requestCapabilities", {}, "runtime");
     client.sendCommand("ping", {}, "runtime");
     await until(() => client.channelMessages.length >= 6, "six answers on the data channel");
-    const byScope = (scope: string) => client.channelMessages.filter((message) => message.scope === scope).map((message) => message.data as Record<string, unknown>);
+    const byScope = (scope: string) =>
+      client.channelMessages.filter((message) => message.scope === scope).map((message) => message.data as Record<string, unknown>);
     expect(byScope("application")).toEqual([
       expect.objectContaining({ type: "command_error", command: "", code: "MALFORMED_ENVELOPE", message: expect.stringContaining("not JSON") }),
-      expect.objectContaining({ type: "command_error", command: "", code: "MALFORMED_ENVELOPE", message: expect.stringContaining("$.data.type: is required") }),
+      expect.objectContaining({
+        type: "command_error",
+        command: "",
+        code: "MALFORMED_ENVELOPE",
+        message: expect.stringContaining("$.data.type: is required"),
+      }),
       { type: "command_result", command: "set_prompt", ok: true, prompt: "over the data channel" },
-      expect.objectContaining({ type: "command_error", command: "set_prompt", code: "INVALID_COMMAND", message: expect.stringContaining("data.prompt: expected string, got number") }),
+      expect.objectContaining({
+        type: "command_error",
+        command: "set_prompt",
+        code: "INVALID_COMMAND",
+        message: expect.stringContaining("data.prompt: expected string, got number"),
+      }),
       expect.objectContaining({ type: "command_error", command: "nope", code: "UNKNOWN_COMMAND" }),
     ]);
     expect(byScope("runtime")).toEqual([
@@ -220,7 +230,11 @@ describe("with one agent serving the demo model", () => {
         type: "modelCapabilities",
         data: {
           commands: [
-            { name: "set_prompt", description: expect.any(String), schema: { prompt: expect.objectContaining({ type: "string", minLength: 1, maxLength: 200 }) } },
+            {
+              name: "set_prompt",
+              description: expect.any(String),
+              schema: { prompt: expect.objectContaining({ type: "string", minLength: 1, maxLength: 200 }) },
+            },
             { name: "echo", description: expect.any(String), schema: {} },
             { name: "set_image", description: expect.any(String), schema: {} },
           ],
@@ -325,7 +339,14 @@ describe("model messages while the session socket is down", () => {
       }),
     });
     const log = recordingLog();
-    const agent = new RuntimeAgent({ gatewayUrl: gateway.url, token: gateway.runtimeToken, model, slots: 1, log, backoff: { initialMs: 2000, maxMs: 2000 } });
+    const agent = new RuntimeAgent({
+      gatewayUrl: gateway.url,
+      token: gateway.runtimeToken,
+      model,
+      slots: 1,
+      log,
+      backoff: { initialMs: 2000, maxMs: 2000 },
+    });
     await agent.start();
     try {
       const sessionId = await createSession(gateway.url, jwt, "burst");
@@ -353,7 +374,13 @@ describe("model messages while the session socket is down", () => {
 
 describe("ending", () => {
   it("agent.stop() releases its sessions (they end at the gateway) and leaves no ffmpeg running", async () => {
-    const agent = new RuntimeAgent({ gatewayUrl: gateway.url, token: gateway.runtimeToken, model: { ...demoModel(), name: "demo-stop" }, slots: 2, log: recordingLog() });
+    const agent = new RuntimeAgent({
+      gatewayUrl: gateway.url,
+      token: gateway.runtimeToken,
+      model: { ...demoModel(), name: "demo-stop" },
+      slots: 2,
+      log: recordingLog(),
+    });
     await agent.start();
     const before = ffmpegs();
     const sessions = [await nativeSession("demo-stop"), await nativeSession("demo-stop")];
@@ -442,14 +469,22 @@ describe("ending", () => {
   });
 
   it("start() fails with the gateway's refusal when the runtime token is wrong", async () => {
-    const agent = new RuntimeAgent({ gatewayUrl: gateway.url, token: "rt_not-the-right-token", model: demoModel(), slots: 1, log: recordingLog(), warmUp: false });
+    const agent = new RuntimeAgent({
+      gatewayUrl: gateway.url,
+      token: "rt_not-the-right-token",
+      model: demoModel(),
+      slots: 1,
+      log: recordingLog(),
+      warmUp: false,
+    });
     await expect(agent.start()).rejects.toThrow(/refused the control socket: upgrade refused with HTTP 401.*RUNTIME_CREDENTIAL_INVALID/);
     expect(agent.state).toBe("stopped");
   });
 });
 
 describe("when the demo model's encoder cannot start", () => {
-  const noFfmpeg = "demo encoder: cannot start ffmpeg at /nonexistent/ffmpeg (ENOENT: no such file): fix --ffmpeg <path>, or leave it out to use the packaged ffmpeg";
+  const noFfmpeg =
+    "demo encoder: cannot start ffmpeg at /nonexistent/ffmpeg (ENOENT: no such file): fix --ffmpeg <path>, or leave it out to use the packaged ffmpeg";
 
   it("logs the cause and the fix in one line, tells each client (on the data channel too) with ENCODER_UNAVAILABLE, and keeps the session", async () => {
     const log = recordingLog();
@@ -470,7 +505,11 @@ describe("when the demo model's encoder cannot start", () => {
       await negotiateNative(signal, native);
       await signal.next((frame) => frame.type === "status" && frame.state === "ACTIVE", 30_000);
       signal.send({ type: "command", seq: 1, command: { type: "set_prompt", data: { prompt: "a red fox" } } });
-      expect(await messages.next((data) => data.type === "command_error")).toMatchObject({ command: "set_prompt", code: "COMMAND_FAILED", message: expect.stringContaining(noFfmpeg) });
+      expect(await messages.next((data) => data.type === "command_error")).toMatchObject({
+        command: "set_prompt",
+        code: "COMMAND_FAILED",
+        message: expect.stringContaining(noFfmpeg),
+      });
       expect(agent.sessions.map((session) => session.id)).toContain(sessionId); // not released: the client decides
 
       // A REST client (as the official one) reads messages only on its data channel: it is told there.
@@ -478,7 +517,10 @@ describe("when the demo model's encoder cannot start", () => {
       await waitAssigned(gateway.url, jwt, restSession);
       const client = new MediaClient({ dataChannel: true });
       await negotiateRest(gateway.url, jwt, restSession, client);
-      await until(() => client.channelMessages.some((message) => JSON.stringify(message.data) === JSON.stringify(told)), "the error on the data channel");
+      await until(
+        () => client.channelMessages.some((message) => JSON.stringify(message.data) === JSON.stringify(told)),
+        "the error on the data channel",
+      );
       expect(client.packets + native.packets).toBe(0);
       signal.send({ type: "close" });
       await native.close();
@@ -502,7 +544,11 @@ describe("when the demo model's encoder cannot start", () => {
       const sessionId = await createSession(gateway.url, jwt, model.name);
       const signal = await openSignal(gateway.url, jwt, sessionId);
       const expected = `demo encoder: ffmpeg at ${fake} exited (code 1) before its first frame: "Unknown encoder 'libvpx'": fix REACTOR_FFMPEG, or unset it to use the packaged ffmpeg`;
-      expect(await messageReader(signal).next((data) => data.type === "error")).toEqual({ type: "error", code: "ENCODER_UNAVAILABLE", message: expected });
+      expect(await messageReader(signal).next((data) => data.type === "error")).toEqual({
+        type: "error",
+        code: "ENCODER_UNAVAILABLE",
+        message: expected,
+      });
       expect(log.lines).toContain(`error session ${sessionId}: ${expected}`);
       signal.send({ type: "close" });
       signal.close();
@@ -523,7 +569,11 @@ describe("the CLI", () => {
     });
     const output: string[] = [];
     for (const stream of [cli.stdout, cli.stderr]) createInterface({ input: stream }).on("line", (line) => output.push(line));
-    await until(() => output.some((line) => line.includes("serving model demo with 1 slot(s)")), `the CLI to register:\n${output.join("\n")}`, 60_000);
+    await until(
+      () => output.some((line) => line.includes("serving model demo with 1 slot(s)")),
+      `the CLI to register:\n${output.join("\n")}`,
+      60_000,
+    );
     return { cli, output, exited: once(cli, "exit") as Promise<[number | null, NodeJS.Signals | null]> };
   }
 
@@ -566,15 +616,26 @@ describe("the CLI", () => {
     expect(() => parseCli(["--token", "rt_x", "--model", "gpt"], {})).toThrow(/unknown model "gpt"/);
     expect(() => parseCli(["--token", "rt_x", "--log-level", "loud"], {})).toThrow(/--log-level/);
     expect(() => parseCli(["--tokn", "rt_x"], {})).toThrow(/Unknown option/);
-    expect(parseCli([], { REACTOR_RUNTIME_TOKEN: "rt_env", REACTOR_GATEWAY_URL: "http://gw:1" })).toMatchObject({ token: "rt_env", gatewayUrl: "http://gw:1", model: "demo", slots: 1 });
+    expect(parseCli([], { REACTOR_RUNTIME_TOKEN: "rt_env", REACTOR_GATEWAY_URL: "http://gw:1" })).toMatchObject({
+      token: "rt_env",
+      gatewayUrl: "http://gw:1",
+      model: "demo",
+      slots: 1,
+    });
   });
 
   it("runs the ffmpeg installed from npm unless --ffmpeg or REACTOR_FFMPEG asks for another (the flag wins)", () => {
     const packaged = parseCli(["--token", "rt_x"], {})!.ffmpeg;
     expect(packaged).toEqual({ command: expect.stringMatching(/node_modules\/@ffmpeg-installer\/linux-x64\/ffmpeg$/), source: "package" });
     expect(parseCli(["--token", "rt_x"], { REACTOR_FFMPEG: "/opt/ffmpeg" })!.ffmpeg).toEqual({ command: "/opt/ffmpeg", source: "REACTOR_FFMPEG" });
-    expect(parseCli(["--token", "rt_x", "--ffmpeg", "ffmpeg"], { REACTOR_FFMPEG: "/opt/ffmpeg" })!.ffmpeg).toEqual({ command: "ffmpeg", source: "--ffmpeg" });
-    expect(parseCli(["--token", "rt_x", "--ffmpeg", "bin/ffmpeg"], {})!.ffmpeg).toEqual({ command: `${process.cwd()}/bin/ffmpeg`, source: "--ffmpeg" });
+    expect(parseCli(["--token", "rt_x", "--ffmpeg", "ffmpeg"], { REACTOR_FFMPEG: "/opt/ffmpeg" })!.ffmpeg).toEqual({
+      command: "ffmpeg",
+      source: "--ffmpeg",
+    });
+    expect(parseCli(["--token", "rt_x", "--ffmpeg", "bin/ffmpeg"], {})!.ffmpeg).toEqual({
+      command: `${process.cwd()}/bin/ffmpeg`,
+      source: "--ffmpeg",
+    });
   });
 });
 
@@ -667,15 +728,33 @@ describe("building blocks", () => {
 
   it("command checks: unknown type, schema failure with the field, and the validated data", () => {
     const { commands } = demoModel();
-    expect(checkCommand(commands, { type: "set_prompt", data: { prompt: "hi", extra: 1 } })).toEqual({ ok: true, command: { type: "set_prompt", data: { prompt: "hi" }, uploads: {} } });
+    expect(checkCommand(commands, { type: "set_prompt", data: { prompt: "hi", extra: 1 } })).toEqual({
+      ok: true,
+      command: { type: "set_prompt", data: { prompt: "hi" }, uploads: {} },
+    });
     expect(checkCommand(commands, { type: "echo" })).toEqual({ ok: true, command: { type: "echo", data: {}, uploads: {} } });
     // Declared file parameters: each required, no others.
     const image = { upload_id: "upl_AAAAAAAAAAAAAAAAAAAAAA", name: "a.png", mime_type: "image/png", size: 3 };
-    expect(checkCommand(commands, { type: "set_image", data: {}, uploads: { image } })).toEqual({ ok: true, command: { type: "set_image", data: {}, uploads: { image } } });
-    expect(checkCommand(commands, { type: "set_image", data: {} })).toMatchObject({ ok: false, error: { code: "INVALID_COMMAND", message: expect.stringContaining("uploads.image: is required") } });
-    expect(checkCommand(commands, { type: "set_image", uploads: { image, mask: image } })).toMatchObject({ ok: false, error: { code: "INVALID_COMMAND", message: expect.stringContaining("uploads.mask") } });
-    expect(checkCommand(commands, { type: "echo", uploads: { image } })).toMatchObject({ ok: false, error: { code: "INVALID_COMMAND", message: expect.stringContaining("takes no files") } });
-    expect(checkCommand(commands, { type: "toString", data: {} })).toMatchObject({ ok: false, error: { code: "UNKNOWN_COMMAND", command: "toString" } });
+    expect(checkCommand(commands, { type: "set_image", data: {}, uploads: { image } })).toEqual({
+      ok: true,
+      command: { type: "set_image", data: {}, uploads: { image } },
+    });
+    expect(checkCommand(commands, { type: "set_image", data: {} })).toMatchObject({
+      ok: false,
+      error: { code: "INVALID_COMMAND", message: expect.stringContaining("uploads.image: is required") },
+    });
+    expect(checkCommand(commands, { type: "set_image", uploads: { image, mask: image } })).toMatchObject({
+      ok: false,
+      error: { code: "INVALID_COMMAND", message: expect.stringContaining("uploads.mask") },
+    });
+    expect(checkCommand(commands, { type: "echo", uploads: { image } })).toMatchObject({
+      ok: false,
+      error: { code: "INVALID_COMMAND", message: expect.stringContaining("takes no files") },
+    });
+    expect(checkCommand(commands, { type: "toString", data: {} })).toMatchObject({
+      ok: false,
+      error: { code: "UNKNOWN_COMMAND", command: "toString" },
+    });
     expect(checkCommand(commands, { type: "set_prompt", data: { prompt: 7 } })).toMatchObject({
       ok: false,
       error: { type: "command_error", code: "INVALID_COMMAND", message: expect.stringContaining("data.prompt: expected string, got number") },
@@ -704,7 +783,10 @@ describe("building blocks", () => {
   it("data channel envelopes are checked before anything reads them", () => {
     expect(decodeEnvelope(Buffer.from("{}"))).toEqual({ ok: false, problem: "binary messages are not accepted" });
     expect(decodeEnvelope("{")).toEqual({ ok: false, problem: "not JSON" });
-    expect(decodeEnvelope(JSON.stringify({ scope: "admin", data: { type: "x" } }))).toMatchObject({ ok: false, problem: expect.stringContaining("$.scope") });
+    expect(decodeEnvelope(JSON.stringify({ scope: "admin", data: { type: "x" } }))).toMatchObject({
+      ok: false,
+      problem: expect.stringContaining("$.scope"),
+    });
     expect(decodeEnvelope(JSON.stringify({ scope: "application", data: { type: "echo", data: { a: 1 } } }))).toEqual({
       ok: true,
       envelope: { scope: "application", data: { type: "echo", data: { a: 1 } } },

@@ -22,7 +22,10 @@ afterEach(async () => {
 });
 
 /** A loopback "gateway": resolves with the first session socket and the frames it receives. */
-async function fakeGateway(): Promise<{ url: string; connected: Promise<{ ws: WebSocket; frames: Record<string, unknown>[]; next: () => Promise<Record<string, unknown>> }> }> {
+async function fakeGateway(): Promise<{
+  url: string;
+  connected: Promise<{ ws: WebSocket; frames: Record<string, unknown>[]; next: () => Promise<Record<string, unknown>> }>;
+}> {
   const server = new WebSocketServer({ host: "127.0.0.1", port: 0 });
   servers.push(server);
   await once(server, "listening");
@@ -32,7 +35,7 @@ async function fakeGateway(): Promise<{ url: string; connected: Promise<{ ws: We
       const waiters: (() => void)[] = [];
       ws.on("message", (data) => {
         frames.push(JSON.parse(data.toString()) as Record<string, unknown>);
-        waiters.splice(0).forEach((wake) => wake());
+        for (const wake of waiters.splice(0)) wake();
       });
       const next = async () => {
         while (frames.length === 0) await new Promise<void>((wake) => waiters.push(wake));
@@ -68,7 +71,9 @@ describe("runtime agent: frames it cannot take", () => {
     session.start();
     const { ws, next } = await gateway.connected;
     expect(await next()).toMatchObject({ type: "hello", runtime_id: "gpu-1", command_seq: 0 });
-    ws.send(JSON.stringify({ type: "session", session_id: "ses_test", state: "WAITING", message_seq: 0, extra_args: { prompt: "x".repeat(270_000) } }));
+    ws.send(
+      JSON.stringify({ type: "session", session_id: "ses_test", state: "WAITING", message_seq: 0, extra_args: { prompt: "x".repeat(270_000) } }),
+    );
     expect(await next()).toMatchObject({ type: "frame_error", code: "FRAME_TOO_LARGE", frame_type: "session" });
     expect(session.info.phase).toBe("connecting"); // the model was never started on a frame it did not read
     ws.send("not json");

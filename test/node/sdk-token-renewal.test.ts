@@ -11,7 +11,7 @@ import { RuntimeAgent } from "../../runtime/agent.ts";
 import { demoModel } from "../../runtime/demo/model.ts";
 import { Client, type ReactorError } from "../../sdk/src/index.ts";
 import { renewAtMs, tokenTimes } from "../../sdk/src/signaling-socket.ts";
-import { startGateway, type TestGateway } from "./support/gateway.ts";
+import { startGateway, type TestGateway } from "../../tools/gateway.ts";
 
 let gateway: TestGateway;
 let agent: RuntimeAgent;

@@ -6,7 +6,7 @@
  * A crashed agent is restarted with the gateway kept up; an encoder that cannot start is reported to the client.
  */
 import { spawn, type ChildProcess } from "node:child_process";
-import { readFileSync, readlinkSync } from "node:fs";
+import { readlinkSync } from "node:fs";
 import { mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
@@ -17,12 +17,12 @@ import { freePort, portAvailable } from "../../scripts/lib/http.ts";
 import { devToken } from "../../scripts/lib/local-gateway.ts";
 import { PROJECT_ROOT } from "../../scripts/lib/paths.ts";
 import type { Page } from "playwright-core";
-import { launchBrowser, servePage, type TestBrowser } from "./support/browser.ts";
-import { reactorClientPage, type HarnessWindow } from "./support/browser.test-page.ts";
+import { launchBrowser, servePage, type TestBrowser } from "../../tools/browser.ts";
+import { reactorClientPage, type HarnessWindow } from "../../tools/browser.test-page.ts";
 import { directoryFingerprint } from "./support/checkout.ts";
 import { scriptEnv } from "./support/cli.ts";
-import { JWT_PATTERN, mintToken } from "./support/gateway.ts";
-import { descendants, stillRunning, type ProcessInfo } from "./support/processes.ts";
+import { JWT_PATTERN, mintToken } from "../../tools/gateway.ts";
+import { argv, descendants, stillRunning, type ProcessInfo } from "../../tools/procfs.ts";
 
 /** One boot builds the page, applies migrations, seeds a key, starts workerd and an agent: slow on a loaded CI box. */
 const BOOT_TEST_TIMEOUT_MS = 300_000;
@@ -92,7 +92,10 @@ async function eventually<T>(what: string, find: () => T | undefined | Promise<T
  */
 async function stopWith(started: Started, signal: NodeJS.Signals): Promise<{ code: number | null; tree: ProcessInfo[]; leftovers: ProcessInfo[] }> {
   const tree = descendants(started.child.pid!);
-  expect(tree.some((info) => info.command === "workerd"), "workerd runs under start.ts").toBe(true);
+  expect(
+    tree.some((info) => info.command === "workerd"),
+    "workerd runs under start.ts",
+  ).toBe(true);
   started.child.kill(signal);
   const { code } = await started.exit;
   running.delete(started.child);
@@ -136,7 +139,10 @@ async function firstFrame(url: string, jwt: string, sessionId: string, type: str
 async function officialClient(browser: TestBrowser, siteUrl: string, url: string, jwt: string) {
   const page: Page = await browser.newPage();
   await page.goto(siteUrl);
-  await page.evaluate(([apiUrl, token]) => void (window as unknown as HarnessWindow).harness.connect({ apiUrl, jwt: token, modelName: "demo" }), [url, jwt] as const);
+  await page.evaluate(([apiUrl, token]) => void (window as unknown as HarnessWindow).harness.connect({ apiUrl, jwt: token, modelName: "demo" }), [
+    url,
+    jwt,
+  ] as const);
   return {
     state: () => page.evaluate(() => (window as unknown as HarnessWindow).harness.state()),
     sessionId: () => page.evaluate(() => (window as unknown as HarnessWindow).harness.sessionId()),
@@ -145,17 +151,9 @@ async function officialClient(browser: TestBrowser, siteUrl: string, url: string
   };
 }
 
-/** The argv of a process, from /proc (empty if it is gone). */
-function argv(pid: number): string[] {
-  try {
-    return readFileSync(`/proc/${pid}/cmdline`, "utf8").split("\0").filter(Boolean);
-  } catch {
-    return [];
-  }
-}
-
 /** The runtime agent's own process under start.ts (Node names its main thread, so by argv; not its tether's). */
-const agentProcess = (started: Started) => descendants(started.child.pid!).find((info) => argv(info.pid)[1]?.endsWith(path.join("runtime", "main.ts")));
+const agentProcess = (started: Started) =>
+  descendants(started.child.pid!).find((info) => argv(info.pid)[1]?.endsWith(path.join("runtime", "main.ts")));
 
 let workDir: string;
 /** The checkout's public/build/ before these tests: the script builds and serves a copy (--assets-dir) instead. */
@@ -182,176 +180,221 @@ afterAll(async () => {
 });
 
 describe("npm start", () => {
-  it("serves the demo page and a demo runtime on a free port with no ffmpeg on the machine; the dev key and /dev/token mint JWTs; the official client decodes video; a crashed agent is restarted; Ctrl-C stops everything", async () => {
-    const port = await freePort();
-    const devVars = path.join(workDir, ".dev.vars");
-    const started = await startScript(["--state-dir", path.join(workDir, "state"), "--dev-vars", devVars, "--assets-dir", path.join(workDir, "site"), "--slots", "3"], {
-      PORT: String(port),
-      PATH: noFfmpegPath,
-    });
-    const { url, banner } = started;
-    expect(url).toBe(`http://127.0.0.1:${port}`); // and BANNER has the page's URL on its first line
-    expect(banner).toContain(`Reactor gateway running at ${url}`);
-    expect(banner).toContain(`Reactor-API-Key: ${DEFAULT_DEV_API_KEY}`);
-    expect(banner).toContain("/openapi.json");
-    expect(banner).toContain("1 spare encoder kept running for a fast first frame: ~15 % of a core while idle (--spare-encoders 0 turns it off)");
-    expect(started.output()).toContain(`DEV_API_KEY is the documented default ${DEFAULT_DEV_API_KEY}; it is public, for local use only.`);
-
-    const secrets = parseEnv(await readFile(devVars, "utf8"));
-    expect(secrets.DEV_API_KEY).toBe(DEFAULT_DEV_API_KEY);
-    expect(JSON.parse(secrets.JWT_SIGNING_KEYS!).keys).toHaveLength(1);
-    expect(secrets.ADMIN_TOKEN).toMatch(/^[A-Za-z0-9_-]{40,}$/);
-    expect(secrets.RUNTIME_TOKENS).toMatch(/^rt_[A-Za-z0-9_-]{40,}$/);
-
-    // The page and its built script are static assets; API paths still reach the Worker.
-    const page = await fetch(`${url}/`);
-    expect(page.status).toBe(200);
-    expect(page.headers.get("Content-Type")).toMatch(/^text\/html/);
-    expect(page.headers.get("X-Content-Type-Options")).toBe("nosniff"); // public/_headers
-    expect(page.headers.get("Content-Security-Policy")).toBe("frame-ancestors 'none'");
-    expect(await page.text()).toContain("/build/demo.js");
-    const script = await fetch(`${url}/build/demo.js`);
-    expect(script.status).toBe(200);
-    expect(script.headers.get("Content-Type")).toMatch(/javascript/);
-    expect(script.headers.get("Cache-Control")).toBe("no-cache");
-    expect(await (await fetch(`${url}/health`)).json()).toMatchObject({ status: "ok" });
-
-    const minted = await mintToken(url, DEFAULT_DEV_API_KEY);
-    expect(minted.status, JSON.stringify(minted.body)).toBe(200);
-    expect(minted.body.jwt).toMatch(JWT_PATTERN);
-
-    const jwt = await devToken(url);
-    expect(jwt).toMatch(JWT_PATTERN);
-    expect((await getJson(`${url}/v1/whoami`, jwt)).body).toMatchObject({ account: "dev" });
-
-    // The banner comes after the agent registered: the model is listed at once.
-    const models = await getJson(`${url}/v1/models`, jwt);
-    expect(models.body.models).toEqual([
-      expect.objectContaining({ name: "demo", runtimes: 1, slots: { total: 3, free: 3 }, queue_length: 0 }),
-    ]);
-
-    // The page, as a person opens it: it gets its token from /dev/token and reaches the agent's video (no STUN).
-    const browser = await launchBrowser();
-    const site = await servePage(await reactorClientPage());
-    try {
-      const tab = await browser.newPage();
-      await tab.goto(`${url}/`);
-      await tab.getByRole("button", { name: "Connect", exact: true }).click();
-      await expect.poll(() => tab.locator("#status").innerText(), { timeout: 60_000 }).toBe("ready");
-      await tab.close();
-
-      // The official client, unmodified, decodes the video of the ffmpeg installed from npm (the only one that works here).
-      const client = await officialClient(browser, site.url, url, jwt);
-      await expect.poll(async () => (await client.state()).status, { timeout: 60_000 }).toBe("ready");
-      await expect.poll(async () => (await client.state()).frames, { timeout: 30_000 }).toBeGreaterThan(10);
-      expect(await client.inboundVideo()).toMatchObject({ frameWidth: 640, frameHeight: 360, framesDecoded: expect.any(Number) });
-      expect((await client.inboundVideo())!.framesDecoded).toBeGreaterThan(10);
-      const encoders = descendants(started.child.pid!).filter((info) => info.command === "ffmpeg");
-      expect(encoders.length).toBeGreaterThanOrEqual(2); // the session's and the spare one
-      for (const { pid } of encoders) expect(readlinkSync(`/proc/${pid}/exe`)).toMatch(/node_modules\/@ffmpeg-installer\/linux-x64\/ffmpeg$/);
-      const crashedSession = (await client.sessionId())!;
-
-      // The agent crashes: the gateway stays up, the agent is restarted and registers again under the same id, which
-      // ends the session its previous process held; a new session is served by the new process.
-      const agent = agentProcess(started)!;
-      expect(agent).toBeDefined();
-      process.kill(agent.pid, "SIGKILL");
-      await eventually("the restart to be announced", () =>
-        /runtime agent stopped unexpectedly \(signal SIGKILL\) after .* s; restarting it in .* s \(restart 1\)/.test(started.output()) || undefined,
+  it(
+    "serves the demo page and a demo runtime on a free port with no ffmpeg on the machine; the dev key and /dev/token mint JWTs; the official client decodes video; a crashed agent is restarted; Ctrl-C stops everything",
+    async () => {
+      const port = await freePort();
+      const devVars = path.join(workDir, ".dev.vars");
+      const started = await startScript(
+        ["--state-dir", path.join(workDir, "state"), "--dev-vars", devVars, "--assets-dir", path.join(workDir, "site"), "--slots", "3"],
+        {
+          PORT: String(port),
+          PATH: noFfmpegPath,
+        },
       );
-      expect((await fetch(`${url}/health`)).status).toBe(200);
-      const restarted = await eventually("a new agent process", () => {
-        const next = agentProcess(started);
-        return next && next.pid !== agent.pid ? next : undefined;
-      });
-      await eventually("the new agent to register", () => (started.output().match(/registered as npm-start-\d+ for model demo/g)?.length === 2 || undefined), 60_000);
-      expect((await fetch(`${url}/health`)).status).toBe(200);
-      await expect
-        .poll(async () => (await getJson(`${url}/sessions/${crashedSession}`, jwt)).body, { timeout: 30_000 })
-        .toMatchObject({ state: "INACTIVE", reason: expect.stringContaining("runtime_restarted") });
-      await client.close();
-      const next = await officialClient(browser, site.url, url, jwt);
-      await expect.poll(async () => (await next.state()).status, { timeout: 60_000 }).toBe("ready");
-      await expect.poll(async () => (await next.state()).frames, { timeout: 30_000 }).toBeGreaterThan(10);
-      // Served by the new process: its encoders (each under a tether) are its children.
-      expect(descendants(restarted.pid).filter((info) => info.command === "ffmpeg").length).toBeGreaterThanOrEqual(1);
-      await next.close();
-    } catch (error) {
-      (error as Error).message += `\n--- browser ---\n${browser.logs().join("\n")}\n--- npm start ---\n${started.output()}`;
-      throw error;
-    } finally {
-      await Promise.all([browser.close(), site.close()]);
-    }
+      const { url, banner } = started;
+      expect(url).toBe(`http://127.0.0.1:${port}`); // and BANNER has the page's URL on its first line
+      expect(banner).toContain(`Reactor gateway running at ${url}`);
+      expect(banner).toContain(`Reactor-API-Key: ${DEFAULT_DEV_API_KEY}`);
+      expect(banner).toContain("/openapi.json");
+      expect(banner).toContain("1 spare encoder kept running for a fast first frame: ~15 % of a core while idle (--spare-encoders 0 turns it off)");
+      expect(started.output()).toContain(`DEV_API_KEY is the documented default ${DEFAULT_DEV_API_KEY}; it is public, for local use only.`);
 
-    // No STUN by default: clients and runtimes get no ICE servers (host candidates only), over REST and the socket.
-    const sessionId = await createSession(url, jwt, "demo");
-    expect((await getJson(`${url}/sessions/${sessionId}/transport/webrtc/ice_servers`, jwt)).body).toEqual({ ice_servers: [] });
-    expect((await firstFrame(url, jwt, sessionId, "ice_servers")).ice_servers).toEqual([]);
+      const secrets = parseEnv(await readFile(devVars, "utf8"));
+      expect(secrets.DEV_API_KEY).toBe(DEFAULT_DEV_API_KEY);
+      expect(JSON.parse(secrets.JWT_SIGNING_KEYS!).keys).toHaveLength(1);
+      expect(secrets.ADMIN_TOKEN).toMatch(/^[A-Za-z0-9_-]{40,}$/);
+      expect(secrets.RUNTIME_TOKENS).toMatch(/^rt_[A-Za-z0-9_-]{40,}$/);
 
-    // The assigned session runs an ffmpeg under the agent: it must go with everything else.
-    await eventually("ffmpeg running for the session", () => (descendants(started.child.pid!).some((info) => info.command === "ffmpeg") || undefined));
+      // The page and its built script are static assets; API paths still reach the Worker.
+      const page = await fetch(`${url}/`);
+      expect(page.status).toBe(200);
+      expect(page.headers.get("Content-Type")).toMatch(/^text\/html/);
+      expect(page.headers.get("X-Content-Type-Options")).toBe("nosniff"); // public/_headers
+      expect(page.headers.get("Content-Security-Policy")).toBe("frame-ancestors 'none'");
+      expect(await page.text()).toContain("/build/demo.js");
+      const script = await fetch(`${url}/build/demo.js`);
+      expect(script.status).toBe(200);
+      expect(script.headers.get("Content-Type")).toMatch(/javascript/);
+      expect(script.headers.get("Cache-Control")).toBe("no-cache");
+      expect(await (await fetch(`${url}/health`)).json()).toMatchObject({ status: "ok" });
 
-    const { code, tree, leftovers } = await stopWith(started, "SIGINT");
-    expect(code).toBe(130);
-    expect(tree.map((info) => info.command)).toEqual(expect.arrayContaining(["workerd", "ffmpeg"]));
-    expect(leftovers).toEqual([]);
-    expect(await portAvailable(port)).toBe(true);
-  }, BOOT_TEST_TIMEOUT_MS);
+      const minted = await mintToken(url, DEFAULT_DEV_API_KEY);
+      expect(minted.status, JSON.stringify(minted.body)).toBe(200);
+      expect(minted.body.jwt).toMatch(JWT_PATTERN);
 
-  it("keeps an existing .dev.vars, seeds DEV_API_KEY from the environment, runs without an agent, and stops on SIGTERM", async () => {
-    const devVars = path.join(workDir, ".dev.vars");
-    const before = await readFile(devVars, "utf8");
-    const customKey = `rk_${"custom".repeat(8)}`;
-    const started = await startScript(["--state-dir", path.join(workDir, "state"), "--dev-vars", devVars, "--assets-dir", path.join(workDir, "site"), "--no-runtime"], {
-      PORT: String(await freePort()),
-      DEV_API_KEY: customKey,
-    });
-    expect(await readFile(devVars, "utf8")).toBe(before);
-    expect(started.banner).toContain(`Reactor-API-Key: ${customKey}`);
-    expect(started.banner).toContain("No runtime agent (--no-runtime)");
+      const jwt = await devToken(url);
+      expect(jwt).toMatch(JWT_PATTERN);
+      expect((await getJson(`${url}/v1/whoami`, jwt)).body).toMatchObject({ account: "dev" });
 
-    const custom = await mintToken(started.url, customKey);
-    expect(custom.status, JSON.stringify(custom.body)).toBe(200);
-    expect(custom.body.jwt).toMatch(JWT_PATTERN);
-    // /dev/token mints with the overriding key too; no agent, so no model (the first run's agent left for good).
-    const jwt = await devToken(started.url);
-    expect((await getJson(`${started.url}/v1/models`, jwt)).body).toEqual({ models: [] });
+      // The banner comes after the agent registered: the model is listed at once.
+      const models = await getJson(`${url}/v1/models`, jwt);
+      expect(models.body.models).toEqual([expect.objectContaining({ name: "demo", runtimes: 1, slots: { total: 3, free: 3 }, queue_length: 0 })]);
 
-    const { code, tree, leftovers } = await stopWith(started, "SIGTERM");
-    expect(code).toBe(143);
-    expect(tree.some((info) => info.command === "ffmpeg")).toBe(false);
-    expect(leftovers).toEqual([]);
-  }, BOOT_TEST_TIMEOUT_MS);
+      // The page, as a person opens it: it gets its token from /dev/token and reaches the agent's video (no STUN).
+      const browser = await launchBrowser();
+      const site = await servePage(await reactorClientPage());
+      try {
+        const tab = await browser.newPage();
+        await tab.goto(`${url}/`);
+        await tab.getByRole("button", { name: "Connect", exact: true }).click();
+        await expect.poll(() => tab.locator("#status").innerText(), { timeout: 60_000 }).toBe("ready");
+        await tab.close();
 
-  it("with an ffmpeg that cannot start: one line with the cause and the fix, and the official client is told why it gets no video", async () => {
-    const started = await startScript(
-      ["--state-dir", path.join(workDir, "state"), "--dev-vars", path.join(workDir, ".dev.vars"), "--assets-dir", path.join(workDir, "site"), "--slots", "1", "--ffmpeg", "/nonexistent/ffmpeg"],
-      { PORT: String(await freePort()), PATH: noFfmpegPath },
-    );
-    const line = "demo encoder: cannot start ffmpeg at /nonexistent/ffmpeg (ENOENT: no such file): fix --ffmpeg <path>, or leave it out to use the packaged ffmpeg";
-    // The spare encoder could not start: said once, in one line, and the agent serves all the same.
-    expect(started.output().split("\n").filter((text) => text.includes("demo encoder"))).toEqual([expect.stringMatching(new RegExp(`^\\[runtime\\] +error ${escapeRegExp(line)}$`))]);
+        // The official client, unmodified, decodes the video of the ffmpeg installed from npm (the only one that works here).
+        const client = await officialClient(browser, site.url, url, jwt);
+        await expect.poll(async () => (await client.state()).status, { timeout: 60_000 }).toBe("ready");
+        await expect.poll(async () => (await client.state()).frames, { timeout: 30_000 }).toBeGreaterThan(10);
+        expect(await client.inboundVideo()).toMatchObject({ frameWidth: 640, frameHeight: 360, framesDecoded: expect.any(Number) });
+        expect((await client.inboundVideo())!.framesDecoded).toBeGreaterThan(10);
+        const encoders = descendants(started.child.pid!).filter((info) => info.command === "ffmpeg");
+        expect(encoders.length).toBeGreaterThanOrEqual(2); // the session's and the spare one
+        for (const { pid } of encoders) expect(readlinkSync(`/proc/${pid}/exe`)).toMatch(/node_modules\/@ffmpeg-installer\/linux-x64\/ffmpeg$/);
+        const crashedSession = (await client.sessionId())!;
 
-    const browser = await launchBrowser();
-    const site = await servePage(await reactorClientPage());
-    try {
-      const client = await officialClient(browser, site.url, started.url, await devToken(started.url));
-      await expect.poll(async () => (await client.state()).status, { timeout: 60_000 }).toBe("ready");
-      await expect.poll(async () => (await client.state()).messages, { timeout: 30_000 }).toContainEqual({ type: "error", code: "ENCODER_UNAVAILABLE", message: line });
-      expect((await client.state()).frames).toBe(0);
-      const sessionId = await client.sessionId();
-      expect(started.output()).toContain(`session ${sessionId}: ${line}`);
-      await client.close();
-    } catch (error) {
-      (error as Error).message += `\n--- browser ---\n${browser.logs().join("\n")}\n--- npm start ---\n${started.output()}`;
-      throw error;
-    } finally {
-      await Promise.all([browser.close(), site.close()]);
-    }
-    const { code, leftovers } = await stopWith(started, "SIGTERM");
-    expect(code).toBe(143);
-    expect(leftovers).toEqual([]);
-  }, BOOT_TEST_TIMEOUT_MS);
+        // The agent crashes: the gateway stays up, the agent is restarted and registers again under the same id, which
+        // ends the session its previous process held; a new session is served by the new process.
+        const agent = agentProcess(started)!;
+        expect(agent).toBeDefined();
+        process.kill(agent.pid, "SIGKILL");
+        await eventually(
+          "the restart to be announced",
+          () =>
+            /runtime agent stopped unexpectedly \(signal SIGKILL\) after .* s; restarting it in .* s \(restart 1\)/.test(started.output()) ||
+            undefined,
+        );
+        expect((await fetch(`${url}/health`)).status).toBe(200);
+        const restarted = await eventually("a new agent process", () => {
+          const next = agentProcess(started);
+          return next && next.pid !== agent.pid ? next : undefined;
+        });
+        await eventually(
+          "the new agent to register",
+          () => started.output().match(/registered as npm-start-\d+ for model demo/g)?.length === 2 || undefined,
+          60_000,
+        );
+        expect((await fetch(`${url}/health`)).status).toBe(200);
+        await expect
+          .poll(async () => (await getJson(`${url}/sessions/${crashedSession}`, jwt)).body, { timeout: 30_000 })
+          .toMatchObject({ state: "INACTIVE", reason: expect.stringContaining("runtime_restarted") });
+        await client.close();
+        const next = await officialClient(browser, site.url, url, jwt);
+        await expect.poll(async () => (await next.state()).status, { timeout: 60_000 }).toBe("ready");
+        await expect.poll(async () => (await next.state()).frames, { timeout: 30_000 }).toBeGreaterThan(10);
+        // Served by the new process: its encoders (each under a tether) are its children.
+        expect(descendants(restarted.pid).filter((info) => info.command === "ffmpeg").length).toBeGreaterThanOrEqual(1);
+        await next.close();
+      } catch (error) {
+        (error as Error).message += `\n--- browser ---\n${browser.logs().join("\n")}\n--- npm start ---\n${started.output()}`;
+        throw error;
+      } finally {
+        await Promise.all([browser.close(), site.close()]);
+      }
+
+      // No STUN by default: clients and runtimes get no ICE servers (host candidates only), over REST and the socket.
+      const sessionId = await createSession(url, jwt, "demo");
+      expect((await getJson(`${url}/sessions/${sessionId}/transport/webrtc/ice_servers`, jwt)).body).toEqual({ ice_servers: [] });
+      expect((await firstFrame(url, jwt, sessionId, "ice_servers")).ice_servers).toEqual([]);
+
+      // The assigned session runs an ffmpeg under the agent: it must go with everything else.
+      await eventually(
+        "ffmpeg running for the session",
+        () => descendants(started.child.pid!).some((info) => info.command === "ffmpeg") || undefined,
+      );
+
+      const { code, tree, leftovers } = await stopWith(started, "SIGINT");
+      expect(code).toBe(130);
+      expect(tree.map((info) => info.command)).toEqual(expect.arrayContaining(["workerd", "ffmpeg"]));
+      expect(leftovers).toEqual([]);
+      expect(await portAvailable(port)).toBe(true);
+    },
+    BOOT_TEST_TIMEOUT_MS,
+  );
+
+  it(
+    "keeps an existing .dev.vars, seeds DEV_API_KEY from the environment, runs without an agent, and stops on SIGTERM",
+    async () => {
+      const devVars = path.join(workDir, ".dev.vars");
+      const before = await readFile(devVars, "utf8");
+      const customKey = `rk_${"custom".repeat(8)}`;
+      const started = await startScript(
+        ["--state-dir", path.join(workDir, "state"), "--dev-vars", devVars, "--assets-dir", path.join(workDir, "site"), "--no-runtime"],
+        {
+          PORT: String(await freePort()),
+          DEV_API_KEY: customKey,
+        },
+      );
+      expect(await readFile(devVars, "utf8")).toBe(before);
+      expect(started.banner).toContain(`Reactor-API-Key: ${customKey}`);
+      expect(started.banner).toContain("No runtime agent (--no-runtime)");
+
+      const custom = await mintToken(started.url, customKey);
+      expect(custom.status, JSON.stringify(custom.body)).toBe(200);
+      expect(custom.body.jwt).toMatch(JWT_PATTERN);
+      // /dev/token mints with the overriding key too; no agent, so no model (the first run's agent left for good).
+      const jwt = await devToken(started.url);
+      expect((await getJson(`${started.url}/v1/models`, jwt)).body).toEqual({ models: [] });
+
+      const { code, tree, leftovers } = await stopWith(started, "SIGTERM");
+      expect(code).toBe(143);
+      expect(tree.some((info) => info.command === "ffmpeg")).toBe(false);
+      expect(leftovers).toEqual([]);
+    },
+    BOOT_TEST_TIMEOUT_MS,
+  );
+
+  it(
+    "with an ffmpeg that cannot start: one line with the cause and the fix, and the official client is told why it gets no video",
+    async () => {
+      const started = await startScript(
+        [
+          "--state-dir",
+          path.join(workDir, "state"),
+          "--dev-vars",
+          path.join(workDir, ".dev.vars"),
+          "--assets-dir",
+          path.join(workDir, "site"),
+          "--slots",
+          "1",
+          "--ffmpeg",
+          "/nonexistent/ffmpeg",
+        ],
+        { PORT: String(await freePort()), PATH: noFfmpegPath },
+      );
+      const line =
+        "demo encoder: cannot start ffmpeg at /nonexistent/ffmpeg (ENOENT: no such file): fix --ffmpeg <path>, or leave it out to use the packaged ffmpeg";
+      // The spare encoder could not start: said once, in one line, and the agent serves all the same.
+      expect(
+        started
+          .output()
+          .split("\n")
+          .filter((text) => text.includes("demo encoder")),
+      ).toEqual([expect.stringMatching(new RegExp(`^\\[runtime\\] +error ${escapeRegExp(line)}$`))]);
+
+      const browser = await launchBrowser();
+      const site = await servePage(await reactorClientPage());
+      try {
+        const client = await officialClient(browser, site.url, started.url, await devToken(started.url));
+        await expect.poll(async () => (await client.state()).status, { timeout: 60_000 }).toBe("ready");
+        await expect
+          .poll(async () => (await client.state()).messages, { timeout: 30_000 })
+          .toContainEqual({ type: "error", code: "ENCODER_UNAVAILABLE", message: line });
+        expect((await client.state()).frames).toBe(0);
+        const sessionId = await client.sessionId();
+        expect(started.output()).toContain(`session ${sessionId}: ${line}`);
+        await client.close();
+      } catch (error) {
+        (error as Error).message += `\n--- browser ---\n${browser.logs().join("\n")}\n--- npm start ---\n${started.output()}`;
+        throw error;
+      } finally {
+        await Promise.all([browser.close(), site.close()]);
+      }
+      const { code, leftovers } = await stopWith(started, "SIGTERM");
+      expect(code).toBe(143);
+      expect(leftovers).toEqual([]);
+    },
+    BOOT_TEST_TIMEOUT_MS,
+  );
 
   it.each([
     ["a malformed DEV_API_KEY", [], { DEV_API_KEY: "not-a-key" }, 1, "DEV_API_KEY (environment) is not a valid API key"],

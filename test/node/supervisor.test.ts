@@ -6,7 +6,7 @@ import { pathToFileURL } from "node:url";
 import { describe, expect, it } from "vitest";
 import { RestartPolicy } from "../../scripts/lib/restart-policy.ts";
 import { Supervisor, type ChildExit, type PlannedRestart } from "../../scripts/lib/supervisor.ts";
-import { descendants, stillRunning } from "./support/processes.ts";
+import { descendants, stillRunning } from "../../tools/procfs.ts";
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
@@ -87,7 +87,11 @@ describe("Supervisor", () => {
   it("restarts a child that crashes, with growing delays, and gives up after its policy's quick crashes (told why)", async () => {
     const restarts: [ChildExit, PlannedRestart][] = [];
     const unexpected: ChildExit[] = [];
-    const supervisor = new Supervisor({ output: () => {}, onUnexpectedExit: (exit) => unexpected.push(exit), onRestart: (exit, plan) => restarts.push([exit, plan]) });
+    const supervisor = new Supervisor({
+      output: () => {},
+      onUnexpectedExit: (exit) => unexpected.push(exit),
+      onRestart: (exit, plan) => restarts.push([exit, plan]),
+    });
     const restart = new RestartPolicy({ maxQuickCrashes: 3, quickMs: 10_000, backoff: { initialMs: 100, maxMs: 1000, random: () => 0.999 } });
     const first = supervisor.start({ name: "crashy", command: "sh", args: ["-c", "exit 3"], restart });
     await until(() => unexpected.length === 1);
@@ -103,7 +107,12 @@ describe("Supervisor", () => {
   it("a restarted child is stopped like any other, and none is restarted once stopping began", async () => {
     const restarts: PlannedRestart[] = [];
     const supervisor = new Supervisor({ output: () => {}, onRestart: (_, plan) => restarts.push(plan) });
-    const first = supervisor.start({ name: "agent", command: "sh", args: ["-c", "sleep 300 & wait"], restart: new RestartPolicy({ backoff: { initialMs: 50 } }) });
+    const first = supervisor.start({
+      name: "agent",
+      command: "sh",
+      args: ["-c", "sleep 300 & wait"],
+      restart: new RestartPolicy({ backoff: { initialMs: 50 } }),
+    });
     await until(() => descendants(first.pid).some((info) => info.command === "sleep"));
     const crashed = descendants(first.pid);
     process.kill(crashed.find((info) => info.command === "sh")!.pid, "SIGKILL"); // the agent crashes, leaving its sleep

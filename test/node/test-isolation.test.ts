@@ -15,7 +15,15 @@ import { PROJECT_ROOT } from "../../scripts/lib/paths.ts";
 import { scriptEnv } from "./support/cli.ts";
 
 /** Local state and generated files a fresh clone does not have; node_modules is linked, not copied. */
-const NOT_COPIED = new Set(["node_modules", ".git", ".wrangler", ".dev.vars", "test-results", path.join("public", "build"), path.join("bench", "results")]);
+const NOT_COPIED = new Set([
+  "node_modules",
+  ".git",
+  ".wrangler",
+  ".dev.vars",
+  "test-results",
+  path.join("public", "build"),
+  path.join("bench", "results"),
+]);
 
 const POISON = ["DEV_API_KEY=rk_poisoned_dev_vars_key_0123456789abcdefghijklmnopqrstuvwxyz", "ADMIN_TOKEN=poisoned", "POISON_FROM_DEV_VARS=1", ""];
 

@@ -8,16 +8,15 @@
 import { createHmac } from "node:crypto";
 import type { Page } from "playwright-core";
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from "vitest";
-import { clientToken } from "../../bench/lib/gateway.ts";
+import { clientToken, startGateway, type TestGateway } from "../../tools/gateway.ts";
 import { RuntimeAgent } from "../../runtime/agent.ts";
 import { demoModel } from "../../runtime/demo/model.ts";
-import { launchBrowser, servePage, type ServedPage, type TestBrowser } from "./support/browser.ts";
-import { reactorClientPage, type HarnessWindow } from "./support/browser.test-page.ts";
+import { launchBrowser, servePage, type ServedPage, type TestBrowser } from "../../tools/browser.ts";
+import { reactorClientPage, type HarnessWindow } from "../../tools/browser.test-page.ts";
 import { startCloudflareTurnStandIn, type CloudflareTurnStandIn } from "./support/cloudflare-turn.ts";
 import { startCoturn, type Coturn } from "./support/coturn.ts";
-import { startGateway, type TestGateway } from "./support/gateway.ts";
 import { selectedPair, shapeIceScript, type IceShape } from "./support/ice-policy.ts";
-import { sdkHarness, sdkPage, type SdkHarness } from "./support/sdk-page.ts";
+import { sdkHarness, sdkPage, type SdkHarness } from "../../tools/sdk-page.ts";
 
 const WAIT = { timeout: 45_000, interval: 200 };
 
@@ -43,7 +42,12 @@ beforeAll(async () => {
   // the gateway must drop it).
   const host = `${coturn.host}:${coturn.port}`;
   standIn = await startCloudflareTurnStandIn({
-    turnUrls: [`turn:${host}?transport=udp`, `turn:${coturn.host}:53?transport=udp`, `turn:${host}?transport=tcp`, `turns:localhost:${coturn.tlsPort}?transport=tcp`],
+    turnUrls: [
+      `turn:${host}?transport=udp`,
+      `turn:${coturn.host}:53?transport=udp`,
+      `turn:${host}?transport=tcp`,
+      `turns:localhost:${coturn.tlsPort}?transport=tcp`,
+    ],
     ...coturnCredential(coturn.secret, Math.floor(Date.now() / 1000) + 3600, "cloudflare-stand-in"),
   });
   [gateway, browser, sdkSite, officialSite] = await Promise.all([
@@ -140,10 +144,10 @@ describe("the official client 2.9.0 given only TURN (relay-only page), credentia
     pages.push(page);
     await page.addInitScript(shapeIceScript, { relayOnly: true, keepUrls: "transport=udp" });
     await page.goto(officialSite.url);
-    await page.evaluate(
-      ([apiUrl, token]) => (window as unknown as HarnessWindow).harness.connect({ apiUrl, modelName: "demo", jwt: token }),
-      [gateway.url, jwt] as const,
-    );
+    await page.evaluate(([apiUrl, token]) => (window as unknown as HarnessWindow).harness.connect({ apiUrl, modelName: "demo", jwt: token }), [
+      gateway.url,
+      jwt,
+    ] as const);
     await expect.poll(() => page.evaluate(() => (window as unknown as HarnessWindow).harness.state().status), WAIT).toBe("ready");
     await expectLiveVideo(() => page.evaluate(() => (window as unknown as HarnessWindow).harness.state().frames));
     expect(await selectedPair(page)).toMatchObject({ local: { candidateType: "relay", relayProtocol: "udp" } });

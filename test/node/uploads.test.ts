@@ -9,16 +9,15 @@
 import type { Page } from "playwright-core";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { RTCPeerConnection as WeriftPeerConnection } from "werift";
-import { clientToken } from "../../bench/lib/gateway.ts";
-import { registerModel } from "../../bench/lib/peers.ts";
+import { clientToken, startGateway, type TestGateway } from "../../tools/gateway.ts";
+import { registerModel } from "../../tools/peers.ts";
 import { RuntimeAgent } from "../../runtime/agent.ts";
 import { demoModel } from "../../runtime/demo/model.ts";
 import { Client, FileRef, type ReactorError, type RTCPeerConnectionConstructor, type UploadProgress } from "../../sdk/src/index.ts";
-import { launchBrowser, servePage, type ServedPage, type TestBrowser } from "./support/browser.ts";
-import { reactorClientPage, type HarnessWindow } from "./support/browser.test-page.ts";
-import { startGateway, type TestGateway } from "./support/gateway.ts";
+import { launchBrowser, servePage, type ServedPage, type TestBrowser } from "../../tools/browser.ts";
+import { reactorClientPage, type HarnessWindow } from "../../tools/browser.test-page.ts";
 import { pngImage, sha256 } from "./support/images.ts";
-import { sdkHarness, sdkPage } from "./support/sdk-page.ts";
+import { sdkHarness, sdkPage } from "../../tools/sdk-page.ts";
 
 const WAIT = { timeout: 45_000, interval: 100 };
 
@@ -70,7 +69,11 @@ async function withLogs<T>(work: () => Promise<T>): Promise<T> {
 async function foreignUpload(): Promise<{ sessionId: string; uploadId: string; size: number }> {
   const headers = { Authorization: `Bearer ${jwt}`, "Content-Type": "application/json" };
   await registerModel(gateway, "nobody-serves-this"); // known, with no runtime connected: the session waits
-  const created = await fetch(`${gateway.url}/sessions`, { method: "POST", headers, body: JSON.stringify({ model: { name: "nobody-serves-this" } }) });
+  const created = await fetch(`${gateway.url}/sessions`, {
+    method: "POST",
+    headers,
+    body: JSON.stringify({ model: { name: "nobody-serves-this" } }),
+  });
   const { session_id: sessionId } = (await created.json()) as { session_id: string };
   const slot = await fetch(`${gateway.url}/sessions/${sessionId}/uploads`, {
     method: "POST",
@@ -91,17 +94,25 @@ describe("the official client 2.9.0 in Chromium", () => {
       const page = await browser.newPage();
       pages.push(page);
       await page.goto(officialSite.url);
-      await page.evaluate(([apiUrl, token]) => void (window as unknown as HarnessWindow).harness.connect({ apiUrl, jwt: token, modelName: "demo" }), [gateway.url, jwt] as const);
+      await page.evaluate(([apiUrl, token]) => void (window as unknown as HarnessWindow).harness.connect({ apiUrl, jwt: token, modelName: "demo" }), [
+        gateway.url,
+        jwt,
+      ] as const);
       await expect.poll(() => page.evaluate(() => (window as unknown as HarnessWindow).harness.state().status), WAIT).toBe("ready");
       // A real image: the browser decodes it.
       expect(await page.evaluate(async () => (await createImageBitmap(await (await fetch("/image.png")).blob())).width)).toBe(320);
 
       const uploaded = await page.evaluate(() => (window as unknown as HarnessWindow).harness.uploadFile("/image.png", "photo.png", "image/png"));
-      expect(uploaded).toEqual({ index: 0, ref: { uploadId: expect.stringMatching(/^upl_/), name: "photo.png", mimeType: "image/png", size: IMAGE.length } });
+      expect(uploaded).toEqual({
+        index: 0,
+        ref: { uploadId: expect.stringMatching(/^upl_/), name: "photo.png", mimeType: "image/png", size: IMAGE.length },
+      });
       const { uploadId } = (uploaded as { ref: { uploadId: string } }).ref;
       const messages = () => page.evaluate(() => (window as unknown as HarnessWindow).harness.state().messages);
       // The client's fileUploaded notice reached the model once the runtime had checked it with the gateway.
-      await expect.poll(messages, WAIT).toContainEqual({ type: "file_uploaded", upload_id: uploadId, name: "photo.png", mime_type: "image/png", size: IMAGE.length });
+      await expect
+        .poll(messages, WAIT)
+        .toContainEqual({ type: "file_uploaded", upload_id: uploadId, name: "photo.png", mime_type: "image/png", size: IMAGE.length });
 
       await page.evaluate(() => (window as unknown as HarnessWindow).harness.sendWithFile("set_image", "image", 0));
       await expect.poll(messages, WAIT).toContainEqual(IMAGE_REPLY);
@@ -116,9 +127,14 @@ describe("the official client 2.9.0 in Chromium", () => {
       pages.push(page);
       await page.goto(officialSite.url);
       const call = <T>(work: () => T) => page.evaluate(work);
-      await page.evaluate(([apiUrl, token]) => void (window as unknown as HarnessWindow).harness.connect({ apiUrl, jwt: token, modelName: "demo" }), [gateway.url, jwt] as const);
+      await page.evaluate(([apiUrl, token]) => void (window as unknown as HarnessWindow).harness.connect({ apiUrl, jwt: token, modelName: "demo" }), [
+        gateway.url,
+        jwt,
+      ] as const);
       await expect.poll(() => call(() => (window as unknown as HarnessWindow).harness.state().status), WAIT).toBe("ready");
-      const own = (await call(() => (window as unknown as HarnessWindow).harness.uploadFile("/image.png", "photo.png", "image/png"))) as { ref: { uploadId: string } };
+      const own = (await call(() => (window as unknown as HarnessWindow).harness.uploadFile("/image.png", "photo.png", "image/png"))) as {
+        ref: { uploadId: string };
+      };
 
       const forged: [fields: { uploadId: string; name: string; mimeType: string; size: number }, code: string][] = [
         [{ uploadId: foreign.uploadId, name: "photo.png", mimeType: "image/png", size: foreign.size }, "UPLOAD_NOT_FOUND"],
@@ -138,7 +154,12 @@ describe("the official client 2.9.0 in Chromium", () => {
       }
       // A forged fileUploaded notice is refused the same way, on the runtime scope.
       await page.evaluate(
-        (id) => (window as unknown as HarnessWindow).harness.sendCommand("fileUploaded", { upload_id: id, name: "photo.png", mime_type: "image/png", size: 10 }, "runtime"),
+        (id) =>
+          (window as unknown as HarnessWindow).harness.sendCommand(
+            "fileUploaded",
+            { upload_id: id, name: "photo.png", mime_type: "image/png", size: 10 },
+            "runtime",
+          ),
         foreign.uploadId,
       );
       await expect
@@ -183,7 +204,11 @@ describe("the native SDK", () => {
     }));
 
   it("in Node (werift): uploads with fetch and progress, set_image works, and the gateway refuses what does not check out", async () => {
-    const client = new Client({ apiUrl: gateway.url, modelName: "demo", RTCPeerConnection: WeriftPeerConnection as unknown as RTCPeerConnectionConstructor });
+    const client = new Client({
+      apiUrl: gateway.url,
+      modelName: "demo",
+      RTCPeerConnection: WeriftPeerConnection as unknown as RTCPeerConnectionConstructor,
+    });
     const messages: unknown[] = [];
     const errors: ReactorError[] = [];
     client.on("message", (data) => messages.push(data));
@@ -202,7 +227,9 @@ describe("the native SDK", () => {
 
       const sent = client.sendCommand("set_image", { image: ref });
       expect(await sent.done).toBe("acknowledged");
-      await expect.poll(() => messages, WAIT).toContainEqual({ type: "command_result", command: "set_image", ok: true, bytes: file.length, sha256: sha256(file) });
+      await expect
+        .poll(() => messages, WAIT)
+        .toContainEqual({ type: "command_result", command: "set_image", ok: true, bytes: file.length, sha256: sha256(file) });
 
       // Another session's file, and facts that differ from the upload's: refused by the gateway, never relayed.
       const foreign = await foreignUpload();
@@ -215,12 +242,16 @@ describe("the native SDK", () => {
       await expect.poll(() => errors.map((error) => error.code), WAIT).toEqual(["UPLOAD_NOT_FOUND", "UPLOAD_REF_MISMATCH"]);
       // A command the model declares with a file, sent without one: the agent refuses it.
       client.sendCommand("set_image", {});
-      await expect.poll(() => messages, WAIT).toContainEqual(expect.objectContaining({ type: "command_error", command: "set_image", code: "INVALID_COMMAND" }));
+      await expect
+        .poll(() => messages, WAIT)
+        .toContainEqual(expect.objectContaining({ type: "command_error", command: "set_image", code: "INVALID_COMMAND" }));
 
       // The upload itself refused, with the gateway's codes.
       await expect(client.uploadFile(new Blob(["<p>hi</p>"], { type: "text/html" }))).rejects.toMatchObject({ code: "UPLOAD_TYPE_NOT_ALLOWED" });
       await expect(client.uploadFile(new Blob([], { type: "image/png" }))).rejects.toMatchObject({ code: "UPLOAD_EMPTY" });
-      await expect(client.uploadFile(new Blob([file], { type: "image/png" }), { name: "../../etc/passwd" })).rejects.toMatchObject({ code: "UPLOAD_NAME_INVALID" });
+      await expect(client.uploadFile(new Blob([file], { type: "image/png" }), { name: "../../etc/passwd" })).rejects.toMatchObject({
+        code: "UPLOAD_NAME_INVALID",
+      });
       expect(messages.filter((m) => (m as { command?: string }).command === "set_image" && (m as { ok?: boolean }).ok)).toHaveLength(1);
     } finally {
       await client.disconnect();

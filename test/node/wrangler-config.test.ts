@@ -29,7 +29,7 @@ describe("isolatedConfigText", () => {
       assets: { directory: string };
       d1_databases: { migrations_dir: string }[];
     };
-    expect(copy.main).toBe(path.join(PROJECT_ROOT, "src", "index.ts"));
+    expect(copy.main).toBe(path.join(PROJECT_ROOT, "worker.ts"));
     expect(copy.assets.directory).toBe(path.join(PROJECT_ROOT, "public"));
     expect(copy.d1_databases.map((database) => database.migrations_dir)).toEqual([path.join(PROJECT_ROOT, "migrations")]);
     // Everything else as it is: the same bindings, vars, Durable Object migrations.
@@ -42,7 +42,9 @@ describe("isolatedConfigText", () => {
   });
 
   it("serves the assets from another directory when told", async () => {
-    const copy = JSON.parse(await isolatedConfigText({ assetsDirectory: "/tmp/site" })) as { assets: { directory: string; run_worker_first: unknown } };
+    const copy = JSON.parse(await isolatedConfigText({ assetsDirectory: "/tmp/site" })) as {
+      assets: { directory: string; run_worker_first: unknown };
+    };
     expect(copy.assets.directory).toBe("/tmp/site");
     expect(copy.assets.run_worker_first).toEqual((original.assets as { run_worker_first: unknown }).run_worker_first);
   });
@@ -55,9 +57,11 @@ describe("the config files", () => {
     const { unstable_readConfig } = await import("wrangler");
     const config = unstable_readConfig({ config: file });
     expect(config.name).toBe(original.name);
-    expect(config.main).toBe(path.join(PROJECT_ROOT, "src", "index.ts"));
+    expect(config.main).toBe(path.join(PROJECT_ROOT, "worker.ts"));
     const declared = (original.durable_objects as { bindings: { class_name: string }[] }).bindings;
-    expect(config.durable_objects.bindings.map((binding: { class_name: string }) => binding.class_name)).toEqual(declared.map((binding) => binding.class_name));
+    expect(config.durable_objects.bindings.map((binding: { class_name: string }) => binding.class_name)).toEqual(
+      declared.map((binding) => binding.class_name),
+    );
     expect(declared.length).toBeGreaterThan(0);
   });
 

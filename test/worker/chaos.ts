@@ -10,8 +10,8 @@
  * every model message of every run reached the client exactly once, in order.
  */
 import { expect } from "vitest";
+import type { ClientFrame } from "../../protocol/signaling.ts";
 import { CommandQueue, type CommandHandle, type CommandPolicy } from "../../sdk/src/command-queue.ts";
-import type { ClientFrame } from "../../src/protocol/signaling.ts";
 import {
   activeNativeSession,
   ANSWER,

@@ -5,8 +5,8 @@
  */
 import { env, exports } from "cloudflare:workers";
 import { beforeAll, describe, expect, it } from "vitest";
+import { ensureApiKey, findActiveApiKey } from "../../lib/api-keys.ts";
 import { createApp } from "../../src/app.ts";
-import { ensureApiKey, findActiveApiKey } from "../../src/auth/api-keys.ts";
 import { bearer, call, errorCode } from "./helpers.ts";
 
 const DEV_KEY = `rk_devtoken_test_${"k".repeat(40)}`;
@@ -126,7 +126,10 @@ describe("POST /dev/token anywhere else is a route that does not exist", () => {
   });
 
   it("other methods and /dev/ paths answer the same 404", async () => {
-    for (const [method, url] of [["GET", `${LOCAL}/dev/token`], ["POST", `${LOCAL}/dev/other`]] as const) {
+    for (const [method, url] of [
+      ["GET", `${LOCAL}/dev/token`],
+      ["POST", `${LOCAL}/dev/other`],
+    ] as const) {
       const response = await app.request(url, { method }, env); // no DEV_API_KEY: the route does not exist
       expect(response.status).toBe(404);
       expect(await errorCode(response)).toBe("NOT_FOUND");

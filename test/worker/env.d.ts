@@ -1,3 +1,5 @@
+// test/worker runs inside workerd against the Worker's own modules, so it may import src/ (it is Worker code, like
+// bench/workers); everything else imports only protocol/ and lib/.
 declare namespace Cloudflare {
   interface Env {
     TEST_MIGRATIONS: import("cloudflare:test").D1Migration[];

@@ -28,7 +28,6 @@ import {
   activeNativeSession,
   advanceClock,
   ANSWER,
-
   command,
   commandSeqs,
   commandStatus,
@@ -439,7 +438,9 @@ describe("the client drops in every state", () => {
     await evictDurableObject(sessionStub(sessionId));
 
     const back = await openSignal(base.client, sessionId);
-    const frames = await back.takeUntil((frame) => frame.type === "ice" && (frame.candidate as { candidate: string }).candidate === candidates[2]!.candidate);
+    const frames = await back.takeUntil(
+      (frame) => frame.type === "ice" && (frame.candidate as { candidate: string }).candidate === candidates[2]!.candidate,
+    );
     expect(frames.find((frame) => frame.type === "answer")).toMatchObject({ generation: 1, sdp: ANSWER });
     expect(frames.filter((frame) => frame.type === "ice").map((frame) => frame.candidate)).toEqual(candidates);
   });
@@ -675,14 +676,20 @@ describe("D1 failing on the write paths", () => {
     const admin = { Authorization: "Bearer test-admin-token", "Content-Type": "application/json" };
     const restore = await failWrites("account_limits", `NEW.account_id = '${account}'`);
     try {
-      const refused = await call(`/admin/accounts/${account}/limits`, { method: "PUT", headers: admin, body: JSON.stringify({ concurrent_sessions: 0 }) });
+      const refused = await call(`/admin/accounts/${account}/limits`, {
+        method: "PUT",
+        headers: admin,
+        body: JSON.stringify({ concurrent_sessions: 0 }),
+      });
       expect(refused.status).toBe(500);
       expect(await errorCode(refused)).toBe("INTERNAL");
       expect((await getJson(client, "/v1/limits")).body).toMatchObject({ limits: { concurrent_sessions: 5 } });
     } finally {
       await restore();
     }
-    expect((await call(`/admin/accounts/${account}/limits`, { method: "PUT", headers: admin, body: JSON.stringify({ concurrent_sessions: 0 }) })).status).toBe(200);
+    expect(
+      (await call(`/admin/accounts/${account}/limits`, { method: "PUT", headers: admin, body: JSON.stringify({ concurrent_sessions: 0 }) })).status,
+    ).toBe(200);
     expect((await getJson(client, "/v1/limits")).body).toMatchObject({ limits: { concurrent_sessions: 0 } });
   });
 });
@@ -693,10 +700,14 @@ describe("R2 failing on the write paths", () => {
     const { session_id: sessionId } = await createSession(client, freshModel("r2"));
     const upload = await createUpload(client, sessionId, { size: 10 });
     const app = createApp();
-    const failed = await app.request(upload.presigned_url, { method: "PUT", body: pattern(10), headers: { "Content-Type": PNG, "Content-Length": "10" } }, {
-      ...env,
-      UPLOADS: failingBucket(env.UPLOADS),
-    });
+    const failed = await app.request(
+      upload.presigned_url,
+      { method: "PUT", body: pattern(10), headers: { "Content-Type": PNG, "Content-Length": "10" } },
+      {
+        ...env,
+        UPLOADS: failingBucket(env.UPLOADS),
+      },
+    );
     expect(failed.status).toBe(502);
     expect(await failed.json()).toMatchObject({ error: { code: "UPLOAD_STORAGE_FAILED", recoverable: true } });
     expect(await storedKeys(sessionId)).toEqual([]);
@@ -727,5 +738,3 @@ describe("R2 failing on the write paths", () => {
     expect((await sessionStore(sessionId)).record).toMatchObject({ deadlines: { uploads: undefined } });
   });
 });
-
-

@@ -1,6 +1,6 @@
 /**
  * Protocol fuzzing with fast-check: frames and bodies generated from the protocol's own schemas (their JSON
- * Schema, `Schema.json`, which src/protocol/schema.ts derives for every schema), then mutated at the value level
+ * Schema, `Schema.json`, which protocol/schema.ts derives for every schema), then mutated at the value level
  * (a field dropped, retyped, renamed, nested deeper, a discriminator changed…) and at the byte level (truncated,
  * spliced, wrapped), plus arbitrary JSON, arbitrary text and binary frames. Nothing here knows a frame by name: a
  * variant added to a union, or a new REST body, is fuzzed as soon as it is declared.
@@ -10,17 +10,17 @@
  */
 import { env } from "cloudflare:workers";
 import fc from "fast-check";
+import { LIMITS } from "../../protocol/common.ts";
+import { ERROR_CODES } from "../../protocol/errors.ts";
+import type { JsonSchema } from "../../protocol/schema.ts";
 import { progressLine } from "../../scripts/lib/fuzz-progress.ts";
-import { ERROR_CODES } from "../../src/errors.ts";
-import { LIMITS } from "../../src/protocol/common.ts";
-import type { JsonSchema } from "../../src/protocol/schema.ts";
 
 export const DEFAULT_FUZZ_FRAMES = 100_000;
 
 /** Frames for this run, and the seed that replays it. */
 export function fuzzSettings(): { frames: number; seed: number } {
   const frames = Number(env.FUZZ_FRAMES) || DEFAULT_FUZZ_FRAMES;
-  const seed = Number(env.FUZZ_SEED) || (Date.now() ^ Math.floor(Math.random() * 2 ** 31));
+  const seed = Number(env.FUZZ_SEED) || Date.now() ^ Math.floor(Math.random() * 2 ** 31);
   return { frames, seed };
 }
 
@@ -55,7 +55,7 @@ function numbers(schema: JsonSchema): fc.Arbitrary<number> {
   return fc.double({ min, max, noNaN: true, noDefaultInfinity: true });
 }
 
-/** Values valid for `schema` (a JSON Schema as src/protocol/schema.ts writes them). */
+/** Values valid for `schema` (a JSON Schema as protocol/schema.ts writes them). */
 export function fitting(schema: JsonSchema): fc.Arbitrary<unknown> {
   if ("const" in schema) return fc.constant(schema.const);
   if (Array.isArray(schema.oneOf)) return fc.oneof(...(schema.oneOf as JsonSchema[]).map(fitting));
@@ -137,7 +137,10 @@ function mutate(value: unknown, op: (typeof MUTATIONS)[number], pick: number, ju
   const root = { v: clone(value) } as Record<string, unknown>;
   const all = paths(root.v).map((path) => ["v", ...path] as Path);
   const path = all[pick % all.length]!;
-  const parent = path.slice(0, -1).reduce<unknown>((node, step) => (node as Record<string | number, unknown>)[step], root) as Record<string | number, unknown>;
+  const parent = path.slice(0, -1).reduce<unknown>((node, step) => (node as Record<string | number, unknown>)[step], root) as Record<
+    string | number,
+    unknown
+  >;
   const last = path.at(-1)!;
   const current = parent[last];
   switch (op) {
@@ -183,7 +186,8 @@ function mutate(value: unknown, op: (typeof MUTATIONS)[number], pick: number, ju
       parent[last] = "x".repeat([257, 2049, 65_537, 70_000][pick % 4]!);
       break;
     case "swap-type":
-      if (typeof current === "object" && current !== null && "type" in current) (current as Record<string, unknown>).type = typeNames[pick % typeNames.length];
+      if (typeof current === "object" && current !== null && "type" in current)
+        (current as Record<string, unknown>).type = typeNames[pick % typeNames.length];
       else parent[last] = typeNames[pick % typeNames.length];
       break;
   }
@@ -210,7 +214,7 @@ function splice(text: string, op: (typeof SPLICES)[number], at: number, insert: 
     case "trailing":
       return `${text}${insert}`;
     case "lone-surrogate":
-      return text.slice(0, i) + "\udc00" + text.slice(i);
+      return `${text.slice(0, i)}\udc00${text.slice(i)}`;
     case "control":
       return text.slice(0, i) + String.fromCharCode(at % 32) + text.slice(i);
     case "swap-quotes":
@@ -223,7 +227,9 @@ function splice(text: string, op: (typeof SPLICES)[number], at: number, insert: 
  * mutated ones, spliced text, arbitrary JSON, arbitrary text, binary frames and (rarely) oversized ones.
  */
 export function samples(schema: JsonSchema, options: { binary?: boolean; oversized?: boolean; validWeight?: number } = {}): fc.Arbitrary<Sample> {
-  const typeNames = Array.isArray(schema.oneOf) ? (schema.oneOf as JsonSchema[]).map((variant) => String((variant.properties as Record<string, JsonSchema>).type?.const)) : ["x"];
+  const typeNames = Array.isArray(schema.oneOf)
+    ? (schema.oneOf as JsonSchema[]).map((variant) => String((variant.properties as Record<string, JsonSchema>).type?.const))
+    : ["x"];
   const valid = fitting(schema);
   const text = (value: unknown) => (value === undefined ? "" : JSON.stringify(value));
   const arbitraries: fc.WeightedArbitrary<Sample>[] = [
@@ -244,11 +250,16 @@ export function samples(schema: JsonSchema, options: { binary?: boolean; oversiz
     { weight: 5, arbitrary: fc.string({ maxLength: 64, unit: "binary" }).map((raw) => ({ raw, how: "text" }) as Sample) },
   ];
   if (options.binary ?? true) {
-    arbitraries.push({ weight: 2, arbitrary: fc.uint8Array({ maxLength: 64 }).map((bytes) => ({ raw: bytes.slice().buffer, how: "binary" }) as Sample) });
+    arbitraries.push({
+      weight: 2,
+      arbitrary: fc.uint8Array({ maxLength: 64 }).map((bytes) => ({ raw: bytes.slice().buffer, how: "binary" }) as Sample),
+    });
   }
   if (options.oversized ?? true) {
     // Over the 256 KiB frame limit (in bytes: multi-byte characters count for more than one).
-    const big = fc.constantFrom("x", "€").map((unit) => ({ raw: `{"type":"ping","pad":"${unit.repeat(unit === "x" ? LIMITS.frameBytes : 90_000)}"}`, how: "oversized" }) as Sample);
+    const big = fc
+      .constantFrom("x", "€")
+      .map((unit) => ({ raw: `{"type":"ping","pad":"${unit.repeat(unit === "x" ? LIMITS.frameBytes : 90_000)}"}`, how: "oversized" }) as Sample);
     arbitraries.push({ weight: 1, arbitrary: big });
   }
   return fc.oneof(...arbitraries);
@@ -300,7 +311,8 @@ export class Tally {
     if (!known) this.problem(`unknown error code ${JSON.stringify(code)}`);
     else {
       this.codes.set(code, (this.codes.get(code) ?? 0) + 1);
-      if (status !== undefined && ERROR_CODES[code as keyof typeof ERROR_CODES].status !== status) this.problem(`${code} answered with HTTP ${status}`);
+      if (status !== undefined && ERROR_CODES[code as keyof typeof ERROR_CODES].status !== status)
+        this.problem(`${code} answered with HTTP ${status}`);
     }
   }
 
@@ -316,7 +328,10 @@ export class Tally {
   summary(): string {
     const seconds = (((this.finished ?? Date.now()) - this.started) / 1000).toFixed(1);
     const how = [...this.byHow].map(([name, count]) => `${name} ${count}`).join(", ");
-    const codes = [...this.codes].sort((a, b) => b[1] - a[1]).map(([code, count]) => `${code} ${count}`).join(", ");
+    const codes = [...this.codes]
+      .sort((a, b) => b[1] - a[1])
+      .map(([code, count]) => `${code} ${count}`)
+      .join(", ");
     return `${this.target}: ${this.frames} frames in ${seconds} s (${this.overSocket} over the real socket or fetch; ${how}); ${this.rejections} rejections, all coded: ${codes}`;
   }
 }

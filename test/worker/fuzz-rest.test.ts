@@ -16,7 +16,18 @@ import { declaredRoutes, type RouteSpec } from "../../src/http/route.ts";
 import { BASE, mintToken, newApiKey } from "./helpers.ts";
 import { fitting, fuzzSettings, samples, show, Tally, type Sample } from "./fuzz-kit.ts";
 import { freshAccount, setLimits } from "./limits-helpers.ts";
-import { ANSWER, createSession, freshModel, getJson, OFFER, RUNTIME_TOKEN, ScriptedRuntime, stateOf, type ClientAccount, type Peer } from "./scripted.ts";
+import {
+  ANSWER,
+  createSession,
+  freshModel,
+  getJson,
+  OFFER,
+  RUNTIME_TOKEN,
+  ScriptedRuntime,
+  stateOf,
+  type ClientAccount,
+  type Peer,
+} from "./scripted.ts";
 
 /** Polls wait this long: a loaded 2-core CI machine is slow. */
 const POLL = { timeout: 10_000, interval: 50 };
@@ -33,7 +44,7 @@ const OVER_FETCH = 10;
 /** No request may be held: a long-poll that waits for an answer would only slow the fuzzer down. */
 const bindings = { ...env, LONG_POLL_MS: "0" } as Env;
 const app = createApp();
-const routes = [...new Map(declaredRoutes.map((route) => [`${route.method} ${route.path}`, route])).values()];
+const routes = declaredRoutes(app);
 
 /** Query parameters each route reads (besides those its declaration lists). */
 const QUERIES: Record<string, string[]> = {
@@ -72,7 +83,10 @@ beforeAll(async () => {
   const { session_id: sessionId } = await createSession(client, model);
   const { peer: runtimePeer } = await runtime.acceptAssignment();
   // ACTIVE before the run (a session left waiting for its client would end after SESSION_CONNECT_SECONDS).
-  const offered = await getJson(client, `/sessions/${sessionId}/transport/webrtc/sdp_params`, { method: "POST", body: JSON.stringify({ sdp_offer: OFFER }) });
+  const offered = await getJson(client, `/sessions/${sessionId}/transport/webrtc/sdp_params`, {
+    method: "POST",
+    body: JSON.stringify({ sdp_offer: OFFER }),
+  });
   if (offered.status !== 202) throw new Error(`offer refused: ${offered.status}`);
   runtimePeer.send({ type: "answer", generation: 1, sdp: ANSWER });
   runtimePeer.send({ type: "peer_state", generation: 1, state: "connected" });
@@ -127,7 +141,24 @@ function pathParam(name: string, route: RouteSpec<unknown>): string {
 const paramValue = fc.oneof(
   { weight: 3, arbitrary: fc.string({ maxLength: 40, unit: "binary" }) },
   { weight: 2, arbitrary: fc.stringMatching(/^(ses|conn|upl|key)_[A-Za-z0-9_-]{0,30}$/) },
-  { weight: 1, arbitrary: fc.constantFrom("..", "../..", "%2e%2e%2f", "%00", "-1", "1e999", "NaN", "ses_AAAAAAAAAAAAAAAAAAAAAA", "conn_0", "conn_9999999", "x".repeat(5000), "2026-02-30", "0") },
+  {
+    weight: 1,
+    arbitrary: fc.constantFrom(
+      "..",
+      "../..",
+      "%2e%2e%2f",
+      "%00",
+      "-1",
+      "1e999",
+      "NaN",
+      "ses_AAAAAAAAAAAAAAAAAAAAAA",
+      "conn_0",
+      "conn_9999999",
+      "x".repeat(5000),
+      "2026-02-30",
+      "0",
+    ),
+  },
   { weight: 2, arbitrary: fc.integer().map(String) },
 );
 
@@ -139,7 +170,17 @@ interface Planned {
   how: Sample["how"];
 }
 
-const HEADER_NAMES = ["Authorization", "Reactor-API-Version", "Reactor-API-Accept-Version", "Reactor-WebRTC-Version", "Content-Type", "Content-Length", "Origin", "Sec-WebSocket-Protocol", "Upgrade"];
+const HEADER_NAMES = [
+  "Authorization",
+  "Reactor-API-Version",
+  "Reactor-API-Accept-Version",
+  "Reactor-WebRTC-Version",
+  "Content-Type",
+  "Content-Length",
+  "Origin",
+  "Sec-WebSocket-Protocol",
+  "Upgrade",
+];
 
 /** A header value must be ByteString-safe: junk is reduced to what HTTP can carry. */
 const headerSafe = (value: string) => value.replace(/[^\t\x20-\x7e]/g, "?").trim();
@@ -154,17 +195,41 @@ const validBody = (route: RouteSpec<unknown>): fc.Arbitrary<Sample | undefined> 
 
 /** The route's body fuzzed (generated, mutated, spliced, junk): most of the run. */
 const bodyPlans = (route: RouteSpec<unknown>): fc.Arbitrary<Planned> =>
-  samples(route.body!.json, { validWeight: 6 }).map((body) => ({ route, path: target(route), headers: { ...credential(route), "Content-Type": "application/json" }, body, how: body.how }));
+  samples(route.body!.json, { validWeight: 6 }).map((body) => ({
+    route,
+    path: target(route),
+    headers: { ...credential(route), "Content-Type": "application/json" },
+    body,
+    how: body.how,
+  }));
 
 /** Its path parameters and query string fuzzed, with a valid body. */
 function paramPlans(route: RouteSpec<unknown>): fc.Arbitrary<Planned> {
-  const names = [...new Set([...(QUERIES[route.path] ?? []), ...((route.parameters ?? []) as { in?: string; name?: string }[]).filter((p) => p.in === "query").map((p) => p.name!)])];
+  const names = [
+    ...new Set([
+      ...(QUERIES[route.path] ?? []),
+      ...((route.parameters ?? []) as { in?: string; name?: string }[]).filter((p) => p.in === "query").map((p) => p.name!),
+    ]),
+  ];
   const pathNames = [...route.path.matchAll(/:(\w+)/g)].map((match) => match[1]!);
-  return fc.tuple(fc.subarray(pathNames), fc.array(fc.tuple(fc.constantFrom(...names, "x", "__proto__"), paramValue), { maxLength: 4 }), paramValue, validBody(route)).map(([fuzzed, query, value, body]) => {
-    const overrides = Object.fromEntries(fuzzed.map((name) => [name, value]));
-    const search = query.length ? `?${new URLSearchParams(query).toString()}` : "";
-    return { route, path: target(route, overrides, search), headers: { ...credential(route), "Content-Type": "application/json" }, body, how: "mutated" as const };
-  });
+  return fc
+    .tuple(
+      fc.subarray(pathNames),
+      fc.array(fc.tuple(fc.constantFrom(...names, "x", "__proto__"), paramValue), { maxLength: 4 }),
+      paramValue,
+      validBody(route),
+    )
+    .map(([fuzzed, query, value, body]) => {
+      const overrides = Object.fromEntries(fuzzed.map((name) => [name, value]));
+      const search = query.length ? `?${new URLSearchParams(query).toString()}` : "";
+      return {
+        route,
+        path: target(route, overrides, search),
+        headers: { ...credential(route), "Content-Type": "application/json" },
+        body,
+        how: "mutated" as const,
+      };
+    });
 }
 
 /** One header fuzzed (the credential kept or not), with a valid body. */
@@ -216,8 +281,10 @@ async function check(planned: Planned, response: Response): Promise<void> {
     code = undefined;
   }
   tally.rejected(code, response.status);
-  if (response.status >= 500 && code === "INTERNAL") tally.problem(`500 for ${planned.route.method} ${planned.path} ${show(planned.body?.raw ?? "")}`);
-  if (code === undefined) tally.problem(`${response.status} without an error code for ${planned.route.method} ${planned.path}: ${text.slice(0, 200)}`);
+  if (response.status >= 500 && code === "INTERNAL")
+    tally.problem(`500 for ${planned.route.method} ${planned.path} ${show(planned.body?.raw ?? "")}`);
+  if (code === undefined)
+    tally.problem(`${response.status} without an error code for ${planned.route.method} ${planned.path}: ${text.slice(0, 200)}`);
 }
 
 describe(`protocol fuzzing of the REST API (seed ${SEED})`, () => {
@@ -264,7 +331,14 @@ describe(`protocol fuzzing of the REST API (seed ${SEED})`, () => {
     runtimePeer.send({ type: "answer", generation: offer.generation, sdp: ANSWER });
     await expect.poll(async () => (await getJson(client, `${transport}/sdp_params`)).body.sdp_answer, POLL).toBe(ANSWER);
     const candidate = { candidate: "candidate:1 1 udp 2122260223 192.0.2.1 50000 typ host", sdp_mid: "0" };
-    expect((await getJson(client, `${transport}/connections/${connection}/ice_candidates`, { method: "POST", body: JSON.stringify({ candidates: [candidate] }) })).status).toBe(202);
+    expect(
+      (
+        await getJson(client, `${transport}/connections/${connection}/ice_candidates`, {
+          method: "POST",
+          body: JSON.stringify({ candidates: [candidate] }),
+        })
+      ).status,
+    ).toBe(202);
     expect(await runtimePeer.next((frame) => frame.type === "ice" && frame.generation === offer.generation)).toMatchObject({ candidate });
     runtimePeer.send({ type: "peer_state", generation: offer.generation, state: "connected" });
     await expect.poll(() => stateOf(client, sessionId), POLL).toBe("ACTIVE");

@@ -17,10 +17,10 @@ import fc from "fast-check";
 import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import type { ModelPool } from "../../durable-objects/pool/model-pool.ts";
 import type { SessionRelay } from "../../durable-objects/session/session-relay.ts";
-import { decodeFrame } from "../../src/protocol/frames.ts";
-import { RuntimeControlFrame, RuntimeSessionFrame } from "../../src/protocol/runtime.ts";
-import type { Schema } from "../../src/protocol/schema.ts";
-import { ClientFrame } from "../../src/protocol/signaling.ts";
+import { decodeFrame } from "../../protocol/frames.ts";
+import { RuntimeControlFrame, RuntimeSessionFrame } from "../../protocol/runtime.ts";
+import type { Schema } from "../../protocol/schema.ts";
+import { ClientFrame } from "../../protocol/signaling.ts";
 import { samples, show, Tally, fuzzSettings, type Sample } from "./fuzz-kit.ts";
 import { sessionStore } from "./invariants.ts";
 import { clientOf, freshAccount, setLimits } from "./limits-helpers.ts";
@@ -88,7 +88,7 @@ const refusedBy = (schema: Schema<unknown>, raw: string | ArrayBuffer) => !decod
 function endsTheSession(schema: Schema<unknown>, raw: string | ArrayBuffer, currentRuntime: string): boolean {
   const decoded = decodeFrame(schema, raw);
   if (!decoded.ok) return false;
-  const frame = decoded.frame as { type: string; generation?: number; runtime_id?: string };
+  const frame = decoded.value as { type: string; generation?: number; runtime_id?: string };
   if (frame.type === "close" || frame.type === "release" || frame.type === "frame_error") return true; // frame_error: the runtime missed a frame, the session ends
   if (frame.type === "hello" && frame.runtime_id !== currentRuntime) return true; // an impostor's hello closes the socket (tested in session-bad-input)
   return frame.type === "offer" && (frame.generation ?? 0) > 990_000;
@@ -165,7 +165,10 @@ let barriers = 0;
 async function runtimeAnswers(): Promise<Frame[]> {
   const generation = 990_001 + (barriers++ % 9_000);
   session.runtimePeer.send({ type: "answer", generation, sdp: "barrier" });
-  const answers = await session.runtimePeer.takeUntil((frame) => frame.type === "error" && (frame.ref as { generation?: number } | undefined)?.generation === generation, 30_000);
+  const answers = await session.runtimePeer.takeUntil(
+    (frame) => frame.type === "error" && (frame.ref as { generation?: number } | undefined)?.generation === generation,
+    30_000,
+  );
   return answers.slice(0, -1);
 }
 
@@ -255,7 +258,9 @@ describe.sequential(`protocol fuzzing over the sockets (seed ${SEED})`, () => {
   });
 
   const controlFrames = Math.round(TOTAL * SHARE.control);
-  it(`runtime control socket: ${controlFrames} generated and mutated RuntimeControlFrames; the pool still assigns`, { timeout: timeout(controlFrames) }, async () => {
+  it(`runtime control socket: ${controlFrames} generated and mutated RuntimeControlFrames; the pool still assigns`, {
+    timeout: timeout(controlFrames),
+  }, async () => {
     const tally = new Tally("runtime control socket (RuntimeControlFrame)", controlFrames);
     tallies.push(tally);
     await fuzz(
@@ -275,7 +280,8 @@ describe.sequential(`protocol fuzzing over the sockets (seed ${SEED})`, () => {
       },
       () => false,
       // Refused by the schema, or a register on a socket that is registered already: an error answer each.
-      (raw) => refusedBy(RuntimeControlFrame, raw) || (decodeFrame(RuntimeControlFrame, raw) as { frame?: { type: string } }).frame?.type === "register",
+      (raw) =>
+        refusedBy(RuntimeControlFrame, raw) || (decodeFrame(RuntimeControlFrame, raw) as { value?: { type: string } }).value?.type === "register",
     );
     expect(runtime.control.closed).toBeNull();
     const { session_id } = await createSession(await newClient(), model);
@@ -288,7 +294,8 @@ describe.sequential(`protocol fuzzing over the sockets (seed ${SEED})`, () => {
     await session.signal.sync();
     expect(unhandled).toEqual([]);
     expect(consoleErrors.map((args) => args.map(String).join(" "))).toEqual([]);
-    expect(tallies.reduce((sum, tally) => sum + tally.frames, 0)).toBe(Math.round(TOTAL * SHARE.native) + Math.round(TOTAL * SHARE.runtime) + Math.round(TOTAL * SHARE.control));
+    expect(tallies.reduce((sum, tally) => sum + tally.frames, 0)).toBe(
+      Math.round(TOTAL * SHARE.native) + Math.round(TOTAL * SHARE.runtime) + Math.round(TOTAL * SHARE.control),
+    );
   });
 });
-

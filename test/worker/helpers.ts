@@ -1,6 +1,7 @@
 import { exports } from "cloudflare:workers";
 import { env } from "cloudflare:workers";
-import { createApiKey, type CreatedApiKey } from "../../src/auth/api-keys.ts";
+import { createApiKey } from "../../lib/api-keys.ts";
+import type { CreatedApiKey } from "../../protocol/api-keys.ts";
 
 export const BASE = "https://gateway.test";
 

@@ -11,7 +11,11 @@ describe("stunServers", () => {
     ["unset: the default STUN server", {}, [{ urls: [DEFAULT_STUN_URLS] }]],
     ["empty: none", { STUN_URLS: "" }, []],
     ["only separators and blanks: none", { STUN_URLS: " , ," }, []],
-    ["a list: one server with every URL, trimmed", { STUN_URLS: "stun:a.example:3478, stun:b.example:3478" }, [{ urls: ["stun:a.example:3478", "stun:b.example:3478"] }]],
+    [
+      "a list: one server with every URL, trimmed",
+      { STUN_URLS: "stun:a.example:3478, stun:b.example:3478" },
+      [{ urls: ["stun:a.example:3478", "stun:b.example:3478"] }],
+    ],
   ])("%s", (_, settings, expected) => {
     expect(stunServers(settings)).toEqual(expected);
   });

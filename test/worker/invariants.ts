@@ -15,7 +15,8 @@ export async function sessionStore(sessionId: string) {
       .exec<{ name: string }>("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE '\\_cf\\_%' ESCAPE '\\'")
       .toArray()
       .map((row) => row.name);
-    const count = (table: string) => (tables.includes(table) ? state.storage.sql.exec<{ n: number }>(`SELECT count(*) AS n FROM ${table}`).one().n : 0);
+    const count = (table: string) =>
+      tables.includes(table) ? state.storage.sql.exec<{ n: number }>(`SELECT count(*) AS n FROM ${table}`).one().n : 0;
     return {
       record: state.storage.kv.get<Record<string, unknown>>("session"),
       negotiation: state.storage.kv.get<Record<string, unknown>>("negotiation"),
@@ -42,7 +43,12 @@ export async function storesNothing(sessionId: string): Promise<boolean> {
 export async function accountStore(account: string) {
   return runInDurableObject(limitsStub(account), (_limits: unknown, state: DurableObjectState) => {
     const sql = state.storage.sql;
-    const sequence = Object.fromEntries(sql.exec<{ name: string; seq: number }>("SELECT name, seq FROM sqlite_sequence").toArray().map((row) => [row.name, row.seq]));
+    const sequence = Object.fromEntries(
+      sql
+        .exec<{ name: string; seq: number }>("SELECT name, seq FROM sqlite_sequence")
+        .toArray()
+        .map((row) => [row.name, row.seq]),
+    );
     return {
       slots: sql.exec<{ session_id: string; epoch: number }>("SELECT session_id, epoch FROM slots ORDER BY session_id").toArray(),
       tokenSessions: sql.exec<{ token_id: string; sessions: number }>("SELECT token_id, sessions FROM token_sessions ORDER BY token_id").toArray(),
@@ -63,8 +69,13 @@ export async function poolStore(model: string) {
   return runInDurableObject(poolStub(model), (_pool: ModelPool, state: DurableObjectState) => {
     const sql = state.storage.sql;
     return {
-      assignments: sql.exec<{ session_id: string; runtime_id: string }>("SELECT session_id, runtime_id FROM assignments ORDER BY session_id").toArray(),
-      queue: sql.exec<{ session_id: string }>("SELECT session_id FROM queue ORDER BY position").toArray().map((row) => row.session_id),
+      assignments: sql
+        .exec<{ session_id: string; runtime_id: string }>("SELECT session_id, runtime_id FROM assignments ORDER BY session_id")
+        .toArray(),
+      queue: sql
+        .exec<{ session_id: string }>("SELECT session_id FROM queue ORDER BY position")
+        .toArray()
+        .map((row) => row.session_id),
       runtimes: sql.exec<{ id: string; slots: number; connected: number }>("SELECT id, slots, connected FROM runtimes ORDER BY id").toArray(),
     };
   });
@@ -74,7 +85,9 @@ export type LedgerRow = { segment_no: number; state: string; started_at: number;
 
 /** The session's segments in the D1 ledger. */
 export async function ledgerRows(sessionId: string): Promise<LedgerRow[]> {
-  const { results } = await env.DB.prepare("SELECT segment_no, state, started_at, ended_at, idle_ms FROM usage_segments WHERE session_id = ? ORDER BY segment_no")
+  const { results } = await env.DB.prepare(
+    "SELECT segment_no, state, started_at, ended_at, idle_ms FROM usage_segments WHERE session_id = ? ORDER BY segment_no",
+  )
     .bind(sessionId)
     .all<LedgerRow>();
   return results;
@@ -83,7 +96,12 @@ export async function ledgerRows(sessionId: string): Promise<LedgerRow[]> {
 /** The D1 rows that belong to `accounts`: accounts, API keys (revocation included), limit overrides and usage. */
 export async function d1Rows(accounts: string[]) {
   const marks = accounts.map(() => "?").join(", ");
-  const rows = async (sql: string) => (await env.DB.prepare(sql).bind(...accounts).all()).results;
+  const rows = async (sql: string) =>
+    (
+      await env.DB.prepare(sql)
+        .bind(...accounts)
+        .all()
+    ).results;
   return {
     accounts: await rows(`SELECT id FROM accounts WHERE id IN (${marks}) ORDER BY id`),
     apiKeys: await rows(`SELECT id, account_id, revoked_at FROM api_keys WHERE account_id IN (${marks}) ORDER BY id`),

@@ -1,4 +1,5 @@
 /** Helpers for the limits and metering tests: accounts of their own, admin overrides, the account's clock. */
+import { accountLimits } from "../../src/objects.ts";
 import { env } from "cloudflare:workers";
 import { expect } from "vitest";
 import { call, mintToken, newApiKey } from "./helpers.ts";
@@ -16,7 +17,7 @@ export async function clientOf(account: string, tokenBody?: unknown): Promise<Cl
   return { jwt: (await mintToken(key.key, tokenBody)).jwt, account };
 }
 
-export const limitsStub = (account: string) => env.ACCOUNT_LIMITS.get(env.ACCOUNT_LIMITS.idFromName(account));
+export const limitsStub = (account: string) => accountLimits(env, account);
 
 /** Moves the account's limits object's test clock (its creation and mint windows). */
 export const advanceAccountClock = (account: string, ms: number) => advanceClock(limitsStub(account), ms);

@@ -391,7 +391,10 @@ describe("per-account overrides (D1 account_limits)", () => {
     await runDurableObjectAlarm(sessionStub(waiting));
     expect(await stateOf(client, waiting)).toBe("INACTIVE");
     await getJson(client, `/sessions/${waiting}`, { method: "PUT" });
-    const record = await runInDurableObject(sessionStub(waiting), (_relay, state: DurableObjectState) => state.storage.kv.get<{ maxDurationMs: number }>("session")!);
+    const record = await runInDurableObject(
+      sessionStub(waiting),
+      (_relay, state: DurableObjectState) => state.storage.kv.get<{ maxDurationMs: number }>("session")!,
+    );
     expect(record.maxDurationMs).toBe(90 * SECOND);
   });
 
@@ -411,7 +414,9 @@ describe("per-account overrides (D1 account_limits)", () => {
     const unknown = await put({ burst: 3, concurrent_sessions: 2 });
     expect(unknown.status).toBe(400);
     expect((await unknown.json()) as unknown).toMatchObject({ error: { code: "UNKNOWN_FIELD", message: expect.stringContaining('"burst"') } });
-    expect((await (await call(`/admin/accounts/${account}/limits`, { headers: { Authorization: "Bearer test-admin-token" } })).json()) as unknown).toMatchObject({
+    expect(
+      (await (await call(`/admin/accounts/${account}/limits`, { headers: { Authorization: "Bearer test-admin-token" } })).json()) as unknown,
+    ).toMatchObject({
       overrides: { concurrent_sessions: null }, // nothing of a refused body is applied
     });
     expect(await errorCode(await put({ concurrent_sessions: 3 }, "wrong"))).toBe("ADMIN_UNAUTHORIZED");

@@ -8,7 +8,16 @@ import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import { createApp } from "../../src/app.ts";
 import { call, mintToken, newApiKey } from "./helpers.ts";
 import { freshAccount } from "./limits-helpers.ts";
-import { activeNativeSession, advanceClock, createSession, freshModel, RUNTIME_TOKEN, ScriptedRuntime, sessionStub, type ClientAccount } from "./scripted.ts";
+import {
+  activeNativeSession,
+  advanceClock,
+  createSession,
+  freshModel,
+  RUNTIME_TOKEN,
+  ScriptedRuntime,
+  sessionStub,
+  type ClientAccount,
+} from "./scripted.ts";
 import { failingBucket, failWrites } from "./faults.ts";
 import { createUpload, pattern, PNG } from "./upload-helpers.ts";
 
@@ -18,7 +27,9 @@ let apiKey: string;
 
 beforeAll(async () => {
   for (const method of ["log", "info", "warn", "error", "debug"] as const) {
-    vi.spyOn(console, method).mockImplementation((...args: unknown[]) => void lines.push(args.map((arg) => (arg instanceof Error ? `${arg.message} ${arg.stack}` : String(arg))).join(" ")));
+    vi.spyOn(console, method).mockImplementation(
+      (...args: unknown[]) => void lines.push(args.map((arg) => (arg instanceof Error ? `${arg.message} ${arg.stack}` : String(arg))).join(" ")),
+    );
   }
   const account = freshAccount("logs");
   const key = await newApiKey(account);
@@ -63,10 +74,14 @@ describe("logs never carry credentials", () => {
     const { session_id: uploading } = await createSession(client, freshModel("logs"));
     const upload = await createUpload(client, uploading, { size: 10 });
     signature.value = new URL(upload.presigned_url).searchParams.get("signature")!;
-    const stored = await createApp().request(upload.presigned_url, { method: "PUT", body: pattern(10), headers: { "Content-Type": PNG, "Content-Length": "10" } }, {
-      ...env,
-      UPLOADS: failingBucket(env.UPLOADS),
-    });
+    const stored = await createApp().request(
+      upload.presigned_url,
+      { method: "PUT", body: pattern(10), headers: { "Content-Type": PNG, "Content-Length": "10" } },
+      {
+        ...env,
+        UPLOADS: failingBucket(env.UPLOADS),
+      },
+    );
     expect(stored.status).toBe(502);
 
     // 4. Credentials refused everywhere (none of this logs, and if it ever did, it must not carry them).

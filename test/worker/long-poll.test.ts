@@ -19,8 +19,7 @@ function poll(client: ClientAccount, path: string, longPollMs: string): Promise<
 }
 
 /** Which of two pending responses settles first. */
-const first = (held: Promise<Response>, plain: Promise<Response>) =>
-  Promise.race([held.then(() => "held"), plain.then(() => "plain")]);
+const first = (held: Promise<Response>, plain: Promise<Response>) => Promise.race([held.then(() => "held"), plain.then(() => "plain")]);
 
 const runtimes: ScriptedRuntime[] = [];
 afterEach(async () => {

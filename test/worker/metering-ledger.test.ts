@@ -193,7 +193,11 @@ describe("idle time (reported, still billed)", () => {
     const client = await newClient();
     const { session_id: id } = await createSession(client, model);
     const { peer } = await runtime.acceptAssignment();
-    await call(`/sessions/${id}/transport/webrtc/sdp_params`, { method: "POST", headers: clientHeaders(client), body: JSON.stringify({ sdp_offer: OFFER }) });
+    await call(`/sessions/${id}/transport/webrtc/sdp_params`, {
+      method: "POST",
+      headers: clientHeaders(client),
+      body: JSON.stringify({ sdp_offer: OFFER }),
+    });
     await peer.next("offer");
     peer.send({ type: "answer", generation: 1, sdp: ANSWER });
     peer.send({ type: "peer_state", generation: 1, state: "connected" });
@@ -227,8 +231,9 @@ describe("exactly once in the ledger", () => {
   }
 
   const pendingCount = (sessionId: string) =>
-    runInDurableObject(sessionStub(sessionId), (_relay, state: DurableObjectState) =>
-      state.storage.sql.exec<{ n: number }>("SELECT count(*) AS n FROM pending_segments").one().n,
+    runInDurableObject(
+      sessionStub(sessionId),
+      (_relay, state: DurableObjectState) => state.storage.sql.exec<{ n: number }>("SELECT count(*) AS n FROM pending_segments").one().n,
     );
 
   async function closedSession() {

@@ -11,8 +11,19 @@ describe("segments", () => {
     const meter = newMeter();
     expect(meterTransition(meter, "CREATED", "WAITING", 0, native)).toBeNull();
     expect(meterTransition(meter, "WAITING", "ACTIVE", 10_000, native)).toBeNull();
-    expect(meterTransition(meter, "ACTIVE", "RECONNECTING", 40_000, native)).toMatchObject({ segmentNo: 1, state: "ACTIVE", startedAt: 10_000, endedAt: 40_000 });
-    expect(meterTransition(meter, "RECONNECTING", "INACTIVE", 70_000, native)).toMatchObject({ segmentNo: 2, state: "RECONNECTING", startedAt: 40_000, endedAt: 70_000, idleMs: 0 });
+    expect(meterTransition(meter, "ACTIVE", "RECONNECTING", 40_000, native)).toMatchObject({
+      segmentNo: 1,
+      state: "ACTIVE",
+      startedAt: 10_000,
+      endedAt: 40_000,
+    });
+    expect(meterTransition(meter, "RECONNECTING", "INACTIVE", 70_000, native)).toMatchObject({
+      segmentNo: 2,
+      state: "RECONNECTING",
+      startedAt: 40_000,
+      endedAt: 70_000,
+      idleMs: 0,
+    });
     expect(meterTransition(meter, "INACTIVE", "WAITING", 80_000, native)).toBeNull();
     expect(meterTransition(meter, "WAITING", "ACTIVE", 90_000, native)).toBeNull();
     expect(meterTransition(meter, "ACTIVE", "CLOSED", 95_000, native)).toMatchObject({ segmentNo: 3, endedAt: 95_000 });

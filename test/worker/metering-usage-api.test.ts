@@ -6,6 +6,7 @@ import { env } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
 import { writeSegments, type LedgerSegment } from "../../src/metering/ledger.ts";
 import { parsePrices, usdPerSecond } from "../../src/metering/prices.ts";
+import { createApp } from "../../src/app.ts";
 import { declaredRoutes } from "../../src/http/route.ts";
 import { call, errorCode } from "./helpers.ts";
 import { clientOf, freshAccount } from "./limits-helpers.ts";
@@ -69,9 +70,26 @@ describe("GET /v1/usage", () => {
           cost_usd: 0.21,
           cost_credits: 2100,
         },
-        { key: "beta", sessions: 1, billed_seconds: 200, active_seconds: 200, idle_seconds: 0, reconnecting_seconds: 0, cost_usd: 0.4, cost_credits: 4000 },
+        {
+          key: "beta",
+          sessions: 1,
+          billed_seconds: 200,
+          active_seconds: 200,
+          idle_seconds: 0,
+          reconnecting_seconds: 0,
+          cost_usd: 0.4,
+          cost_credits: 4000,
+        },
       ],
-      total: { sessions: 3, billed_seconds: 410, active_seconds: 340, idle_seconds: 40, reconnecting_seconds: 30, cost_usd: 0.61, cost_credits: 6100 },
+      total: {
+        sessions: 3,
+        billed_seconds: 410,
+        active_seconds: 340,
+        idle_seconds: 40,
+        reconnecting_seconds: 30,
+        cost_usd: 0.61,
+        cost_credits: 6100,
+      },
     });
   });
 
@@ -162,7 +180,9 @@ describe("GET /v1/sessions/{id}/usage", () => {
     expect(body).toEqual({
       session_id: wellFormed,
       model: "alpha",
-      segments: [{ segment: 1, state: "ACTIVE", started_at: DAY1, ended_at: DAY1 + 12_345, billed_seconds: 12.345, idle_seconds: 0, usd_per_second: 0.01 }],
+      segments: [
+        { segment: 1, state: "ACTIVE", started_at: DAY1, ended_at: DAY1 + 12_345, billed_seconds: 12.345, idle_seconds: 0, usd_per_second: 0.01 },
+      ],
       billed_seconds: 12.345,
       active_seconds: 12.345,
       idle_seconds: 0,
@@ -193,7 +213,7 @@ describe("price table (PRICES_USD_PER_SECOND)", () => {
 });
 
 it("the usage and limits routes are in the OpenAPI document", () => {
-  const paths = declaredRoutes.map((spec) => `${spec.method} ${spec.path}`);
+  const paths = declaredRoutes(createApp()).map((spec) => `${spec.method} ${spec.path}`);
   expect(paths).toEqual(
     expect.arrayContaining(["get /v1/usage", "get /v1/sessions/:id/usage", "get /v1/limits", "put /admin/accounts/:account/limits"]),
   );

@@ -8,7 +8,7 @@ import { env } from "cloudflare:workers";
 import { afterEach, describe, expect, it } from "vitest";
 import type { ModelPool } from "../../durable-objects/pool/model-pool.ts";
 import { listModel } from "../../src/models/directory.ts";
-import type { ModelSummary } from "../../src/protocol/http.ts";
+import type { ModelSummary } from "../../protocol/http.ts";
 import { call, errorCode, mintToken, newApiKey } from "./helpers.ts";
 import { failWrites } from "./faults.ts";
 import { accountStore } from "./invariants.ts";
@@ -262,7 +262,11 @@ describe("POST /sessions on a known model with no runtime connected", () => {
     // A runtime connects: the session is assigned at once.
     const back = await runtime(model, "rt-back", 1);
     expect((await back.acceptAssignment()).sessionId).toBe(created.session_id);
-    expect((await getJson(client, `/sessions/${created.session_id}`)).body).toMatchObject({ state: "WAITING", reason: "assigned", capabilities: CAPABILITIES });
+    expect((await getJson(client, `/sessions/${created.session_id}`)).body).toMatchObject({
+      state: "WAITING",
+      reason: "assigned",
+      capabilities: CAPABILITIES,
+    });
   });
 
   it("ends INACTIVE no_runtime when the queue wait passes, even while the runtime that left is still in its grace", async () => {
@@ -285,8 +289,6 @@ describe("POST /sessions on a known model with no runtime connected", () => {
     expect((await getJson(client, `/sessions/${waiting}`)).body).toMatchObject({ state: "WAITING", reason: "queued", queue_position: 1 });
 
     await gpu.crash();
-    await expect
-      .poll(async () => (await getJson(client, `/sessions/${waiting}`)).body.reason, { timeout: 5000 })
-      .toBe("no_runtime_connected");
+    await expect.poll(async () => (await getJson(client, `/sessions/${waiting}`)).body.reason, { timeout: 5000 }).toBe("no_runtime_connected");
   });
 });

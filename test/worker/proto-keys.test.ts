@@ -5,7 +5,7 @@
  * bogus FileRef under it skipped its upload check. The schema toolkit refuses those keys (FORBIDDEN_KEY).
  */
 import { describe, expect, it } from "vitest";
-import { FORBIDDEN_KEYS, json, parse, record } from "../../src/protocol/schema.ts";
+import { FORBIDDEN_KEYS, json, parse, record } from "../../protocol/schema.ts";
 import { call } from "./helpers.ts";
 import { accountStore } from "./invariants.ts";
 import { clientOf, freshAccount } from "./limits-helpers.ts";

@@ -2,11 +2,12 @@
  * Scripted peers for tests inside workerd: a runtime (control socket + one socket per session) and a native
  * client, speaking the real protocol over real WebSockets to the real Worker and Durable Objects.
  */
+import { modelPool, sessionRelay } from "../../src/objects.ts";
 import { evictDurableObject, runInDurableObject } from "cloudflare:test";
 import { env, exports } from "cloudflare:workers";
 import type { ModelPool, PoolSnapshot } from "../../durable-objects/pool/model-pool.ts";
-import type { Capabilities } from "../../src/protocol/common.ts";
-import { HEARTBEAT_REQUEST } from "../../src/protocol/runtime.ts";
+import type { Capabilities } from "../../protocol/common.ts";
+import { HEARTBEAT_REQUEST } from "../../protocol/runtime.ts";
 import { BASE, call, mintToken, newApiKey } from "./helpers.ts";
 
 export const RUNTIME_TOKEN = "rt_test_runtime_token_0123456789abcdef";
@@ -253,7 +254,10 @@ export class ScriptedRuntime {
 
   outbox(sessionId: string): MessageOutbox {
     let outbox = this.outboxes.get(sessionId);
-    if (!outbox) this.outboxes.set(sessionId, (outbox = new MessageOutbox()));
+    if (!outbox) {
+      outbox = new MessageOutbox();
+      this.outboxes.set(sessionId, outbox);
+    }
     return outbox;
   }
 
@@ -371,8 +375,8 @@ let models = 0;
 /** A model name no other test uses, so every test gets its own pool. */
 export const freshModel = (prefix = "model") => `${prefix}-${++models}-${crypto.randomUUID().slice(0, 8)}`;
 
-export const sessionStub = (sessionId: string) => env.SESSION_RELAY.get(env.SESSION_RELAY.idFromName(sessionId));
-export const poolStub = (model: string) => env.MODEL_POOL.get(env.MODEL_POOL.idFromName(model));
+export const sessionStub = (sessionId: string) => sessionRelay(env, sessionId);
+export const poolStub = (model: string) => modelPool(env, model);
 
 /** The pool's runtimes, free slots and queue length, read inside the pool object. */
 export const poolSnapshot = (model: string): Promise<PoolSnapshot> => runInDurableObject(poolStub(model), (pool: ModelPool) => pool.snapshot());

@@ -18,7 +18,7 @@
  *      comes back").
  */
 import { describe, expect, it } from "vitest";
-import { MAX_JSON_DEPTH, json, parse } from "../../src/protocol/schema.ts";
+import { MAX_JSON_DEPTH, json, parse } from "../../protocol/schema.ts";
 import { call, errorCode } from "./helpers.ts";
 import { accountSlots, poolStore } from "./invariants.ts";
 import { clientOf, freshAccount } from "./limits-helpers.ts";
@@ -73,7 +73,13 @@ describe("1. deeply nested JSON", () => {
     expect(await runtimePeer.next("error")).toMatchObject({ code: "FRAME_INVALID" });
     runtime.control.send(`{"type":"capacity","slots":1,"x":${nested(5000)}}`); // unknown fields are dropped unread…
     runtime.control.send(
-      JSON.stringify({ type: "register", runtime_id: "gpu-x", model: { name: model }, slots: 1, capabilities: { protocol_version: "1", tracks: [], commands: [{ name: "c", description: "", schema: JSON.parse(nested(1000)) }] } }),
+      JSON.stringify({
+        type: "register",
+        runtime_id: "gpu-x",
+        model: { name: model },
+        slots: 1,
+        capabilities: { protocol_version: "1", tracks: [], commands: [{ name: "c", description: "", schema: JSON.parse(nested(1000)) }] },
+      }),
     );
     expect(await runtime.control.next("error")).toMatchObject({ code: "FRAME_INVALID" }); // …a declared one is checked
 
@@ -131,7 +137,9 @@ describe("3. guessed session ids and foreign origins (details in attack-table.te
     const model = freshModel("sanity");
     const runtime = await new ScriptedRuntime(model, "gpu-1", 1).connect();
     const client = await clientOf(freshAccount("sanity"));
-    const { session_id } = await (await call("/sessions", { method: "POST", headers: clientHeaders(client), body: JSON.stringify({ model: { name: model } }) })).json<{ session_id: string }>();
+    const { session_id } = await (
+      await call("/sessions", { method: "POST", headers: clientHeaders(client), body: JSON.stringify({ model: { name: model } }) })
+    ).json<{ session_id: string }>();
     const { peer } = await runtime.acceptAssignment();
     const signal = await openSignal(client, session_id);
     await negotiate(signal, peer);

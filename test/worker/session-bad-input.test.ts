@@ -24,13 +24,16 @@ import {
   upgrade,
   RUNTIME_TOKEN,
   type ClientAccount,
-  type Frame,
   type Peer,
 } from "./scripted.ts";
 
 const KiB = 1024;
-const errorFor = (code: string) => (frame: Frame) => frame.type === "error" && frame.code === code;
-const candidate = (n: number) => ({ candidate: `candidate:${n} 1 udp 2122260223 192.0.2.${n % 250} ${50_000 + n} typ host`, sdp_mid: "0", sdp_mline_index: 0 });
+
+const candidate = (n: number) => ({
+  candidate: `candidate:${n} 1 udp 2122260223 192.0.2.${n % 250} ${50_000 + n} typ host`,
+  sdp_mid: "0",
+  sdp_mline_index: 0,
+});
 
 /** An ACTIVE native session whose next command seq is tracked, so a test can prove it still works end to end. */
 async function liveSession() {
@@ -81,7 +84,7 @@ describe("native client socket", () => {
   });
 
   it("an offer for a generation that is not newer → STALE_GENERATION, not relayed", async () => {
-    const { signal, runtimePeer, commandRoundTrip } = await liveSession();
+    const { signal, runtimePeer } = await liveSession();
     signal.send({ type: "offer", generation: 1, sdp: OFFER });
     expect(await signal.next("error")).toMatchObject({ code: "STALE_GENERATION", ref: { generation: 1 } });
     signal.send(command(1)); // barrier on the runtime's socket
@@ -140,7 +143,11 @@ describe("runtime session socket", () => {
   it.each([
     ...COMMON_BAD_FRAMES,
     ["a message without data", "FRAME_INVALID", JSON.stringify({ type: "message", seq: 1, scope: "application" })],
-    ["an answer with an SDP over 64 KiB", "SDP_TOO_LARGE", JSON.stringify({ type: "answer", generation: 1, sdp: ANSWER + "a=x\r\n".repeat(14 * KiB) })],
+    [
+      "an answer with an SDP over 64 KiB",
+      "SDP_TOO_LARGE",
+      JSON.stringify({ type: "answer", generation: 1, sdp: ANSWER + "a=x\r\n".repeat(14 * KiB) }),
+    ],
   ] as [string, string, string | Uint8Array][])("%s → %s; the socket stays open and commands still flow", async (_, code, raw) => {
     const { signal, runtimePeer, commandRoundTrip } = await liveSession();
     sendRaw(runtimePeer, raw);
@@ -196,7 +203,7 @@ describe("runtime session socket", () => {
 
   it("a release whose reason is longer than a close frame allows ends the session; a returning client is told", async () => {
     const { client, sessionId, signal, runtimePeer } = await liveSession();
-    runtimePeer.send({ type: "release", reason: "model crashed: " + "x".repeat(240) });
+    runtimePeer.send({ type: "release", reason: `model crashed: ${"x".repeat(240)}` });
     await signal.next(isStatus("INACTIVE"));
     await signal.waitClosed();
     const again = await openSignal(client, sessionId);
@@ -222,10 +229,11 @@ describe("runtime session socket", () => {
 });
 
 describe("runtime control socket", () => {
-  it.each([
-    ...COMMON_BAD_FRAMES,
-    ["a capacity frame with negative slots", "FRAME_INVALID", JSON.stringify({ type: "capacity", slots: -1 })],
-  ] as [string, string, string | Uint8Array][])("%s → %s; the runtime stays registered and still gets sessions", async (_, code, raw) => {
+  it.each([...COMMON_BAD_FRAMES, ["a capacity frame with negative slots", "FRAME_INVALID", JSON.stringify({ type: "capacity", slots: -1 })]] as [
+    string,
+    string,
+    string | Uint8Array,
+  ][])("%s → %s; the runtime stays registered and still gets sessions", async (_, code, raw) => {
     const model = freshModel();
     const runtime = await new ScriptedRuntime(model, "gpu-1", 1).connect();
     sendRaw(runtime.control, raw);
@@ -240,7 +248,13 @@ describe("runtime control socket", () => {
     const { peer: control } = await upgrade(`/v1/runtime/connect?model=${model}`, { Authorization: `Bearer ${RUNTIME_TOKEN}` });
     control!.send({ type: "capacity", slots: 4 });
     expect(await control!.next("error")).toMatchObject({ code: "FRAME_INVALID", message: expect.stringContaining("register") });
-    const register = { type: "register", runtime_id: "gpu-1", model: { name: "another-model" }, capabilities: { protocol_version: "1.0", tracks: [] }, slots: 1 };
+    const register = {
+      type: "register",
+      runtime_id: "gpu-1",
+      model: { name: "another-model" },
+      capabilities: { protocol_version: "1.0", tracks: [] },
+      slots: 1,
+    };
     control!.send(register);
     expect(await control!.next("error")).toMatchObject({ code: "FRAME_INVALID", message: expect.stringContaining(model) });
     control!.send({ ...register, model: { name: model } });
@@ -253,7 +267,14 @@ describe("runtime control socket", () => {
     const model = freshModel();
     const runtime = await new ScriptedRuntime(model, "gpu-1", 2).connect();
     const { client, sessionId, signal, runtimePeer } = await activeNativeSession(model, runtime);
-    runtime.control.send({ type: "register", runtime_id: "gpu-1", model: { name: model }, capabilities: { protocol_version: "1.0", tracks: [] }, slots: 2, sessions: [] });
+    runtime.control.send({
+      type: "register",
+      runtime_id: "gpu-1",
+      model: { name: model },
+      capabilities: { protocol_version: "1.0", tracks: [] },
+      slots: 2,
+      sessions: [],
+    });
     expect(await runtime.control.next("error")).toMatchObject({ code: "FRAME_INVALID" });
     signal.send(command(1));
     await runtimePeer.next("command");
@@ -295,7 +316,12 @@ describe("REST: invalid bodies", () => {
     ["POST ice_candidates with an oversized candidate", "ice", { candidates: [{ candidate: "c".repeat(2049) }] }],
   ])("%s → 400 INVALID_REQUEST; the session is untouched", async (_, target, body) => {
     const { client, sessionId, runtimePeer } = await restSession();
-    const path = target === "sdp_params" ? `${transport(sessionId)}/sdp_params` : target === "ice" ? `${transport(sessionId)}/connections/conn_0/ice_candidates` : target;
+    const path =
+      target === "sdp_params"
+        ? `${transport(sessionId)}/sdp_params`
+        : target === "ice"
+          ? `${transport(sessionId)}/connections/conn_0/ice_candidates`
+          : target;
     const response = await post(client, path, body);
     expect(response.status).toBe(400);
     expect(await errorCode(response)).toBe("INVALID_REQUEST");
@@ -393,26 +419,30 @@ describe("REST: connection-scoped transport", () => {
     await expect.poll(() => stateOf(client, sessionId), { timeout: 5000 }).toBe("ACTIVE");
   });
 
-  it.each(["conn_999", "conn_x", "other"])("a connection id that was never issued (%s) → 404 CONNECTION_NOT_FOUND, generation untouched", async (unknown) => {
-    const { client, sessionId, runtimePeer } = await restSession();
-    const refused = [
-      await post(client, `${transport(sessionId)}/connections/${unknown}/sdp_params`, { sdp_offer: OFFER }),
-      await call(`${transport(sessionId)}/connections/${unknown}/sdp_params`, { headers: clientHeaders(client) }),
-      await post(client, `${transport(sessionId)}/connections/${unknown}/ice_candidates`, { candidates: [candidate(1)] }),
-    ];
-    for (const response of refused) {
-      expect(response.status).toBe(404);
-      expect(await errorCode(response)).toBe("CONNECTION_NOT_FOUND");
-    }
-    // The next real connection still takes the next generation.
-    const created = (await (await post(client, `${transport(sessionId)}/connections`, "")).json()) as { connection_id: string };
-    expect((await post(client, `${transport(sessionId)}/connections/${created.connection_id}/sdp_params`, { sdp_offer: OFFER })).status).toBe(202);
-    expect(`conn_${(await runtimePeer.next("offer")).generation as number}`).toBe(created.connection_id);
-  });
+  it.each(["conn_999", "conn_x", "other"])(
+    "a connection id that was never issued (%s) → 404 CONNECTION_NOT_FOUND, generation untouched",
+    async (unknown) => {
+      const { client, sessionId, runtimePeer } = await restSession();
+      const refused = [
+        await post(client, `${transport(sessionId)}/connections/${unknown}/sdp_params`, { sdp_offer: OFFER }),
+        await call(`${transport(sessionId)}/connections/${unknown}/sdp_params`, { headers: clientHeaders(client) }),
+        await post(client, `${transport(sessionId)}/connections/${unknown}/ice_candidates`, { candidates: [candidate(1)] }),
+      ];
+      for (const response of refused) {
+        expect(response.status).toBe(404);
+        expect(await errorCode(response)).toBe("CONNECTION_NOT_FOUND");
+      }
+      // The next real connection still takes the next generation.
+      const created = (await (await post(client, `${transport(sessionId)}/connections`, "")).json()) as { connection_id: string };
+      expect((await post(client, `${transport(sessionId)}/connections/${created.connection_id}/sdp_params`, { sdp_offer: OFFER })).status).toBe(202);
+      expect(`conn_${(await runtimePeer.next("offer")).generation as number}`).toBe(created.connection_id);
+    },
+  );
 
   it("an older connection id after a newer one → 410 CONNECTION_SUPERSEDED; the newer one works", async () => {
     const { client, sessionId, runtimePeer } = await restSession();
-    const connection = async () => ((await (await post(client, `${transport(sessionId)}/connections`, "")).json()) as { connection_id: string }).connection_id;
+    const connection = async () =>
+      ((await (await post(client, `${transport(sessionId)}/connections`, "")).json()) as { connection_id: string }).connection_id;
     const older = await connection();
     const newer = await connection();
     expect(newer).not.toBe(older);
@@ -435,7 +465,9 @@ describe("REST: connection-scoped transport", () => {
 
   it("ICE over the per-connection limit → 429 ICE_CANDIDATE_LIMIT, and none of that request is relayed", async () => {
     const { client, sessionId, runtimePeer } = await restSession();
-    const { connection_id } = (await (await post(client, `${transport(sessionId)}/sdp_params`, { sdp_offer: OFFER })).json()) as { connection_id: string };
+    const { connection_id } = (await (await post(client, `${transport(sessionId)}/sdp_params`, { sdp_offer: OFFER })).json()) as {
+      connection_id: string;
+    };
     await runtimePeer.next("offer");
     const trickle = (from: number, count: number, final = false) =>
       post(client, `${transport(sessionId)}/connections/${connection_id}/ice_candidates`, {

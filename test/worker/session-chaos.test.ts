@@ -17,7 +17,14 @@ const SEEDS = Number(env.CHAOS_SEEDS) || 6;
 const SEED = env.CHAOS_SEED ? Number(env.CHAOS_SEED) : Date.now() % 1_000_000;
 
 const action: fc.Arbitrary<ChaosAction> = fc.oneof(
-  { weight: 30, arbitrary: fc.record({ kind: fc.constant("command" as const), policy: fc.constantFrom("buffer", "buffer", "buffer", "drop", "replace"), type: fc.constantFrom("set_prompt" as const, "set_mode" as const) }) },
+  {
+    weight: 30,
+    arbitrary: fc.record({
+      kind: fc.constant("command" as const),
+      policy: fc.constantFrom("buffer", "buffer", "buffer", "drop", "replace"),
+      type: fc.constantFrom("set_prompt" as const, "set_mode" as const),
+    }),
+  },
   { weight: 25, arbitrary: fc.constant({ kind: "message" as const }) },
   { weight: 10, arbitrary: fc.constant({ kind: "pumpClient" as const }) },
   { weight: 10, arbitrary: fc.constant({ kind: "pumpRuntime" as const }) },
@@ -32,7 +39,9 @@ const action: fc.Arbitrary<ChaosAction> = fc.oneof(
 );
 
 describe("session chaos", () => {
-  it(`${SEEDS} random scripts (seed ${SEED}): exactly once and in order, or reported dropped, at both ends`, { timeout: 60_000 + SEEDS * 20_000 }, async () => {
+  it(`${SEEDS} random scripts (seed ${SEED}): exactly once and in order, or reported dropped, at both ends`, {
+    timeout: 60_000 + SEEDS * 20_000,
+  }, async () => {
     let run = 0;
     await fc.assert(
       fc.asyncProperty(fc.array(action, { minLength: 20, maxLength: 60 }), async (actions) => {

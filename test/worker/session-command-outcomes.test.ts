@@ -5,8 +5,8 @@
  * has not said it saw settled, `commands_seen`). The client side is the SDK's own CommandQueue.
  */
 import { describe, expect, it } from "vitest";
+import type { ClientFrame } from "../../protocol/signaling.ts";
 import { CommandQueue, type CommandHandle } from "../../sdk/src/command-queue.ts";
-import type { ClientFrame } from "../../src/protocol/signaling.ts";
 import {
   activeNativeSession,
   freshModel,
@@ -30,7 +30,11 @@ class SdkCommands {
     const welcome = await signal.next("welcome");
     this.signal = signal;
     this.take(await signal.sync()); // the welcome's status and any replayed command_status
-    this.queue.attach((frame: ClientFrame) => (signal.closed ? false : (signal.send(frame), true)), welcome.next_command_seq as number);
+    this.queue.attach((frame: ClientFrame) => {
+      if (signal.closed) return false;
+      signal.send(frame);
+      return true;
+    }, welcome.next_command_seq as number);
     return signal;
   }
 
@@ -56,7 +60,13 @@ const submit = (sdk: SdkCommands, n: number, policy: "buffer" | "drop" = "buffer
 async function settle(sdk: SdkCommands, handles: CommandHandle[]): Promise<void> {
   const deadline = Date.now() + 10_000;
   while (handles.some((handle) => !["acknowledged", "dropped", "replaced"].includes(handle.state))) {
-    if (Date.now() > deadline) throw new Error(`not settled: ${handles.filter((h) => h.state === "waiting" || h.state === "delivered").map((h) => h.seq).join(",")}`);
+    if (Date.now() > deadline)
+      throw new Error(
+        `not settled: ${handles
+          .filter((h) => h.state === "waiting" || h.state === "delivered")
+          .map((h) => h.seq)
+          .join(",")}`,
+      );
     sdk.take(await sdk.signal!.sync());
   }
 }
@@ -81,7 +91,10 @@ describe("dropped commands are never reported acknowledged", () => {
 
     const sdk = new SdkCommands();
     sdk.signal = signal;
-    sdk.queue.attach((frame) => (signal.send(frame), true), 1);
+    sdk.queue.attach((frame) => {
+      signal.send(frame);
+      return true;
+    }, 1);
     const handles = submit(sdk, 260);
     // The gateway took all 260 (the last one's status proves it); the socket dies before the client reads any.
     await signal.takeUntil((frame) => frame.type === "command_status" && frame.seq === 260);
@@ -115,7 +128,10 @@ describe("dropped commands are never reported acknowledged", () => {
     await signal.next(isStatus("RECONNECTING"));
     const sdk = new SdkCommands();
     sdk.signal = signal;
-    sdk.queue.attach((frame) => (signal.send(frame), true), 1);
+    sdk.queue.attach((frame) => {
+      signal.send(frame);
+      return true;
+    }, 1);
     const [first] = submit(sdk, 1);
     const [dropped] = submit(sdk, 1, "drop");
     const [third] = submit(sdk, 1);
@@ -134,7 +150,10 @@ describe("dropped commands are never reported acknowledged", () => {
   it("the SDK never takes a cumulative ack for a seq it has no state for", () => {
     const queue = new CommandQueue();
     const sent: ClientFrame[] = [];
-    queue.attach((frame) => (sent.push(frame), true), 1);
+    queue.attach((frame) => {
+      sent.push(frame);
+      return true;
+    }, 1);
     const [a, b, c] = submit({ queue } as SdkCommands, 3);
     queue.onStatus(1, "delivered");
     queue.onStatus(3, "delivered");
@@ -154,7 +173,10 @@ describe("dropped commands are never reported acknowledged", () => {
     ackAll(runtimePeer, []);
     const sdk = new SdkCommands();
     sdk.signal = signal;
-    sdk.queue.attach((frame) => (signal.send(frame), true), 1);
+    sdk.queue.attach((frame) => {
+      signal.send(frame);
+      return true;
+    }, 1);
     const handles = submit(sdk, 3);
     await settle(sdk, handles);
     expect(sdk.queue.settledThrough).toBe(3);

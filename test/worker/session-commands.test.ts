@@ -241,8 +241,7 @@ describe("commands before the session is ready", () => {
   it("a replace that does not fit the buffer is dropped and keeps the command it would have replaced", async () => {
     const { runtime, signal } = await waitingSession({ withRuntime: true });
     const { peer: runtimePeer } = await runtime.acceptAssignment();
-    const sized = (seq: number, type: string, chars: number, policy?: "replace") =>
-      command(seq, { type, policy, data: { blob: "x".repeat(chars) } });
+    const sized = (seq: number, type: string, chars: number, policy?: "replace") => command(seq, { type, policy, data: { blob: "x".repeat(chars) } });
 
     signal.send(sized(1, "set_prompt", 150_000));
     for (let seq = 2; seq <= 5; seq++) signal.send(sized(seq, "set_seed", 220_000));

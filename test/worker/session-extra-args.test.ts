@@ -6,15 +6,19 @@
  */
 import { exports } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
-import { LIMITS } from "../../src/protocol/common.ts";
+import { LIMITS } from "../../protocol/common.ts";
 import { BASE } from "./helpers.ts";
 import { activeNativeSession, clientHeaders, freshModel, getJson, isStatus, newClient, poolSnapshot, ScriptedRuntime } from "./scripted.ts";
 
 async function create(client: Awaited<ReturnType<typeof newClient>>, model: string, extraArgs: unknown) {
   const response = await exports.default.fetch(
-    new Request(`${BASE}/sessions`, { method: "POST", headers: clientHeaders(client), body: JSON.stringify({ model: { name: model }, extra_args: extraArgs }) }),
+    new Request(`${BASE}/sessions`, {
+      method: "POST",
+      headers: clientHeaders(client),
+      body: JSON.stringify({ model: { name: model }, extra_args: extraArgs }),
+    }),
   );
-  return { status: response.status, body: (await response.json()) as Record<string, any> };
+  return { status: response.status, body: (await response.json()) as Record<string, unknown> };
 }
 
 describe("extra_args are bounded so the session frame always fits", () => {
@@ -46,6 +50,8 @@ describe("extra_args are bounded so the session frame always fits", () => {
     expect(await signal.next(isStatus("INACTIVE"))).toMatchObject({ reason: "runtime_frame_error: FRAME_TOO_LARGE (session)" });
     expect(await runtimePeer.next("end")).toMatchObject({ reason: "runtime_frame_error: FRAME_TOO_LARGE (session)" });
     const events = (await getJson(client, `/v1/sessions/${sessionId}/events`)).body.events as { type: string; detail?: unknown }[];
-    expect(events.find((event) => event.type === "runtime_frame_error")).toMatchObject({ detail: { code: "FRAME_TOO_LARGE", frame_type: "session" } });
+    expect(events.find((event) => event.type === "runtime_frame_error")).toMatchObject({
+      detail: { code: "FRAME_TOO_LARGE", frame_type: "session" },
+    });
   });
 });

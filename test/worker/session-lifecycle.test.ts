@@ -44,7 +44,10 @@ describe("REST lifecycle (the official client's calls)", () => {
     expect(ice.body).toMatchObject({
       ice_servers: [
         { uris: [expect.stringMatching(/^stun:/)] },
-        { uris: [expect.stringMatching(/^turn:/), expect.anything(), expect.stringMatching(/^turns:/)], credentials: { username: expect.stringMatching(new RegExp(`:${sessionId}$`)) } },
+        {
+          uris: [expect.stringMatching(/^turn:/), expect.anything(), expect.stringMatching(/^turns:/)],
+          credentials: { username: expect.stringMatching(new RegExp(`:${sessionId}$`)) },
+        },
       ],
     });
 
@@ -205,7 +208,11 @@ describe("grace window (alarms, not timers)", () => {
     const { session_id } = await createSession(client, model);
     const { peer } = await runtime.acceptAssignment();
     const sdp = (method: string) =>
-      call(`/sessions/${session_id}/transport/webrtc/sdp_params`, { method, headers: clientHeaders(client), body: JSON.stringify({ sdp_offer: OFFER }) });
+      call(`/sessions/${session_id}/transport/webrtc/sdp_params`, {
+        method,
+        headers: clientHeaders(client),
+        body: JSON.stringify({ sdp_offer: OFFER }),
+      });
     await sdp("POST");
     await peer.next("offer");
     peer.send({ type: "answer", generation: 1, sdp: ANSWER });

@@ -65,7 +65,10 @@ class Inbox {
 async function storedState(sessionId: string): Promise<{ messageSeq: number; record: unknown; rows: number[] }> {
   return runInDurableObject(sessionStub(sessionId), (_instance: unknown, state: DurableObjectState) => {
     const record = state.storage.kv.get<{ messageSeq: number }>("session")!;
-    const rows = state.storage.sql.exec<{ seq: number }>("SELECT seq FROM messages ORDER BY seq").toArray().map((row) => row.seq);
+    const rows = state.storage.sql
+      .exec<{ seq: number }>("SELECT seq FROM messages ORDER BY seq")
+      .toArray()
+      .map((row) => row.seq);
     return { messageSeq: record.messageSeq, record, rows };
   });
 }
@@ -75,8 +78,9 @@ async function storedState(sessionId: string): Promise<{ messageSeq: number; rec
  * which counts the key-value API's writes too): a write counter, valid while the object is not evicted.
  */
 async function rowWrites(sessionId: string): Promise<number> {
-  return runInDurableObject(sessionStub(sessionId), (_instance: unknown, state: DurableObjectState) =>
-    state.storage.sql.exec<{ n: number }>("SELECT total_changes() AS n").one().n,
+  return runInDurableObject(
+    sessionStub(sessionId),
+    (_instance: unknown, state: DurableObjectState) => state.storage.sql.exec<{ n: number }>("SELECT total_changes() AS n").one().n,
   );
 }
 

@@ -5,7 +5,18 @@
  */
 import { evictDurableObject } from "cloudflare:test";
 import { describe, expect, it } from "vitest";
-import { activeNativeSession, freshModel, getJson, isStatus, negotiate, openSignal, ScriptedRuntime, sessionStub, type Frame, type Peer } from "./scripted.ts";
+import {
+  activeNativeSession,
+  freshModel,
+  getJson,
+  isStatus,
+  negotiate,
+  openSignal,
+  ScriptedRuntime,
+  sessionStub,
+  type Frame,
+  type Peer,
+} from "./scripted.ts";
 
 const message = (seq: number, data: unknown = { n: seq }) => ({ type: "message" as const, seq, scope: "application", data });
 const messageSeqs = (frames: Frame[]) => frames.filter((frame) => frame.type === "message").map((frame) => frame.seq as number);

@@ -87,7 +87,9 @@ describe("runtime session socket before its hello", () => {
     await runDurableObjectAlarm(sessionStub(sessionId));
     await expect.poll(() => stateOf(client, sessionId)).toBe("INACTIVE");
     const events = await getJson(client, `/v1/sessions/${sessionId}/events`);
-    const kinds = (events.body.events as { type: string; detail?: { how?: string } }[]).map((event) => `${event.type}${event.detail?.how ? `: ${event.detail.how}` : ""}`);
+    const kinds = (events.body.events as { type: string; detail?: { how?: string } }[]).map(
+      (event) => `${event.type}${event.detail?.how ? `: ${event.detail.how}` : ""}`,
+    );
     expect(kinds).toContain("runtime_dropped: no hello within 10 s");
   });
 

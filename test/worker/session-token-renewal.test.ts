@@ -6,7 +6,7 @@
  */
 import { runDurableObjectAlarm, runInDurableObject } from "cloudflare:test";
 import { describe, expect, it } from "vitest";
-import { CLOSE_TOKEN_EXPIRED } from "../../src/protocol/signaling.ts";
+import { CLOSE_TOKEN_EXPIRED } from "../../protocol/signaling.ts";
 import { mintToken, newApiKey } from "./helpers.ts";
 import { activeNativeSession, advanceClock, command, commandStatus, freshModel, ScriptedRuntime, sessionStub, stateOf } from "./scripted.ts";
 
@@ -24,7 +24,10 @@ async function sessionWithToken(lifetime: number) {
 
 /** The session object's clock (real time plus its test offset). */
 const sessionNow = (sessionId: string) =>
-  runInDurableObject(sessionStub(sessionId), (_instance: unknown, state: DurableObjectState) => Date.now() + (state.storage.kv.get<number>("clock_offset_ms") ?? 0));
+  runInDurableObject(
+    sessionStub(sessionId),
+    (_instance: unknown, state: DurableObjectState) => Date.now() + (state.storage.kv.get<number>("clock_offset_ms") ?? 0),
+  );
 
 /** Moves the session's clock to `ms` past the token's expiry and runs its alarm. */
 async function passExpiry(sessionId: string, expiresAt: number, ms: number): Promise<void> {

@@ -7,8 +7,8 @@ import { env } from "cloudflare:workers";
 import { base64url, CompactSign, errors as joseErrors, FlattenedSign, importJWK, SignJWT, type JWK, type JWTPayload } from "jose";
 import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import { JOSE_ERROR_CODES, joseErrorCode } from "../../src/auth/tokens.ts";
-import { generateSigningKey } from "../../src/auth/generate-signing-key.ts";
-import { ERROR_CODES } from "../../src/errors.ts";
+import { generateSigningKey } from "../../lib/signing-keys.ts";
+import { ERROR_CODES } from "../../protocol/errors.ts";
 import { call, errorCode, mintToken, newApiKey } from "./helpers.ts";
 import { upgrade } from "./scripted.ts";
 
@@ -30,9 +30,7 @@ function claims(overrides: JWTPayload = {}): JWTPayload {
 }
 
 async function sign(payload: JWTPayload, { key = signer, header = {} }: { key?: JWK; header?: Record<string, unknown> } = {}) {
-  return new SignJWT(payload)
-    .setProtectedHeader({ alg: key.alg!, kid: key.kid, ...header })
-    .sign(await importJWK(key, key.alg));
+  return new SignJWT(payload).setProtectedHeader({ alg: key.alg!, kid: key.kid, ...header }).sign(await importJWK(key, key.alg));
 }
 
 const encode = (value: unknown) => base64url.encode(JSON.stringify(value));
@@ -158,7 +156,10 @@ describe("every error jose can throw is a 401 with a code", () => {
   it("JOSE_ERROR_CODES has every error class jose exports (a jose upgrade that adds one fails here)", () => {
     expect(classes.length).toBeGreaterThanOrEqual(15);
     for (const [name, errorClass] of classes) {
-      expect(JOSE_ERROR_CODES.some(([mapped]) => mapped === errorClass), name).toBe(true);
+      expect(
+        JOSE_ERROR_CODES.some(([mapped]) => mapped === errorClass),
+        name,
+      ).toBe(true);
     }
   });
 

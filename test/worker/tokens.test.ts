@@ -1,8 +1,8 @@
 import { env } from "cloudflare:workers";
 import { decodeJwt, decodeProtectedHeader } from "jose";
 import { describe, expect, it } from "vitest";
-import { revokeApiKey } from "../../src/auth/api-keys.ts";
-import { generateSigningKey } from "../../src/auth/generate-signing-key.ts";
+import { revokeApiKey } from "../../lib/api-keys.ts";
+import { generateSigningKey } from "../../lib/signing-keys.ts";
 import { mintClientToken, verifyClientToken } from "../../src/auth/tokens.ts";
 import { createApp } from "../../src/app.ts";
 import { bearer, call, errorCode, mintToken, newApiKey } from "./helpers.ts";
@@ -91,11 +91,31 @@ describe("POST /tokens", () => {
   });
 
   it.each([
-    ["flat narrowing fields (the issue's body)", { models: ["demo"], max_sessions: 1, ttl_seconds: 60 }, "$", ['"models"', '"max_sessions"', '"ttl_seconds"']],
+    [
+      "flat narrowing fields (the issue's body)",
+      { models: ["demo"], max_sessions: 1, ttl_seconds: 60 },
+      "$",
+      ['"models"', '"max_sessions"', '"ttl_seconds"'],
+    ],
     ["a name Object.prototype has", { constructor: 1 }, "$", ['"constructor"']],
-    ["a misspelt resources field", { authorization_details: [{ type: "session", resources: { model: { match: ["demo"] } } }] }, "$.authorization_details[0].resources", ['"model"']],
-    ["a misspelt models field", { authorization_details: [{ type: "session", resources: { models: { names: ["demo"] } } }] }, "$.authorization_details[0].resources.models", ['"names"']],
-    ["an unknown constraint", { authorization_details: [{ type: "session", constraints: { max_session: 1 } }] }, "$.authorization_details[0].constraints", ['"max_session"']],
+    [
+      "a misspelt resources field",
+      { authorization_details: [{ type: "session", resources: { model: { match: ["demo"] } } }] },
+      "$.authorization_details[0].resources",
+      ['"model"'],
+    ],
+    [
+      "a misspelt models field",
+      { authorization_details: [{ type: "session", resources: { models: { names: ["demo"] } } }] },
+      "$.authorization_details[0].resources.models",
+      ['"names"'],
+    ],
+    [
+      "an unknown constraint",
+      { authorization_details: [{ type: "session", constraints: { max_session: 1 } }] },
+      "$.authorization_details[0].constraints",
+      ['"max_session"'],
+    ],
   ])("refuses %s with 400 UNKNOWN_FIELD naming every unknown field and the real ones; nothing is minted", async (_, body, path, named) => {
     const key = await newApiKey();
     const response = await call("/tokens", { method: "POST", headers: { "Reactor-API-Key": key.key }, body: JSON.stringify(body) });
@@ -105,12 +125,19 @@ describe("POST /tokens", () => {
     expect(error.message.startsWith(`${path}: unknown field`)).toBe(true);
     for (const name of named) expect(error.message).toContain(name);
     if (path === "$") expect(error.message).toContain('the fields here are "expires_after", "authorization_details"');
-    if (path === "$") expect(error.message).toContain('"resources": {"models": {"match": ["<model>"]}}, "constraints": {"max_sessions": <n>, "max_session_duration_seconds": <s>}');
+    if (path === "$")
+      expect(error.message).toContain(
+        '"resources": {"models": {"match": ["<model>"]}}, "constraints": {"max_sessions": <n>, "max_session_duration_seconds": <s>}',
+      );
   });
 
   it("takes a JSON null body as no body (the newer official clients send null for an unrestricted token)", async () => {
     const key = await newApiKey();
-    const response = await call("/tokens", { method: "POST", headers: { "Reactor-API-Key": key.key, "Content-Type": "application/json" }, body: "null" });
+    const response = await call("/tokens", {
+      method: "POST",
+      headers: { "Reactor-API-Key": key.key, "Content-Type": "application/json" },
+      body: "null",
+    });
     expect(response.status).toBe(200);
   });
 
@@ -139,7 +166,10 @@ describe("POST /tokens", () => {
     for (const key of ["hello", `rk_${"a".repeat(42)}`, `rk_${"a".repeat(129)}`, `rk_${"a".repeat(42)}+`]) {
       const response = await call("/tokens", { method: "POST", headers: { "Reactor-API-Key": key } });
       const { error } = (await response.json()) as { error: { code: string; message: string } };
-      expect(error, key).toMatchObject({ code: "API_KEY_MALFORMED", message: "An API key is rk_ followed by 43 to 128 characters of A-Z, a-z, 0-9, _ and -." });
+      expect(error, key).toMatchObject({
+        code: "API_KEY_MALFORMED",
+        message: "An API key is rk_ followed by 43 to 128 characters of A-Z, a-z, 0-9, _ and -.",
+      });
     }
     // Both ends of the rule are keys (unknown here, but well-formed).
     for (const key of [`rk_${"a".repeat(43)}`, `rk_${"-_".repeat(64)}`]) {

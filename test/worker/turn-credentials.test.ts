@@ -22,7 +22,11 @@ import {
   type Frame,
 } from "./scripted.ts";
 
-const TURN = { TURN_SECRET: "worker-test-turn-secret", TURN_HOSTS: "turn-eu.example.test,turn-us.example.test:3479:5349", STUN_URLS: "stun:stun.example.test:3478" };
+const TURN = {
+  TURN_SECRET: "worker-test-turn-secret",
+  TURN_HOSTS: "turn-eu.example.test,turn-us.example.test:3479:5349",
+  STUN_URLS: "stun:stun.example.test:3478",
+};
 const app = createApp();
 const withTurn = (extra: Record<string, string> = {}) => ({ ...env, ...TURN, ...extra }) as Env;
 const withoutTurn = (extra: Record<string, string> = {}) => ({ ...env, TURN_SECRET: undefined, TURN_HOSTS: undefined, ...extra }) as Env;
@@ -37,7 +41,11 @@ async function hmac(secret: string, username: string): Promise<string> {
 async function sessionIceServers(client: ClientAccount, bindings: Env) {
   const { session_id } = await createSession(client, freshModel());
   const response = await app.request(`/sessions/${session_id}/transport/webrtc/ice_servers`, { headers: clientHeaders(client) }, bindings);
-  return { session_id, response, body: (await response.json()) as { ice_servers: { uris: string[]; credentials?: { username: string; password: string } }[] } };
+  return {
+    session_id,
+    response,
+    body: (await response.json()) as { ice_servers: { uris: string[]; credentials?: { username: string; password: string } }[] },
+  };
 }
 
 describe("GET …/transport/webrtc/ice_servers with coturn", () => {
@@ -46,8 +54,16 @@ describe("GET …/transport/webrtc/ice_servers with coturn", () => {
     expect(response.status).toBe(200);
     expect(body.ice_servers.map((server) => server.uris)).toEqual([
       ["stun:stun.example.test:3478"],
-      ["turn:turn-eu.example.test:3478?transport=udp", "turn:turn-eu.example.test:3478?transport=tcp", "turns:turn-eu.example.test:443?transport=tcp"],
-      ["turn:turn-us.example.test:3479?transport=udp", "turn:turn-us.example.test:3479?transport=tcp", "turns:turn-us.example.test:5349?transport=tcp"],
+      [
+        "turn:turn-eu.example.test:3478?transport=udp",
+        "turn:turn-eu.example.test:3478?transport=tcp",
+        "turns:turn-eu.example.test:443?transport=tcp",
+      ],
+      [
+        "turn:turn-us.example.test:3479?transport=udp",
+        "turn:turn-us.example.test:3479?transport=tcp",
+        "turns:turn-us.example.test:5349?transport=tcp",
+      ],
     ]);
     const { username, password } = body.ice_servers[1]!.credentials!;
     expect(username).toMatch(new RegExp(`^\\d+:${session_id}$`));
@@ -57,7 +73,8 @@ describe("GET …/transport/webrtc/ice_servers with coturn", () => {
 
   it("the credential lasts TURN_TTL_SECONDS (default 1 h) but never past the client's token", async () => {
     const now = Math.floor(Date.now() / 1000);
-    const expiryOf = (body: { ice_servers: { credentials?: { username: string } }[] }) => Number(body.ice_servers[1]!.credentials!.username.split(":")[0]);
+    const expiryOf = (body: { ice_servers: { credentials?: { username: string } }[] }) =>
+      Number(body.ice_servers[1]!.credentials!.username.split(":")[0]);
 
     const longLived = await sessionIceServers(await newClient(), withTurn());
     expect(expiryOf(longLived.body)).toBeGreaterThanOrEqual(now + 3600);
@@ -80,7 +97,11 @@ describe("GET …/transport/webrtc/ice_servers with coturn", () => {
   it("refuses another account's session (no credential for it)", async () => {
     const owner = await newClient();
     const { session_id } = await createSession(owner, freshModel());
-    const response = await app.request(`/sessions/${session_id}/transport/webrtc/ice_servers`, { headers: clientHeaders(await newClient()) }, withTurn());
+    const response = await app.request(
+      `/sessions/${session_id}/transport/webrtc/ice_servers`,
+      { headers: clientHeaders(await newClient()) },
+      withTurn(),
+    );
     expect(response.status).toBe(404);
     expect(await errorCode(response)).toBe("SESSION_NOT_FOUND");
   });
@@ -94,7 +115,11 @@ describe("POST /v1/turn-credentials", () => {
     const response = await post(clientHeaders(client));
     expect(response.status).toBe(200);
     expect(response.headers.get("Cache-Control")).toBe("no-store");
-    const body = (await response.json()) as { ice_servers: { urls: string[]; username?: string; credential?: string }[]; expires_at: number; provider: string };
+    const body = (await response.json()) as {
+      ice_servers: { urls: string[]; username?: string; credential?: string }[];
+      expires_at: number;
+      provider: string;
+    };
     expect(body.provider).toBe("coturn");
     const turn = body.ice_servers[1]!;
     expect(turn.username).toBe(`${body.expires_at}:acct.${client.account}`);
@@ -158,7 +183,11 @@ describe("the native client and the runtime get credentials for their session", 
     const { session_id } = await createSession(await newClient(), model);
     const { peer } = await runtime.acceptAssignment();
     const turn = turnOf(peer.session!);
-    expect(turn.urls).toEqual(["turn:turn.worker.test:3478?transport=udp", "turn:turn.worker.test:3478?transport=tcp", "turns:turn.worker.test:443?transport=tcp"]);
+    expect(turn.urls).toEqual([
+      "turn:turn.worker.test:3478?transport=udp",
+      "turn:turn.worker.test:3478?transport=tcp",
+      "turns:turn.worker.test:443?transport=tcp",
+    ]);
     expect(turn.username).toMatch(new RegExp(`^\\d+:${session_id}$`));
     expect(turn.credential).toBe(await hmac(env.TURN_SECRET!, turn.username!));
     await runtime.crash();

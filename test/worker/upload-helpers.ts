@@ -81,8 +81,9 @@ export async function errorOf(response: Response): Promise<{ status: number; cod
 
 /** The upload's state in its session's SQLite (durable-objects/session/upload-log.ts), read without a PUT. */
 export function uploadState(sessionId: string, uploadId: string): Promise<string | undefined> {
-  return runInDurableObject(sessionStub(sessionId), (_relay, state) =>
-    state.storage.sql.exec<{ state: string }>("SELECT state FROM uploads WHERE id = ?", uploadId).toArray()[0]?.state,
+  return runInDurableObject(
+    sessionStub(sessionId),
+    (_relay, state) => state.storage.sql.exec<{ state: string }>("SELECT state FROM uploads WHERE id = ?", uploadId).toArray()[0]?.state,
   );
 }
 
@@ -97,7 +98,11 @@ export async function claimed(sessionId: string, uploadId: string): Promise<void
 /** A stream whose chunks the test pushes one by one, and can end or break. */
 export function controlledStream() {
   let controller!: ReadableStreamDefaultController<Uint8Array>;
-  const stream = new ReadableStream<Uint8Array>({ start: (c) => void (controller = c) });
+  const stream = new ReadableStream<Uint8Array>({
+    start: (c) => {
+      controller = c;
+    },
+  });
   return {
     stream,
     push: (chunk: Uint8Array) => controller.enqueue(chunk),
@@ -105,4 +110,3 @@ export function controlledStream() {
     break: (reason = "connection lost") => controller.error(new Error(reason)),
   };
 }
-

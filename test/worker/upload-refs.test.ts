@@ -117,7 +117,10 @@ describe("the runtime reading an upload", () => {
     const otherSession = (await createSession(client, freshModel("files-other"))).session_id;
     const foreign = await completeUpload(client, otherSession, pattern(10));
 
-    expect(await errorOf(await readAsRuntime(sessionId, upload.presigned_id, "gpu-someone-else"))).toMatchObject({ status: 403, code: "RUNTIME_NOT_ASSIGNED" });
+    expect(await errorOf(await readAsRuntime(sessionId, upload.presigned_id, "gpu-someone-else"))).toMatchObject({
+      status: 403,
+      code: "RUNTIME_NOT_ASSIGNED",
+    });
     expect(await errorOf(await readAsRuntime(sessionId, upload.presigned_id, runtime.id, client.jwt))).toMatchObject({
       status: 401,
       code: "RUNTIME_CREDENTIAL_INVALID",
@@ -128,19 +131,28 @@ describe("the runtime reading an upload", () => {
     });
     expect(await errorOf(await readAsRuntime(sessionId, foreign.presigned_id, runtime.id))).toMatchObject({ status: 404, code: "UPLOAD_NOT_FOUND" });
     expect(await errorOf(await readAsRuntime(sessionId, "upl_nope", runtime.id))).toMatchObject({ status: 404, code: "UPLOAD_NOT_FOUND" });
-    expect(await errorOf(await readAsRuntime(sessionId, pending.presigned_id, runtime.id))).toMatchObject({ status: 409, code: "UPLOAD_NOT_COMPLETE" });
+    expect(await errorOf(await readAsRuntime(sessionId, pending.presigned_id, runtime.id))).toMatchObject({
+      status: 409,
+      code: "UPLOAD_NOT_COMPLETE",
+    });
     expect(await errorOf(await readAsRuntime("ses_AAAAAAAAAAAAAAAAAAAAAA", upload.presigned_id, runtime.id))).toMatchObject({
       status: 404,
       code: "SESSION_NOT_FOUND",
     });
-    const missingId = await call(`/v1/runtime/sessions/${sessionId}/uploads/${upload.presigned_id}`, { headers: { Authorization: `Bearer ${RUNTIME_TOKEN}` } });
+    const missingId = await call(`/v1/runtime/sessions/${sessionId}/uploads/${upload.presigned_id}`, {
+      headers: { Authorization: `Bearer ${RUNTIME_TOKEN}` },
+    });
     expect(await errorOf(missingId)).toMatchObject({ status: 400, code: "INVALID_REQUEST" });
   });
 
   it("has no client-facing route: a client token cannot read an upload anywhere", async () => {
     const { client, sessionId } = await activeSession();
     const upload = await completeUpload(client, sessionId, pattern(10));
-    for (const path of [`/uploads/${upload.presigned_id}`, `/sessions/${sessionId}/uploads/${upload.presigned_id}`, `/sessions/${sessionId}/uploads`]) {
+    for (const path of [
+      `/uploads/${upload.presigned_id}`,
+      `/sessions/${sessionId}/uploads/${upload.presigned_id}`,
+      `/sessions/${sessionId}/uploads`,
+    ]) {
       const response = await call(path, { headers: { Authorization: `Bearer ${client.jwt}` } });
       expect([404, 405], path).toContain(response.status);
       expect(response.headers.get("Content-Type"), path).toContain("application/json");
@@ -199,7 +211,9 @@ describe("when the session ends, its files are deleted", () => {
     const { session_id: sessionId } = await createSession(client, freshModel("files-retry"));
     const upload = await completeUpload(client, sessionId, pattern(10));
     // R2 refuses for this object instance only (an eviction brings back the real binding).
-    const failing = new Proxy(env.UPLOADS, { get: (bucket, key) => (key === "list" ? () => Promise.reject(new Error("R2 is down")) : Reflect.get(bucket, key)) });
+    const failing = new Proxy(env.UPLOADS, {
+      get: (bucket, key) => (key === "list" ? () => Promise.reject(new Error("R2 is down")) : Reflect.get(bucket, key)),
+    });
     await runInDurableObject(sessionStub(sessionId), (instance: object) => void Object.assign(instance, { env: { ...env, UPLOADS: failing } }));
 
     expect((await getJson(client, `/sessions/${sessionId}`, { method: "DELETE" })).status).toBe(200);

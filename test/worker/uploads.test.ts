@@ -68,7 +68,12 @@ describe("creating an upload", () => {
       expect({ overrides, status: response.status, code: (response.body.error as { code: string }).code }).toEqual({ overrides, status, code });
     }
     // The largest allowed size, and the configured families, are accepted.
-    for (const accepted of [{ size: 50 * MIB }, { mime_type: "IMAGE/JPEG" }, { mime_type: "video/webm" }, { mime_type: "application/octet-stream" }]) {
+    for (const accepted of [
+      { size: 50 * MIB },
+      { mime_type: "IMAGE/JPEG" },
+      { mime_type: "video/webm" },
+      { mime_type: "application/octet-stream" },
+    ]) {
       expect((await createUploadRaw(client, sessionId, { name: "a.png", size: 10, mime_type: PNG, ...accepted })).status).toBe(200);
     }
     expect(await storedKeys(sessionId)).toEqual([]);
@@ -99,7 +104,11 @@ describe("creating an upload", () => {
     ];
     for (const name of refused) {
       const response = await createUploadRaw(client, sessionId, { name, size: 10, mime_type: PNG });
-      expect({ name, status: response.status, code: (response.body.error as { code: string }).code }).toEqual({ name, status: 400, code: "UPLOAD_NAME_INVALID" });
+      expect({ name, status: response.status, code: (response.body.error as { code: string }).code }).toEqual({
+        name,
+        status: 400,
+        code: "UPLOAD_NAME_INVALID",
+      });
     }
     for (const name of ["cat (1).png", ".hidden.png", "x".repeat(255), "é".repeat(127), "日本語 ファイル.png", "a..b.png"]) {
       expect((await createUploadRaw(client, sessionId, { name, size: 10, mime_type: PNG })).status, name).toBe(200);
@@ -112,9 +121,16 @@ describe("creating an upload", () => {
     const stranger = await newClient();
     const file = { name: "a.png", size: 10, mime_type: PNG };
     expect(await createUploadRaw(stranger, sessionId, file)).toMatchObject({ status: 404, body: { error: { code: "SESSION_NOT_FOUND" } } });
-    expect(await createUploadRaw(stranger, "ses_AAAAAAAAAAAAAAAAAAAAAA", file)).toMatchObject({ status: 404, body: { error: { code: "SESSION_NOT_FOUND" } } });
+    expect(await createUploadRaw(stranger, "ses_AAAAAAAAAAAAAAAAAAAAAA", file)).toMatchObject({
+      status: 404,
+      body: { error: { code: "SESSION_NOT_FOUND" } },
+    });
     const anonymous = await exports.default.fetch(
-      new Request(`https://gateway.test/sessions/${sessionId}/uploads`, { method: "POST", body: JSON.stringify(file), headers: { "Content-Type": "application/json" } }),
+      new Request(`https://gateway.test/sessions/${sessionId}/uploads`, {
+        method: "POST",
+        body: JSON.stringify(file),
+        headers: { "Content-Type": "application/json" },
+      }),
     );
     expect(await errorOf(anonymous)).toMatchObject({ status: 401, code: "TOKEN_MISSING" });
 
@@ -297,7 +313,10 @@ describe("PUT of the bytes", () => {
     expect(await send([pattern(1000), pattern(1)], "end")).toMatchObject({ status: 413, code: "UPLOAD_BODY_TOO_LARGE" });
     expect(await send([pattern(600), pattern(600)], "end")).toMatchObject({ status: 413, code: "UPLOAD_BODY_TOO_LARGE" });
     expect(await send([pattern(999)], "end")).toMatchObject({ status: 400, code: "UPLOAD_BODY_INCOMPLETE" });
-    expect(await send([pattern(999), pattern(1), new Uint8Array(0), pattern(1)], "end")).toMatchObject({ status: 413, code: "UPLOAD_BODY_TOO_LARGE" });
+    expect(await send([pattern(999), pattern(1), new Uint8Array(0), pattern(1)], "end")).toMatchObject({
+      status: 413,
+      code: "UPLOAD_BODY_TOO_LARGE",
+    });
     expect(await send([pattern(500)], "break")).toMatchObject({ status: 400, code: "UPLOAD_BODY_INCOMPLETE" });
     expect(await send([], "end")).toMatchObject({ status: 400, code: "UPLOAD_BODY_INCOMPLETE" });
     expect(await storedKeys(sessionId)).toEqual([]);
@@ -330,7 +349,10 @@ describe("PUT of the bytes", () => {
       });
     expect(await storeExactly(env.UPLOADS, "plain/ok", stream(pattern(10), pattern(5)), 15, {})).toEqual({ ok: true });
     expect(await storedBytes("plain/ok")).toEqual(new Uint8Array([...pattern(10), ...pattern(5)]));
-    expect(await storeExactly(env.UPLOADS, "plain/long", stream(pattern(15), pattern(1)), 15, {})).toMatchObject({ ok: false, code: "UPLOAD_BODY_TOO_LARGE" });
+    expect(await storeExactly(env.UPLOADS, "plain/long", stream(pattern(15), pattern(1)), 15, {})).toMatchObject({
+      ok: false,
+      code: "UPLOAD_BODY_TOO_LARGE",
+    });
     expect(await storeExactly(env.UPLOADS, "plain/short", stream(pattern(14)), 15, {})).toMatchObject({ ok: false, code: "UPLOAD_BODY_INCOMPLETE" });
     expect(await storeExactly(env.UPLOADS, "plain/none", null, 15, {})).toMatchObject({ ok: false, code: "UPLOAD_BODY_INCOMPLETE" });
     expect((await env.UPLOADS.list({ prefix: "plain/" })).objects.map((object) => object.key)).toEqual(["plain/ok"]);
@@ -341,7 +363,11 @@ describe("PUT of the bytes", () => {
     const { client, sessionId } = await uploadSession();
     const upload = await createUpload(client, sessionId, { size: 10 });
     for (const type of ["image/jpeg", "text/html", "garbage"]) {
-      expect({ type, ...(await errorOf(await put(upload.presigned_url, pattern(10), { type }))) }).toMatchObject({ type, status: 415, code: "UPLOAD_TYPE_MISMATCH" });
+      expect({ type, ...(await errorOf(await put(upload.presigned_url, pattern(10), { type }))) }).toMatchObject({
+        type,
+        status: 415,
+        code: "UPLOAD_TYPE_MISMATCH",
+      });
     }
     expect(await storedKeys(sessionId)).toEqual([]);
     expect((await put(upload.presigned_url, pattern(10), { type: "IMAGE/PNG; x=1" })).status).toBe(200); // same essence

@@ -40,6 +40,6 @@ export default {
     if (url.pathname === "/health") return new Response("ok");
     const pair = /^\/pair\/([\w-]+)\/(client|peer)$/.exec(url.pathname);
     if (!pair || request.headers.get("Upgrade") !== "websocket") return new Response("not found", { status: 404 });
-    return env.BARE_RELAY.get(env.BARE_RELAY.idFromName(pair[1]!)).fetch(request);
+    return env.BARE_RELAY.getByName(pair[1]!).fetch(request);
   },
 } satisfies ExportedHandler<Env>;

@@ -6,6 +6,9 @@
  *   - floor: one bare crypto.subtle.sign("HMAC") of a username with an already imported SHA-1 key, base64-encoded.
  * Clocks do not advance inside workerd while it computes, so the caller times requests from outside and subtracts
  * an N=0 request.
+ *
+ * Worker code built from the gateway's own sources, so it imports src/ (only the Worker, its Durable Objects, these
+ * bench Workers and test/worker may).
  */
 import { iceServersFor } from "../../../src/ice-servers.ts";
 

@@ -2,10 +2,13 @@
  * A bench-only Worker (see bench/suites/upload.ts): the gateway itself, and `PUT /direct/<key>`, which puts the
  * request body straight into the same R2 binding — no URL to verify, no session object, no byte counting. The same
  * HTTP path into the same workerd, so the two differ only by what the gateway's upload route does. Never deployed.
+ *
+ * Worker code built from the gateway's own sources, so it imports src/ (only the Worker, its Durable Objects, these
+ * bench Workers and test/worker may).
  */
 import { createApp } from "../../../src/app.ts";
 
-export { AccountLimits, ModelPool, SessionRelay } from "../../../src/index.ts";
+export { AccountLimits, ModelPool, SessionRelay } from "../../../worker.ts";
 
 const app = createApp();
 const DIRECT = "/direct/";

@@ -8,11 +8,15 @@
  *   - floor: one bare crypto.subtle.verify() of that token's signature with the same imported public key.
  * Clocks do not advance inside workerd while it computes, so the caller times requests from outside and
  * subtracts an N=0 request (which does all the same work except the loop).
+ *
+ * Worker code built from the gateway's own sources, so it imports src/ (only the Worker, its Durable Objects, these
+ * bench Workers and test/worker may).
  */
 import { jwtVerify } from "jose";
 import { base64urlDecode } from "./base64url.ts";
-import { generateSigningKey } from "../../../src/auth/generate-signing-key.ts";
-import { signingKeys, SIGNING_ALGORITHMS, type SigningAlgorithm } from "../../../src/auth/signing-keys.ts";
+import { generateSigningKey } from "../../../lib/signing-keys.ts";
+import { signingKeys } from "../../../src/auth/signing-keys.ts";
+import { SIGNING_ALGORITHMS, type SigningAlgorithm } from "../../../protocol/signing-keys.ts";
 import { mintClientToken, verifyClientToken } from "../../../src/auth/tokens.ts";
 
 const ACCOUNT = "bench";

@@ -3,11 +3,13 @@
  * API keys only in `Reactor-API-Key` on POST /tokens, client JWTs only on client routes, the admin token only on
  * /admin routes.
  */
-import { API_KEY_PATTERN, findActiveApiKey, looksLikeApiKey } from "../../auth/api-keys.ts";
-import { secretsEqual } from "../../auth/encoding.ts";
+import { findActiveApiKey } from "../../../lib/api-keys.ts";
+import { secretsEqual } from "../../../lib/encoding.ts";
+import { API_KEY_PATTERN, looksLikeApiKey } from "../../../protocol/api-keys.ts";
 import { verifyClientToken } from "../../auth/tokens.ts";
 import { ApiError } from "../../errors.ts";
-import type { AppContext, AuthScheme } from "../route.ts";
+import type { ErrorCode } from "../../../protocol/errors.ts";
+import type { AppContext, AuthScheme } from "../context.ts";
 
 type Next = () => Promise<void>;
 
@@ -92,4 +94,33 @@ export const authenticators: Record<AuthScheme, (c: AppContext, next: Next) => P
   bearer: clientToken,
   admin,
   runtime: runtimeCredential,
+};
+
+/**
+ * What each scheme's middleware may answer, declared once here for every route using it (the OpenAPI document
+ * lists them). Keep in step with the middleware above and with verifyClientToken (src/auth/tokens.ts).
+ */
+export const AUTH_ERRORS: Record<AuthScheme, readonly ErrorCode[]> = {
+  none: [],
+  apiKey: ["API_KEY_MISSING", "JWT_SENT_AS_API_KEY", "API_KEY_MALFORMED", "API_KEY_INVALID"],
+  bearer: [
+    "TOKEN_MISSING",
+    "API_KEY_SENT_AS_TOKEN",
+    "RUNTIME_CREDENTIAL_NOT_ACCEPTED",
+    "TOKEN_TOO_LARGE",
+    "TOKEN_MALFORMED",
+    "TOKEN_ALGORITHM_NOT_ALLOWED",
+    "TOKEN_KEY_UNKNOWN",
+    "TOKEN_SIGNATURE_INVALID",
+    "TOKEN_EXPIRED",
+    "TOKEN_NOT_YET_VALID",
+    "TOKEN_ISSUER_INVALID",
+    "TOKEN_AUDIENCE_INVALID",
+    "TOKEN_LIFETIME_TOO_LONG",
+    "TOKEN_CLAIMS_INVALID",
+    "TOKEN_UNSUPPORTED",
+    "TOKEN_INVALID",
+  ],
+  admin: ["ADMIN_UNAUTHORIZED", "ADMIN_DISABLED"],
+  runtime: ["RUNTIME_CREDENTIAL_INVALID"],
 };

@@ -11,21 +11,18 @@
 import type { MiddlewareHandler } from "hono";
 import { cors } from "hono/cors";
 import { ApiError } from "../../errors.ts";
-import type { AppContext, AppEnv } from "../route.ts";
+import type { AppContext, AppEnv } from "../context.ts";
 
-const ALLOWED_HEADERS = [
-  "Authorization",
-  "Content-Type",
-  "Reactor-API-Version",
-  "Reactor-API-Accept-Version",
-  "Reactor-WebRTC-Version",
-];
+const ALLOWED_HEADERS = ["Authorization", "Content-Type", "Reactor-API-Version", "Reactor-API-Accept-Version", "Reactor-WebRTC-Version"];
 
 let parsed: { source: string; origins: Set<string> | "*" } | undefined;
 
 function allowedOrigins(source: string): Set<string> | "*" {
   if (parsed?.source !== source) {
-    const list = source.split(",").map((origin) => origin.trim()).filter(Boolean);
+    const list = source
+      .split(",")
+      .map((origin) => origin.trim())
+      .filter(Boolean);
     parsed = { source, origins: list.includes("*") ? "*" : new Set(list) };
   }
   return parsed.origins;

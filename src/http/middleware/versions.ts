@@ -5,7 +5,7 @@
  */
 import { API_VERSIONS, WEBRTC_VERSIONS } from "../../config.ts";
 import { ApiError } from "../../errors.ts";
-import type { AppContext } from "../route.ts";
+import type { AppContext } from "../context.ts";
 
 interface Range {
   min: number;
@@ -18,7 +18,10 @@ function checkVersions(header: string, versions: number[], range: Range): void {
   if (versions.some((version) => version >= range.min && version <= range.max)) return;
   const newest = Math.max(...versions);
   if (newest < range.min) {
-    throw new ApiError("CLIENT_VERSION_TOO_OLD", `${header} ${newest} is no longer supported; this gateway speaks ${describe(range)}. Upgrade the client.`);
+    throw new ApiError(
+      "CLIENT_VERSION_TOO_OLD",
+      `${header} ${newest} is no longer supported; this gateway speaks ${describe(range)}. Upgrade the client.`,
+    );
   }
   throw new ApiError("SERVER_VERSION_TOO_OLD", `${header} ${Math.min(...versions)} is newer than this gateway, which speaks ${describe(range)}.`);
 }

@@ -19,11 +19,7 @@ export function scriptEnv(env: NodeJS.ProcessEnv = {}): NodeJS.ProcessEnv {
 }
 
 /** `node scripts/<script> ...args` with the project's Node; resolves when it exits. */
-export function runScript(
-  script: string,
-  args: string[],
-  options: { env?: NodeJS.ProcessEnv; timeoutMs?: number } = {},
-): Promise<ScriptResult> {
+export function runScript(script: string, args: string[], options: { env?: NodeJS.ProcessEnv; timeoutMs?: number } = {}): Promise<ScriptResult> {
   const child = spawn(process.execPath, [path.join(PROJECT_ROOT, "scripts", script), ...args], {
     cwd: PROJECT_ROOT,
     env: scriptEnv(options.env),

@@ -3,9 +3,14 @@
  * `POST /v1/turn/keys/<key id>/credentials/generate-ice-servers`, `Authorization: Bearer <api token>`, body
  * `{ ttl }` → 201 `{ iceServers: [...] }`. `behaviour` switches how it answers, so one gateway can be driven
  * through the provider's failure modes. The TURN URLs it hands out point at `turnUrls` (a real coturn in e2e tests).
+ * The worker tests reach it through the control routes below (started by cloudflare-turn-setup.ts).
  */
 import { createServer, type IncomingMessage, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
+
+/** Where a test outside this process sets `behaviour` (PUT, the name as the body) and reads `requests` (GET). */
+export const CONTROL_BEHAVIOUR = "/__stand-in/behaviour";
+export const CONTROL_REQUESTS = "/__stand-in/requests";
 
 export type StandInBehaviour = "ok" | "port53-only" | "error-500" | "unauthorized" | "garbage" | "hang";
 
@@ -19,11 +24,9 @@ export interface CloudflareTurnStandIn {
   close(): Promise<void>;
 }
 
-export async function startCloudflareTurnStandIn(options: {
-  turnUrls?: string[];
-  username?: string;
-  credential?: string;
-} = {}): Promise<CloudflareTurnStandIn> {
+export async function startCloudflareTurnStandIn(
+  options: { turnUrls?: string[]; username?: string; credential?: string } = {},
+): Promise<CloudflareTurnStandIn> {
   const keyId = "test-turn-key-id";
   const apiToken = "test-turn-api-token";
   const turnUrls = options.turnUrls ?? [
@@ -45,6 +48,12 @@ export async function startCloudflareTurnStandIn(options: {
     let text = "";
     request.on("data", (chunk: Buffer) => (text += chunk.toString()));
     request.on("end", () => {
+      // Control routes, for tests that cannot reach this object (test/worker runs inside workerd): not recorded.
+      if (request.url === CONTROL_BEHAVIOUR && request.method === "PUT") {
+        standIn.behaviour = text as StandInBehaviour;
+        return answer(response, 204, "");
+      }
+      if (request.url === CONTROL_REQUESTS && request.method === "GET") return answer(response, 200, requests);
       const expectedPath = `/v1/turn/keys/${keyId}/credentials/generate-ice-servers`;
       if (request.method !== "POST" || request.url !== expectedPath) return answer(response, 404, { errors: ["not found"] });
       const authorized = request.headers.authorization === `Bearer ${apiToken}`;

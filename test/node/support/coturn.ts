@@ -37,9 +37,23 @@ async function selfSignedCertificate(dir: string): Promise<{ cert: string; key: 
   const cert = path.join(dir, "turn-cert.pem");
   const key = path.join(dir, "turn-key.pem");
   await run("openssl", [
-    "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-days", "1",
-    "-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1",
-    "-keyout", key, "-out", cert,
+    "req",
+    "-x509",
+    "-newkey",
+    "ec",
+    "-pkeyopt",
+    "ec_paramgen_curve:prime256v1",
+    "-nodes",
+    "-days",
+    "1",
+    "-subj",
+    "/CN=localhost",
+    "-addext",
+    "subjectAltName=DNS:localhost,IP:127.0.0.1",
+    "-keyout",
+    key,
+    "-out",
+    cert,
   ]);
   return { cert, key };
 }
@@ -47,7 +61,10 @@ async function selfSignedCertificate(dir: string): Promise<{ cert: string; key: 
 function portOpen(port: number): Promise<boolean> {
   return new Promise((resolve) => {
     const socket = createConnection({ host: "127.0.0.1", port });
-    socket.once("connect", () => (socket.destroy(), resolve(true)));
+    socket.once("connect", () => {
+      socket.destroy();
+      resolve(true);
+    });
     socket.once("error", () => resolve(false));
   });
 }
@@ -65,14 +82,42 @@ export async function startCoturn(options: { workRoot?: string } = {}): Promise<
       command: "turnserver",
       args: [
         "-n", // no /etc/turnserver.conf (Debian's sends the log to syslog)
-        "--listening-ip", "127.0.0.1", "--relay-ip", "127.0.0.1", "--external-ip", "127.0.0.1",
-        "--listening-port", String(port), "--tls-listening-port", String(tlsPort),
-        "--min-port", String(relayBase), "--max-port", String(relayBase + 200),
-        "--use-auth-secret", "--static-auth-secret", secret, "--realm", realm,
-        "--cert", cert, "--pkey", key,
-        "--allow-loopback-peers", "--no-cli", "--no-multicast-peers", "--no-dtls", "--fingerprint",
-        "--log-file", "stdout", "--verbose", "--no-software-attribute",
-        "--pidfile", path.join(dir, "turnserver.pid"), "--userdb", path.join(dir, "turndb"),
+        "--listening-ip",
+        "127.0.0.1",
+        "--relay-ip",
+        "127.0.0.1",
+        "--external-ip",
+        "127.0.0.1",
+        "--listening-port",
+        String(port),
+        "--tls-listening-port",
+        String(tlsPort),
+        "--min-port",
+        String(relayBase),
+        "--max-port",
+        String(relayBase + 200),
+        "--use-auth-secret",
+        "--static-auth-secret",
+        secret,
+        "--realm",
+        realm,
+        "--cert",
+        cert,
+        "--pkey",
+        key,
+        "--allow-loopback-peers",
+        "--no-cli",
+        "--no-multicast-peers",
+        "--no-dtls",
+        "--fingerprint",
+        "--log-file",
+        "stdout",
+        "--verbose",
+        "--no-software-attribute",
+        "--pidfile",
+        path.join(dir, "turnserver.pid"),
+        "--userdb",
+        path.join(dir, "turndb"),
       ],
       cwd: dir,
     },
@@ -107,7 +152,6 @@ export async function startCoturn(options: { workRoot?: string } = {}): Promise<
       }
       return usernames;
     },
-    stop: () =>
-      (stopped ??= child.stop(5000).then(() => rm(dir, { recursive: true, force: true }))),
+    stop: () => (stopped ??= child.stop(5000).then(() => rm(dir, { recursive: true, force: true }))),
   };
 }

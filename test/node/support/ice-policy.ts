@@ -56,14 +56,18 @@ export function selectedPair(page: Page): Promise<SelectedPair | null> {
       if (pc.connectionState !== "connected") continue;
       const reports = [...(await pc.getStats()).values()] as (Record<string, unknown> & { type: string; id: string })[];
       const byId = new Map(reports.map((report) => [report.id, report]));
-      const transport = reports.find((report) => report.type === "transport" && report["selectedCandidatePairId"]);
-      const pair = transport ? byId.get(transport["selectedCandidatePairId"] as string) : undefined;
+      const transport = reports.find((report) => report.type === "transport" && report.selectedCandidatePairId);
+      const pair = transport ? byId.get(transport.selectedCandidatePairId as string) : undefined;
       if (!pair) continue;
-      const local = byId.get(pair["localCandidateId"] as string)!;
-      const remote = byId.get(pair["remoteCandidateId"] as string)!;
+      const local = byId.get(pair.localCandidateId as string)!;
+      const remote = byId.get(pair.remoteCandidateId as string)!;
       return {
-        local: { candidateType: local["candidateType"] as string, relayProtocol: local["relayProtocol"] as string | undefined, protocol: local["protocol"] as string },
-        remote: { candidateType: remote["candidateType"] as string },
+        local: {
+          candidateType: local.candidateType as string,
+          relayProtocol: local.relayProtocol as string | undefined,
+          protocol: local.protocol as string,
+        },
+        remote: { candidateType: remote.candidateType as string },
       };
     }
     return null;

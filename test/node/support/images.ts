@@ -19,7 +19,12 @@ export function pngImage(width: number, height: number, options: { noise?: boole
   header.writeUInt32BE(height, 4);
   header.set([8, 2, 0, 0, 0], 8); // 8-bit RGB, no interlace
   const signature = Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]);
-  const png = Buffer.concat([signature, chunk("IHDR", header), chunk("IDAT", deflateSync(pixels, { level: options.noise ? 0 : 6 })), chunk("IEND", Buffer.alloc(0))]);
+  const png = Buffer.concat([
+    signature,
+    chunk("IHDR", header),
+    chunk("IDAT", deflateSync(pixels, { level: options.noise ? 0 : 6 })),
+    chunk("IEND", Buffer.alloc(0)),
+  ]);
   return new Uint8Array(png); // a copy over its own ArrayBuffer: what fetch and Blob take
 }
 

@@ -64,7 +64,7 @@ export interface TestBrowser {
 }
 
 export async function launchBrowser(options: LaunchBrowserOptions = {}): Promise<TestBrowser> {
-  const executablePath = options.executablePath ?? process.env["CHROMIUM_PATH"] ?? DEFAULT_CHROMIUM;
+  const executablePath = options.executablePath ?? process.env.CHROMIUM_PATH ?? DEFAULT_CHROMIUM;
   if (!existsSync(executablePath)) {
     throw new Error(`Chromium not found at ${executablePath} (apt-get install chromium, or set CHROMIUM_PATH)`);
   }

@@ -55,7 +55,10 @@ const LimitValues = object({
     description: "Across all the account's models, over a sliding minute (so made-up or many model names cannot multiply the per-model rate).",
   }),
   token_mints_per_minute: integer({ min: 0, description: "Per API key, over a sliding minute." }),
-  turn_credentials_per_minute: integer({ min: 0, description: "TURN credentials issued to the account (ice_servers, turn-credentials), over a sliding minute." }),
+  turn_credentials_per_minute: integer({
+    min: 0,
+    description: "TURN credentials issued to the account (ice_servers, turn-credentials), over a sliding minute.",
+  }),
   max_session_seconds: integer({ min: 1, description: "From the first time a session is ACTIVE." }),
 });
 export type LimitValues = Infer<typeof LimitValues>;

@@ -8,13 +8,14 @@ import { existsSync } from "node:fs";
 import { cp, mkdtemp, readdir, readFile, rename, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
-import { randomId } from "../../../src/auth/encoding.ts";
-import { generateSigningKey } from "../../../src/auth/generate-signing-key.ts";
-import { stageDemoSite } from "../../../scripts/lib/build-assets.ts";
-import { startDevServer, type DevServer } from "../../../scripts/lib/dev-server.ts";
-import { MIGRATIONS_DIR, WRANGLER_CONFIG } from "../../../scripts/lib/paths.ts";
-import { writeIsolatedConfig } from "../../../scripts/lib/wrangler-config.ts";
-import { applyMigrations } from "../../../scripts/lib/wrangler.ts";
+import { randomId } from "../lib/encoding.ts";
+import { generateSigningKey } from "../lib/signing-keys.ts";
+import { stageDemoSite } from "../scripts/lib/build-assets.ts";
+import { startDevServer, type DevServer } from "../scripts/lib/dev-server.ts";
+import { MIGRATIONS_DIR, WRANGLER_CONFIG } from "../scripts/lib/paths.ts";
+import { writeIsolatedConfig } from "../scripts/lib/wrangler-config.ts";
+import { applyMigrations } from "../scripts/lib/wrangler.ts";
+import { processesNamed } from "./procfs.ts";
 
 export interface GatewayOptions {
   /** Worker secrets and vars (written to an env file); JWT_SIGNING_KEYS, ADMIN_TOKEN, RUNTIME_TOKENS default to fresh ones. */
@@ -61,7 +62,12 @@ export interface TestGateway {
 }
 
 /** Fresh secrets a gateway needs to mint and verify tokens, serve /admin, accept GPU runtimes and sign upload URLs. */
-export async function testSecrets(): Promise<{ JWT_SIGNING_KEYS: string; ADMIN_TOKEN: string; RUNTIME_TOKENS: string; UPLOAD_SIGNING_SECRET: string }> {
+export async function testSecrets(): Promise<{
+  JWT_SIGNING_KEYS: string;
+  ADMIN_TOKEN: string;
+  RUNTIME_TOKENS: string;
+  UPLOAD_SIGNING_SECRET: string;
+}> {
   return {
     JWT_SIGNING_KEYS: JSON.stringify({ keys: [await generateSigningKey()] }),
     ADMIN_TOKEN: randomId(24),
@@ -83,9 +89,15 @@ export async function startGateway(options: GatewayOptions = {}): Promise<TestGa
   const stateDir = options.stateDir ?? path.join(workDir, "state");
   const vars = { ...(await testSecrets()), ...options.vars };
   const envFile = path.join(workDir, "secrets.env");
-  await writeFile(envFile, Object.entries(vars).map(([name, value]) => dotenvLine(name, value)).join("\n") + "\n", {
-    mode: 0o600,
-  });
+  await writeFile(
+    envFile,
+    `${Object.entries(vars)
+      .map(([name, value]) => dotenvLine(name, value))
+      .join("\n")}\n`,
+    {
+      mode: 0o600,
+    },
+  );
 
   const lines: string[] = [];
   const onLine = (line: string) => {
@@ -165,3 +177,27 @@ export async function mintToken(
 
 /** A JWT's shape: three base64url parts, the first decoding to a JSON header. */
 export const JWT_PATTERN = /^eyJ[A-Za-z0-9_-]+\.eyJ[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$/;
+
+/** An API key of a fresh account, created through the admin API, traded for a client token. */
+export async function clientToken(
+  gateway: TestGateway,
+  account = `bench-${randomId(6)
+    .toLowerCase()
+    .replace(/[^a-z0-9]/g, "x")}`,
+): Promise<string> {
+  const created = await fetch(`${gateway.url}/admin/keys`, {
+    method: "POST",
+    headers: { Authorization: `Bearer ${gateway.adminToken}`, "Content-Type": "application/json" },
+    body: JSON.stringify({ account }),
+  });
+  if (created.status !== 201) throw new Error(`POST /admin/keys: ${created.status} ${await created.text()}`);
+  const { key } = (await created.json()) as { key: string };
+  const minted = await fetch(`${gateway.url}/tokens`, { method: "POST", headers: { "Reactor-API-Key": key } });
+  if (minted.status !== 200) throw new Error(`POST /tokens: ${minted.status} ${await minted.text()}`);
+  return ((await minted.json()) as { jwt: string }).jwt;
+}
+
+/** The workerd processes serving a gateway, for CPU accounting. */
+export function workerdPids(gateway: TestGateway): number[] {
+  return processesNamed(gateway.pid, "workerd");
+}

@@ -3,9 +3,9 @@
  * and a native client, speaking the gateway's real protocol over real WebSockets. No media.
  */
 import WebSocket from "ws";
-import { MessageOutbox } from "../../runtime/outbox.ts";
-import type { Capabilities } from "../../src/protocol/common.ts";
-import { HEARTBEAT_REQUEST } from "../../src/protocol/runtime.ts";
+import type { Capabilities } from "../protocol/common.ts";
+import { HEARTBEAT_REQUEST } from "../protocol/runtime.ts";
+import { MessageOutbox } from "../runtime/outbox.ts";
 
 /** A runtime's model messages for one session, kept until acknowledged: the runtime agent's own outbox. */
 export { MessageOutbox };
@@ -24,7 +24,7 @@ export const FAKE_SDP = "v=0\r\no=- 1 2 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\nm=vi
 /** A WebSocket with a queue of parsed frames and an optional handler that sees every frame first. */
 export class NodePeer {
   readonly frames: Frame[] = [];
-  onFrame: ((frame: Frame) => boolean | void) | undefined;
+  onFrame: ((frame: Frame) => boolean | undefined) | undefined;
   /** A runtime session socket's messages: kept until acknowledged, resent on request (see MessageOutbox). */
   outbox: MessageOutbox | undefined;
   readonly ws: WebSocket;
@@ -119,7 +119,13 @@ export class BenchRuntime {
     this.control = await NodePeer.open(`${wsUrl(this.gateway.url)}/v1/runtime/connect?model=${encodeURIComponent(this.model)}`, {
       headers: { Authorization: `Bearer ${this.gateway.runtimeToken}` },
     });
-    this.control.send({ type: "register", runtime_id: this.id, model: { name: this.model, version: "bench" }, capabilities: BENCH_CAPABILITIES, slots: this.slots });
+    this.control.send({
+      type: "register",
+      runtime_id: this.id,
+      model: { name: this.model, version: "bench" },
+      capabilities: BENCH_CAPABILITIES,
+      slots: this.slots,
+    });
     const registered = await this.control.next("registered");
     // The pool closes a control socket that misses 3 heartbeats (4008): runs longer than that need them.
     const heartbeat = setInterval(() => this.control.send(HEARTBEAT_REQUEST), Math.max(500, Number(registered.heartbeat_interval_ms) * 0.6 || 3000));
@@ -133,7 +139,10 @@ export class BenchRuntime {
       headers: { Authorization: `Bearer ${this.gateway.runtimeToken}` },
     });
     let outbox = this.outboxes.get(sessionId);
-    if (!outbox) this.outboxes.set(sessionId, (outbox = new MessageOutbox()));
+    if (!outbox) {
+      outbox = new MessageOutbox();
+      this.outboxes.set(sessionId, outbox);
+    }
     peer.outbox = outbox; // before the hello: its answer may ask for resends
     peer.send({ type: "hello", runtime_id: this.id, command_seq: commandSeq });
     await peer.next("session");

@@ -12,7 +12,7 @@
  *   await expect.poll(() => sdk.state().then((s) => s.status)).toBe("ready");
  */
 import type { Page } from "playwright-core";
-import { buildSdkBundle } from "../../../sdk/build.ts";
+import { buildSdkBundle } from "../sdk/build.ts";
 import type { PageFile } from "./browser.ts";
 
 export interface RecordedError {
@@ -49,7 +49,15 @@ export interface SdkState {
   messages: { data: unknown; seq: number }[];
   tracks: string[];
   commands: RecordedCommand[];
-  stats: { rttMs?: number; candidateType?: string; relayProtocol?: string; fps?: number; bitrateKbps?: number; framesDecoded?: number; generation: number }[];
+  stats: {
+    rttMs?: number;
+    candidateType?: string;
+    relayProtocol?: string;
+    fps?: number;
+    bitrateKbps?: number;
+    framesDecoded?: number;
+    generation: number;
+  }[];
   /** Video frames presented (requestVideoFrameCallback), the last media time, ms from connect() to the first. */
   frames: number;
   mediaTime: number;

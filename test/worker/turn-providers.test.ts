@@ -1,14 +1,17 @@
 /**
  * TURN credential providers (src/turn/): coturn's REST-API secret scheme checked against an independent HMAC
  * (node:crypto), Cloudflare Realtime TURN against a loopback stand-in of its API, and the fallback chain.
+ * Inside workerd, like the gateway: the stand-in runs in Node (test/node/support/cloudflare-turn-setup.ts, the worker
+ * project's global setup) and is driven through its control routes.
  */
 import { createHmac } from "node:crypto";
-import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
+import { beforeEach, describe, expect, inject, it } from "vitest";
 import { cloudflareTurnProvider, withoutPort53 } from "../../src/turn/cloudflare.ts";
 import { coturnProvider, parseTurnHosts, turnPassword, turnUris } from "../../src/turn/coturn.ts";
 import { issueIceServers, turnConfig } from "../../src/turn/issue.ts";
 import { ProviderError } from "../../src/turn/provider.ts";
-import { startCloudflareTurnStandIn, type CloudflareTurnStandIn } from "./support/cloudflare-turn.ts";
+
+type StandInBehaviour = "ok" | "port53-only" | "error-500" | "unauthorized" | "garbage" | "hang";
 
 const STUN = [{ urls: ["stun:stun.example.test:3478"] }];
 const NOW = 1_800_000_000;
@@ -53,7 +56,18 @@ describe("coturn (use-auth-secret)", () => {
 });
 
 describe("Cloudflare Realtime TURN (stand-in of its API)", () => {
-  let standIn: CloudflareTurnStandIn;
+  const address = inject("cloudflareTurnStandIn");
+  /** The stand-in, over its control routes (test/node/support/cloudflare-turn.ts). */
+  const standIn = {
+    ...address,
+    async setBehaviour(behaviour: StandInBehaviour): Promise<void> {
+      const response = await fetch(`${address.url}/__stand-in/behaviour`, { method: "PUT", body: behaviour });
+      if (response.status !== 204) throw new Error(`the stand-in refused behaviour ${behaviour}: HTTP ${response.status}`);
+    },
+    async requests(): Promise<{ ttl: unknown; authorized: boolean }[]> {
+      return (await fetch(`${address.url}/__stand-in/requests`)).json();
+    },
+  };
   const provider = (overrides: { apiToken?: string; timeoutMs?: number } = {}) =>
     cloudflareTurnProvider({
       keyId: standIn.keyId,
@@ -62,17 +76,13 @@ describe("Cloudflare Realtime TURN (stand-in of its API)", () => {
       timeoutMs: overrides.timeoutMs ?? 2000,
     });
 
-  beforeAll(async () => {
-    standIn = await startCloudflareTurnStandIn();
-  });
-  afterAll(() => standIn?.close());
-  beforeEach(() => {
-    standIn.behaviour = "ok";
+  beforeEach(async () => {
+    await standIn.setBehaviour("ok");
   });
 
   it("asks for the ttl with the key's bearer token and maps the answer, without port-53 URLs", async () => {
     const issued = await provider().issue({ subject: "s", ttlSeconds: 900, now: NOW });
-    expect(standIn.requests.at(-1)).toEqual({ ttl: 900, authorized: true });
+    expect((await standIn.requests()).at(-1)).toEqual({ ttl: 900, authorized: true });
     expect(issued.provider).toBe("cloudflare");
     expect(issued.expiresAt).toBe(NOW + 900);
     expect(issued.iceServers).toEqual([
@@ -98,14 +108,16 @@ describe("Cloudflare Realtime TURN (stand-in of its API)", () => {
     ["hang", "no answer within 300 ms"],
   ] as const;
   it.each(failures)("%s is a ProviderError naming the reason", async (behaviour, reason) => {
-    standIn.behaviour = behaviour;
+    await standIn.setBehaviour(behaviour);
     const issuing = provider({ timeoutMs: 300 }).issue({ subject: "s", ttlSeconds: 60, now: NOW });
     await expect(issuing).rejects.toBeInstanceOf(ProviderError);
     await expect(issuing).rejects.toThrow(reason);
   });
 
   it("a wrong API token is refused by the API, and the token never appears in the error", async () => {
-    const error = await provider({ apiToken: "wrong-token" }).issue({ subject: "s", ttlSeconds: 60, now: NOW }).catch((e: Error) => e);
+    const error = await provider({ apiToken: "wrong-token" })
+      .issue({ subject: "s", ttlSeconds: 60, now: NOW })
+      .catch((e: Error) => e);
     expect(error).toBeInstanceOf(ProviderError);
     expect(String(error)).not.toContain("wrong-token");
   });
@@ -133,24 +145,30 @@ describe("Cloudflare Realtime TURN (stand-in of its API)", () => {
 
     it("tries providers in TURN_PROVIDERS order and uses the first that answers", async () => {
       const lines: string[] = [];
-      const issued = await issueIceServers(turnConfig({ ...env(), TURN_PROVIDERS: "cloudflare,coturn" }, STUN), { subject: "s", now: NOW }, (l) => lines.push(l));
+      const issued = await issueIceServers(turnConfig({ ...env(), TURN_PROVIDERS: "cloudflare,coturn" }, STUN), { subject: "s", now: NOW }, (l) =>
+        lines.push(l),
+      );
       expect(issued.provider).toBe("cloudflare");
       expect(lines).toEqual([]);
     });
 
     it("falls back to the next provider with the reason logged, never a secret", async () => {
-      standIn.behaviour = "hang";
+      await standIn.setBehaviour("hang");
       const lines: string[] = [];
-      const issued = await issueIceServers(turnConfig({ ...env(), TURN_PROVIDERS: "cloudflare,coturn" }, STUN), { subject: "s", now: NOW }, (l) => lines.push(l));
+      const issued = await issueIceServers(turnConfig({ ...env(), TURN_PROVIDERS: "cloudflare,coturn" }, STUN), { subject: "s", now: NOW }, (l) =>
+        lines.push(l),
+      );
       expect(issued.provider).toBe("coturn");
       expect(lines).toEqual(["ice servers: cloudflare: no answer within 300 ms; falling back to coturn"]);
       expect(lines.join()).not.toMatch(/coturn-secret|test-turn-api-token/);
     });
 
     it("falls back to STUN only when every provider fails", async () => {
-      standIn.behaviour = "error-500";
+      await standIn.setBehaviour("error-500");
       const lines: string[] = [];
-      const issued = await issueIceServers(turnConfig({ ...env(), TURN_PROVIDERS: "cloudflare" }, STUN), { subject: "s", now: NOW }, (l) => lines.push(l));
+      const issued = await issueIceServers(turnConfig({ ...env(), TURN_PROVIDERS: "cloudflare" }, STUN), { subject: "s", now: NOW }, (l) =>
+        lines.push(l),
+      );
       expect(issued).toEqual({ provider: "stun", iceServers: STUN });
       expect(lines).toEqual(["ice servers: cloudflare: answered HTTP 500; falling back to STUN only"]);
     });

@@ -4,6 +4,7 @@
  * passes through it on the hot path, and because the gateway, the SDK and the runtime agent all import it: it
  * must stay tiny, dependency-free and fast.
  */
+import { err, ok, type Result } from "./result.ts";
 
 export type JsonSchema = { [key: string]: unknown };
 
@@ -33,13 +34,14 @@ export interface Schema<T> {
 
 export type Infer<S> = S extends Schema<infer T> ? T : never;
 
-export type ParseResult<T> = { ok: true; value: T } | { ok: false; error: SchemaError };
+/** The value typed as T, or the SchemaError naming the offending field. */
+export type ParseResult<T> = Result<T, SchemaError>;
 
 export function parse<T>(schema: Schema<T>, value: unknown): ParseResult<T> {
   try {
-    return { ok: true, value: schema.check(value, "$") };
+    return ok(schema.check(value, "$"));
   } catch (error) {
-    if (error instanceof SchemaError) return { ok: false, error };
+    if (error instanceof SchemaError) return err(error);
     throw error;
   }
 }
@@ -261,10 +263,7 @@ export interface ObjectSchema<S extends Shape> extends Schema<ObjectOf<S>> {
  * the fields that exist and `hint` (what to send instead). Strict suits request bodies whose fields narrow or
  * restrict something: a misspelt restriction silently dropped would grant more than was asked for.
  */
-export function object<S extends Shape>(
-  shape: S,
-  options: { strict?: boolean; description?: string; hint?: string } = {},
-): ObjectSchema<S> {
+export function object<S extends Shape>(shape: S, options: { strict?: boolean; description?: string; hint?: string } = {}): ObjectSchema<S> {
   const entries = Object.entries(shape);
   const required = entries.filter(([, schema]) => !schema.optional).map(([key]) => key);
   return {
@@ -334,8 +333,7 @@ export function union<const K extends string, V extends Variants>(key: K, varian
 
 function unknownFields(path: string, unknown: string[], known: string[], hint: string | undefined): SchemaError {
   const list = (keys: string[]) => keys.map((key) => JSON.stringify(key)).join(", ");
-  const problem =
-    `unknown field${unknown.length > 1 ? "s" : ""} ${list(unknown)}; the fields here are ${list(known)}` + (hint ? `. ${hint}` : "");
+  const problem = `unknown field${unknown.length > 1 ? "s" : ""} ${list(unknown)}; the fields here are ${list(known)}${hint ? `. ${hint}` : ""}`;
   return new SchemaError(path, problem, "UNKNOWN_FIELD");
 }
 

@@ -111,4 +111,3 @@ export type PeerState = (typeof PEER_STATES)[number];
 
 export const Sequence = integer({ min: 1, max: Number.MAX_SAFE_INTEGER });
 export const Generation = integer({ min: 1, max: 1_000_000 });
-

@@ -9,7 +9,7 @@
  *   await page.evaluate(([url, jwt]) => window.harness.connect({ apiUrl: url, modelName: "m", jwt }), [gatewayUrl, jwt]);
  *   await page.waitForFunction(() => window.harness.state().frames > 0);
  */
-import { officialClientBundle } from "../../../scripts/lib/bundles.ts";
+import { officialClientBundle } from "../scripts/lib/bundles.ts";
 import type { PageFile } from "./browser.ts";
 
 /** What `window.harness.state()` returns. */

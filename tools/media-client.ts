@@ -5,8 +5,8 @@
  * native socket (`offer`/`answer` frames) or the official REST transport (`sdp_params`), both helpers below.
  */
 import { RTCPeerConnection, type RTCDataChannel } from "werift";
-import { vp8Codec } from "../../runtime/peer.ts";
-import { rtpFields, startsVp8KeyFrame } from "../../runtime/media/rtp.ts";
+import { vp8Codec } from "../runtime/peer.ts";
+import { rtpFields, startsVp8KeyFrame } from "../runtime/media/rtp.ts";
 import type { NodePeer } from "./peers.ts";
 
 export class MediaClient {
@@ -69,7 +69,7 @@ export class MediaClient {
   }
 
   sendRaw(text: string): void {
-    if (!this.#channel || this.#channel.readyState !== "open") throw new Error("the data channel is not open");
+    if (this.#channel?.readyState !== "open") throw new Error("the data channel is not open");
     this.#channel.send(text);
   }
 
@@ -96,7 +96,13 @@ export async function negotiateNative(signal: NodePeer, client: MediaClient, gen
 }
 
 /** Negotiates `client` through the official client's REST transport (POST/PUT sdp_params, then GET until 200). */
-export async function negotiateRest(gatewayUrl: string, jwt: string, sessionId: string, client: MediaClient, method: "POST" | "PUT" = "POST"): Promise<void> {
+export async function negotiateRest(
+  gatewayUrl: string,
+  jwt: string,
+  sessionId: string,
+  client: MediaClient,
+  method: "POST" | "PUT" = "POST",
+): Promise<void> {
   const { sdp, videoMid } = await client.offer();
   const base = `${gatewayUrl}/sessions/${sessionId}/transport/webrtc/sdp_params`;
   const headers = { Authorization: `Bearer ${jwt}`, "Content-Type": "application/json" };

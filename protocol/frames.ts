@@ -1,24 +1,22 @@
 /** Decoding of WebSocket frames: size, JSON and schema checks, each failure with its own error code. */
-import type { ErrorCode } from "../errors.ts";
 import { LIMITS } from "./common.ts";
+import type { ErrorCode } from "./errors.ts";
+import { fail, ok, type Result } from "./result.ts";
 import { parse, type Schema, type SchemaError } from "./schema.ts";
 
-export type Decoded<T> = { ok: true; frame: T } | { ok: false; code: ErrorCode; message: string };
-
-export function decodeFrame<T>(schema: Schema<T>, raw: string | ArrayBuffer): Decoded<T> {
-  if (typeof raw !== "string") return { ok: false, code: "FRAME_UNSUPPORTED", message: "Binary frames are not accepted." };
-  if (utf8Length(raw) > LIMITS.frameBytes) {
-    return { ok: false, code: "FRAME_TOO_LARGE", message: `Frames are limited to ${LIMITS.frameBytes} bytes.` };
-  }
+/** The frame, typed by `schema`; or the failure, with the code a socket error frame carries. */
+export function decodeFrame<T>(schema: Schema<T>, raw: string | ArrayBuffer): Result<T> {
+  if (typeof raw !== "string") return fail("FRAME_UNSUPPORTED", "Binary frames are not accepted.");
+  if (utf8Length(raw) > LIMITS.frameBytes) return fail("FRAME_TOO_LARGE", `Frames are limited to ${LIMITS.frameBytes} bytes.`);
   let value: unknown;
   try {
     value = JSON.parse(raw);
   } catch {
-    return { ok: false, code: "FRAME_MALFORMED", message: "The frame is not valid JSON." };
+    return fail("FRAME_MALFORMED", "The frame is not valid JSON.");
   }
   const result = parse(schema, value);
-  if (result.ok) return { ok: true, frame: result.value };
-  return { ok: false, code: schemaErrorCode(result.error), message: result.error.message };
+  if (result.ok) return ok(result.value);
+  return fail(schemaErrorCode(result.error), result.error.message);
 }
 
 /** The most precise code for a schema failure: its own (a forbidden key, an unknown field), an unknown `type`, an oversized SDP, or a mismatch. */

@@ -16,15 +16,17 @@ const ModelName = string({ min: 1, max: 128, pattern: /^[A-Za-z0-9][A-Za-z0-9._:
 export const AuthorizationDetail = object(
   {
     type: literal("session"),
-    resources: optional(
-      object({ models: optional(object({ match: array(ModelName, { min: 1, max: 64 }) }, { strict: true })) }, { strict: true }),
-    ),
+    resources: optional(object({ models: optional(object({ match: array(ModelName, { min: 1, max: 64 }) }, { strict: true })) }, { strict: true })),
     constraints: optional(
       object(
         {
           max_sessions: optional(integer({ min: 1, max: 100_000 })),
           max_session_duration_seconds: optional(
-            integer({ min: 1, max: 86_400, description: "Ends each session the token creates this long after it is first ACTIVE (as SESSION_MAX_SECONDS)." }),
+            integer({
+              min: 1,
+              max: 86_400,
+              description: "Ends each session the token creates this long after it is first ACTIVE (as SESSION_MAX_SECONDS).",
+            }),
           ),
         },
         { strict: true },
@@ -43,9 +45,7 @@ export const TOKEN_NARROWING_HINT =
 
 export const TokenRequest = object(
   {
-    expires_after: optional(
-      integer({ min: 1, description: `Lifetime in seconds; values above ${MAX_TOKEN_LIFETIME_SECONDS} are clamped.` }),
-    ),
+    expires_after: optional(integer({ min: 1, description: `Lifetime in seconds; values above ${MAX_TOKEN_LIFETIME_SECONDS} are clamped.` })),
     authorization_details: optional(array(AuthorizationDetail, { min: 1, max: 8 })),
   },
   { strict: true, hint: TOKEN_NARROWING_HINT },

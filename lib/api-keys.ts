@@ -1,43 +1,20 @@
 /**
- * API keys: the long-lived secret a developer's backend holds. Only their SHA-256 is stored. These functions take a
- * D1Database so the Worker and the `npm run keys` CLI (through wrangler's platform proxy) share one code path.
+ * The API key store on D1: only a key's SHA-256 is stored. These functions take a D1Database so the Worker and the
+ * `npm run keys` CLI (through wrangler's platform proxy) share one code path. The key format and the record shapes
+ * are protocol/api-keys.ts.
  */
+import { ACCOUNT_ID_PATTERN, API_KEY_PATTERN, API_KEY_PREFIX, type ApiKeyRecord, type CreatedApiKey } from "../protocol/api-keys.ts";
 import { randomId, sha256Hex } from "./encoding.ts";
 
-const KEY_PREFIX = "rk_";
 const KEY_RANDOM_BYTES = 32;
-/** `rk_` + 43 url-safe characters (32 random bytes); imported keys may be longer. */
-export const API_KEY_PATTERN = /^rk_[A-Za-z0-9_-]{43,128}$/;
-export const ACCOUNT_ID_PATTERN = /^[a-z0-9][a-z0-9_-]{0,62}$/;
-
-export interface ApiKeyRecord {
-  id: string;
-  account_id: string;
-  name: string;
-  prefix: string;
-  created_at: number;
-  revoked_at: number | null;
-}
-
-export interface CreatedApiKey extends ApiKeyRecord {
-  /** The full key. It exists only in this response: it is never stored or shown again. */
-  key: string;
-}
 
 export function generateApiKey(): string {
-  return KEY_PREFIX + randomId(KEY_RANDOM_BYTES);
-}
-
-export function looksLikeApiKey(value: string): boolean {
-  return value.startsWith(KEY_PREFIX);
+  return API_KEY_PREFIX + randomId(KEY_RANDOM_BYTES);
 }
 
 const nowSeconds = () => Math.floor(Date.now() / 1000);
 
-export async function createApiKey(
-  db: D1Database,
-  options: { accountId: string; name?: string; key?: string },
-): Promise<CreatedApiKey> {
+export async function createApiKey(db: D1Database, options: { accountId: string; name?: string; key?: string }): Promise<CreatedApiKey> {
   const key = options.key ?? generateApiKey();
   if (!API_KEY_PATTERN.test(key)) throw new TypeError("an API key must be rk_ followed by at least 43 url-safe characters");
   if (!ACCOUNT_ID_PATTERN.test(options.accountId)) throw new TypeError("an account id is 1-63 characters of a-z, 0-9, _ and -");
@@ -73,9 +50,7 @@ export async function ensureApiKey(db: D1Database, accountId: string, key: strin
 export async function findActiveApiKey(db: D1Database, key: string): Promise<ApiKeyRecord | null> {
   if (!API_KEY_PATTERN.test(key)) return null;
   return db
-    .prepare(
-      "SELECT id, account_id, name, prefix, created_at, revoked_at FROM api_keys WHERE key_hash = ? AND revoked_at IS NULL",
-    )
+    .prepare("SELECT id, account_id, name, prefix, created_at, revoked_at FROM api_keys WHERE key_hash = ? AND revoked_at IS NULL")
     .bind(await sha256Hex(key))
     .first<ApiKeyRecord>();
 }
@@ -92,9 +67,7 @@ export async function listApiKeys(db: D1Database, accountId?: string): Promise<A
 /** Revokes a key at once; returns the revoked record, or null if no active key has that id. */
 export async function revokeApiKey(db: D1Database, keyId: string): Promise<ApiKeyRecord | null> {
   return db
-    .prepare(
-      "UPDATE api_keys SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL RETURNING id, account_id, name, prefix, created_at, revoked_at",
-    )
+    .prepare("UPDATE api_keys SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL RETURNING id, account_id, name, prefix, created_at, revoked_at")
     .bind(nowSeconds(), keyId)
     .first<ApiKeyRecord>();
 }
