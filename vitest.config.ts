@@ -7,7 +7,9 @@ import { sharedIsolatedConfig } from "./scripts/lib/wrangler-config.ts";
 /**
  * Two test projects:
  *   - worker: runs inside workerd with real Durable Objects, D1 and R2 (the Workers Vitest integration);
- *   - node:   drives a real `wrangler dev` gateway, runtime agents and browsers from Node, on loopback ports.
+ *   - node:   drives a real `wrangler dev` gateway, runtime agents and browsers from Node, on loopback ports (and,
+ *             for the core real-network proofs, in network namespaces);
+ *   - networks: the full real-network matrix, run by `npm run test:networks` only.
  */
 export default defineConfig({
   test: {
@@ -63,6 +65,17 @@ export default defineConfig({
           environment: "node",
           testTimeout: 120_000,
           hookTimeout: 120_000,
+          fileParallelism: false,
+        },
+      },
+      {
+        // The real-network matrix (docs/networks.md): `npm run test:networks`, not part of `npm test`.
+        test: {
+          name: "networks",
+          include: ["test/networks/**/*.test.ts"],
+          environment: "node",
+          testTimeout: 120_000,
+          hookTimeout: 180_000,
           fileParallelism: false,
         },
       },

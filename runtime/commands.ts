@@ -5,6 +5,7 @@
  */
 import type { FileRef } from "../protocol/common.ts";
 import type { ErrorCode } from "../protocol/errors.ts";
+import { err, ok, type Result } from "../protocol/result.ts";
 import { parse } from "../protocol/schema.ts";
 import type { CommandSpecs } from "./model.ts";
 
@@ -31,26 +32,22 @@ export interface CommandError {
 }
 
 export type CheckedCommand = { type: string; data: unknown; uploads: Record<string, FileRef> };
-export type Checked = { ok: true; command: CheckedCommand } | { ok: false; error: CommandError };
+/** Refused with the `command_error` the client is sent (a wire message, so it carries the command's type too). */
+export type Checked = Result<CheckedCommand, CommandError>;
 
 export function commandError(command: string, code: CommandErrorCode, detail?: string): CommandError {
   return { type: "command_error", command, code, message: detail ? `${COMMAND_ERROR_CODES[code]} ${detail}` : COMMAND_ERROR_CODES[code] };
 }
 
 export function checkCommand(specs: CommandSpecs, command: { type: string; data?: unknown; uploads?: Record<string, FileRef> }): Checked {
-  if (!Object.hasOwn(specs, command.type))
-    return { ok: false, error: commandError(command.type, "UNKNOWN_COMMAND", `Known: ${Object.keys(specs).join(", ")}.`) };
+  if (!Object.hasOwn(specs, command.type)) return err(commandError(command.type, "UNKNOWN_COMMAND", `Known: ${Object.keys(specs).join(", ")}.`));
   const spec = specs[command.type]!;
   const result = parse(spec.schema, command.data ?? {});
-  if (!result.ok)
-    return {
-      ok: false,
-      error: commandError(command.type, "INVALID_COMMAND", `${result.error.path.replace(/^\$/, "data")}: ${result.error.problem}.`),
-    };
+  if (!result.ok) return err(commandError(command.type, "INVALID_COMMAND", `${result.error.path.replace(/^\$/, "data")}: ${result.error.problem}.`));
   const uploads = command.uploads ?? {};
   const problem = uploadsProblem(spec.uploads ?? [], Object.keys(uploads));
-  if (problem) return { ok: false, error: commandError(command.type, "INVALID_COMMAND", problem) };
-  return { ok: true, command: { type: command.type, data: result.value, uploads } };
+  if (problem) return err(commandError(command.type, "INVALID_COMMAND", problem));
+  return ok({ type: command.type, data: result.value, uploads });
 }
 
 /** Every declared file parameter must be given, and no other. */

@@ -7,6 +7,7 @@
  *                   `runtimeMessage` events)
  */
 import { FileRef, LIMITS, MAX_UPLOADS_PER_COMMAND, MessageScope } from "../protocol/common.ts";
+import { fail, ok, type Result } from "../protocol/result.ts";
 import { json, object, optional, parse, record, string, type Infer } from "../protocol/schema.ts";
 
 export const ClientEnvelope = object({
@@ -23,19 +24,18 @@ export type ClientEnvelope = Infer<typeof ClientEnvelope>;
 /** The data of the `fileUploaded` runtime command: a file reference. */
 export const FileUploaded = FileRef;
 
-export type Decoded = { ok: true; envelope: ClientEnvelope } | { ok: false; problem: string };
-
-export function decodeEnvelope(raw: string | Buffer): Decoded {
-  if (typeof raw !== "string") return { ok: false, problem: "binary messages are not accepted" };
-  if (raw.length > LIMITS.frameBytes) return { ok: false, problem: `larger than ${LIMITS.frameBytes} bytes` };
+/** The envelope, or why not: the frame code that fits and, as the message, the problem the client is told. */
+export function decodeEnvelope(raw: string | Buffer): Result<ClientEnvelope> {
+  if (typeof raw !== "string") return fail("FRAME_UNSUPPORTED", "binary messages are not accepted");
+  if (raw.length > LIMITS.frameBytes) return fail("FRAME_TOO_LARGE", `larger than ${LIMITS.frameBytes} bytes`);
   let value: unknown;
   try {
     value = JSON.parse(raw);
   } catch {
-    return { ok: false, problem: "not JSON" };
+    return fail("FRAME_MALFORMED", "not JSON");
   }
   const result = parse(ClientEnvelope, value);
-  return result.ok ? { ok: true, envelope: result.value } : { ok: false, problem: result.error.message };
+  return result.ok ? ok(result.value) : fail("FRAME_INVALID", result.error.message);
 }
 
 export function encodeEnvelope(scope: "application" | "runtime", data: unknown): string {

@@ -277,11 +277,11 @@ export class ServedSession {
   #onDataChannelMessage(raw: string | Buffer): void {
     const decoded = decodeEnvelope(raw);
     if (!decoded.ok) {
-      this.#log("warn", `data channel message refused: ${decoded.problem}`);
-      this.#emit(commandError("", "MALFORMED_ENVELOPE", decoded.problem), "application");
+      this.#log("warn", `data channel message refused: ${decoded.error.message}`);
+      this.#emit(commandError("", "MALFORMED_ENVELOPE", decoded.error.message), "application");
       return;
     }
-    const { scope, data } = decoded.envelope;
+    const { scope, data } = decoded.value;
     if (scope === "application") this.#runCommand(data);
     else this.#onRuntimeCommand(data);
   }
@@ -304,9 +304,9 @@ export class ServedSession {
           const checked = await this.#uploads.resolve("fileUploaded", { file: file.value });
           if (!checked.ok) return this.#emit(checked.error, "runtime");
           try {
-            await handler.onFileUploaded(checked.files.file!);
+            await handler.onFileUploaded(checked.value.files.file!);
           } finally {
-            checked.release();
+            checked.value.release();
           }
         });
         return;
@@ -349,14 +349,14 @@ export class ServedSession {
       async (handler) => {
         const checked = checkCommand(this.#options.model.commands, command);
         if (!checked.ok) return this.#emit(checked.error, "application");
-        const files = await this.#uploads.resolve(command.type, checked.command.uploads);
+        const files = await this.#uploads.resolve(command.type, checked.value.uploads);
         if (!files.ok) return this.#emit(files.error, "application");
         try {
-          await handler.onCommand({ ...checked.command, uploads: files.files } as never);
+          await handler.onCommand({ ...checked.value, uploads: files.value.files } as never);
         } catch (error) {
           this.#emit(commandError(command.type, "COMMAND_FAILED", errorText(error)), "application");
         } finally {
-          files.release();
+          files.value.release();
         }
       },
       () => {

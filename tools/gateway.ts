@@ -38,6 +38,8 @@ export interface GatewayOptions {
   assets?: "bare" | "demo";
   /** Default: a free port. */
   port?: number;
+  /** The address it listens on (default 127.0.0.1; a topology's server address in tools/netns.ts). */
+  host?: string;
   /** Sees every line the gateway prints (they are also kept for `output()`). */
   onLine?: (line: string) => void;
   /** How long to wait for /health (default 120 s: a loaded CI machine can be slow to boot workerd). */
@@ -113,6 +115,7 @@ export async function startGateway(options: GatewayOptions = {}): Promise<TestGa
     if (options.migrate ?? true) await (options.stateDir ? applyMigrations(stateDir) : copyMigratedState(stateDir));
     server = await startDevServer({
       port: options.port,
+      ip: options.host,
       configPath: options.configPath ?? (await gatewayConfig(workDir, options.assets ?? "bare")),
       stateDir,
       envFile,

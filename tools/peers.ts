@@ -99,14 +99,23 @@ export interface GatewayAccess {
 
 const wsUrl = (httpUrl: string) => httpUrl.replace(/^http/, "ws");
 
+/**
+ * A scripted GPU runtime: its control socket (register, heartbeats, assignments) and one socket per session. The
+ * same runtime serves one session in a test and hundreds in a load run (bench/lib/fleet.ts's RuntimePool).
+ */
 export class BenchRuntime {
-  control!: NodePeer;
-  /** Each session's messages, kept across reconnects of its socket. */
-  readonly outboxes = new Map<string, MessageOutbox>();
   readonly gateway: GatewayAccess;
   readonly model: string;
   readonly id: string;
   readonly slots: number;
+  control!: NodePeer;
+  /** Each session's model messages, kept across reconnects of its socket (the runtime agent's own outbox). */
+  readonly outboxes = new Map<string, MessageOutbox>();
+  /** Error frames the pool sent on the control socket (the first 20). */
+  readonly errors: string[] = [];
+  /** How the control socket closed, once it has (the pool closes a silent runtime's with 4008). */
+  closedWith: string | undefined;
+  #heartbeat: NodeJS.Timeout | undefined;
 
   constructor(gateway: GatewayAccess, model: string, id: string, slots: number) {
     this.gateway = gateway;
@@ -115,9 +124,33 @@ export class BenchRuntime {
     this.slots = slots;
   }
 
-  async connect(): Promise<this> {
+  /**
+   * Registers, then sends heartbeats: the pool closes a control socket that misses 3 (4008). With `onAssign`, every
+   * control frame is consumed and each `assign` goes to it (a load run reads nothing else there); without, frames
+   * other than `registered` stay queued for `control.next("assign")`.
+   */
+  async connect(onAssign?: (sessionId: string, runtime: BenchRuntime) => void): Promise<this> {
     this.control = await NodePeer.open(`${wsUrl(this.gateway.url)}/v1/runtime/connect?model=${encodeURIComponent(this.model)}`, {
       headers: { Authorization: `Bearer ${this.gateway.runtimeToken}` },
+    });
+    const registered = new Promise<number>((resolve, reject) => {
+      this.control.onFrame = (frame) => {
+        if (frame.type === "registered") {
+          resolve(Number(frame.heartbeat_interval_ms));
+          return true;
+        }
+        if (frame.type === "assign") onAssign?.(frame.session_id as string, this);
+        else if (frame.type === "error") {
+          const error = `runtime ${this.id}: ${String(frame.code)} ${String(frame.message)}`;
+          if (this.errors.length < 20) this.errors.push(error);
+          reject(new Error(error));
+        }
+        return onAssign !== undefined;
+      };
+      this.control.ws.once("close", (code, reason) => {
+        this.closedWith = `${code}${reason.length > 0 ? ` ${reason.toString()}` : ""}`;
+        reject(new Error(`runtime ${this.id}: control socket closed ${this.closedWith}`));
+      });
     });
     this.control.send({
       type: "register",
@@ -126,15 +159,19 @@ export class BenchRuntime {
       capabilities: BENCH_CAPABILITIES,
       slots: this.slots,
     });
-    const registered = await this.control.next("registered");
-    // The pool closes a control socket that misses 3 heartbeats (4008): runs longer than that need them.
-    const heartbeat = setInterval(() => this.control.send(HEARTBEAT_REQUEST), Math.max(500, Number(registered.heartbeat_interval_ms) * 0.6 || 3000));
-    heartbeat.unref();
-    this.control.ws.once("close", () => clearInterval(heartbeat));
+    const interval = await withTimeout(registered, 30_000, `runtime ${this.id}: no registered`);
+    this.#heartbeat = setInterval(() => this.control.send(HEARTBEAT_REQUEST), Math.max(500, interval * 0.6 || 3000));
+    this.#heartbeat.unref();
+    this.control.ws.once("close", () => clearInterval(this.#heartbeat));
     return this;
   }
 
-  async openSession(sessionId: string, commandSeq = 0): Promise<NodePeer> {
+  /**
+   * Opens the session socket of an assigned session and says hello (`commandSeq`: highest command processed).
+   * `onFrame`, if given, sees every frame from the start (resent commands follow the `session` frame at once); it
+   * must leave the `session` frame to the queue (return false for it).
+   */
+  async openSession(sessionId: string, commandSeq = 0, onFrame?: (frame: Frame) => boolean): Promise<NodePeer> {
     const peer = await NodePeer.open(`${wsUrl(this.gateway.url)}/v1/runtime/sessions/${sessionId}?runtime_id=${encodeURIComponent(this.id)}`, {
       headers: { Authorization: `Bearer ${this.gateway.runtimeToken}` },
     });
@@ -144,10 +181,33 @@ export class BenchRuntime {
       this.outboxes.set(sessionId, outbox);
     }
     peer.outbox = outbox; // before the hello: its answer may ask for resends
+    if (onFrame) attach(peer, onFrame);
     peer.send({ type: "hello", runtime_id: this.id, command_seq: commandSeq });
-    await peer.next("session");
+    await peer.next("session", 60_000);
     return peer;
   }
+
+  close(): void {
+    clearInterval(this.#heartbeat);
+    this.control?.ws.terminate();
+  }
+}
+
+/**
+ * Sets a socket's frame handler and runs the frames that arrived before it through it: the first frame can come
+ * in the same packet as the upgrade's answer, before the caller had a chance to set a handler.
+ */
+export function attach(peer: NodePeer, onFrame: (frame: Frame) => boolean | undefined): void {
+  peer.onFrame = onFrame;
+  const queued = peer.frames.splice(0);
+  for (const frame of queued) if (onFrame(frame) !== true) peer.frames.push(frame);
+}
+
+/** `promise`, or a rejection saying what did not happen within `ms`. */
+export function withTimeout<T>(promise: Promise<T>, ms: number, message: string): Promise<T> {
+  let timer: NodeJS.Timeout;
+  const timeout = new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error(`${message} within ${ms} ms`)), ms)));
+  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
 }
 
 /**

@@ -8,8 +8,8 @@
  * gateway ends (its grace window ran out, say) is counted apart, with the commands it dropped. No media.
  */
 import { KEEPALIVE_PING } from "../../protocol/signaling.ts";
-import { attach, sleep, type LiveSession } from "./fleet.ts";
-import { openSignal, type Frame, type NodePeer } from "../../tools/peers.ts";
+import { sleep, type LiveSession } from "./fleet.ts";
+import { attach, openSignal, type Frame, type NodePeer } from "../../tools/peers.ts";
 
 export interface CommandTally {
   sessions: number;

@@ -7,21 +7,11 @@
 import { cpSync, existsSync, mkdtempSync, rmSync, symlinkSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
-import { HEARTBEAT_REQUEST } from "../../protocol/runtime.ts";
 import { PROJECT_ROOT } from "../../scripts/lib/paths.ts";
 import { ManagedChild } from "../../scripts/lib/supervisor.ts";
 import { wranglerEnv } from "../../scripts/lib/wrangler.ts";
 import { startGateway, type TestGateway } from "../../tools/gateway.ts";
-import {
-  BENCH_CAPABILITIES,
-  createSession,
-  FAKE_SDP,
-  MessageOutbox,
-  NodePeer,
-  openSignal,
-  type Frame,
-  type GatewayAccess,
-} from "../../tools/peers.ts";
+import { BenchRuntime, createSession, FAKE_SDP, openSignal, withTimeout, type Frame, type GatewayAccess, type NodePeer } from "../../tools/peers.ts";
 import { commandLine, cpuMs, listeningPorts, openFiles, processesNamed, rssKiB, type OpenFiles } from "../../tools/procfs.ts";
 
 /**
@@ -113,107 +103,17 @@ export async function pastDevProxy(server: TestGateway): Promise<TestGateway> {
   throw new Error(`no entry socket of the Worker's workerd answers /health (processes ${runtime.join(", ") || "none"})`);
 }
 
-// ── Runtimes ────────────────────────────────────────────────────────────────────────────────────────────────────
-
-const wsUrl = (httpUrl: string) => httpUrl.replace(/^http/, "ws");
-
-/** A scripted GPU runtime with many slots: its control socket (register, heartbeats, assignments) and session sockets. */
-export class FleetRuntime {
-  readonly gateway: GatewayAccess;
-  readonly model: string;
-  readonly id: string;
-  readonly slots: number;
-  control!: NodePeer;
-  /** Each session's model messages, kept across reconnects of its socket (the runtime agent's own outbox). */
-  readonly outboxes = new Map<string, MessageOutbox>();
-  /** Error frames the pool sent on the control socket. */
-  readonly errors: string[] = [];
-  /** How the control socket closed, once it has (the pool closes a silent runtime's with 4008). */
-  closedWith: string | undefined;
-  #heartbeat: NodeJS.Timeout | undefined;
-
-  constructor(gateway: GatewayAccess, model: string, id: string, slots: number) {
-    this.gateway = gateway;
-    this.model = model;
-    this.id = id;
-    this.slots = slots;
-  }
-
-  /** Registers; every `assign` goes to `onAssign`. Heartbeats keep the control socket (answered without waking the pool). */
-  async connect(onAssign: (sessionId: string, runtime: FleetRuntime) => void): Promise<this> {
-    this.control = await NodePeer.open(`${wsUrl(this.gateway.url)}/v1/runtime/connect?model=${encodeURIComponent(this.model)}`, {
-      headers: { Authorization: `Bearer ${this.gateway.runtimeToken}` },
-    });
-    let registered: (interval: number) => void;
-    let refused: (error: Error) => void;
-    const done = new Promise<number>((resolve, reject) => {
-      registered = resolve;
-      refused = reject;
-    });
-    this.control.onFrame = (frame) => {
-      if (frame.type === "assign") onAssign(frame.session_id as string, this);
-      else if (frame.type === "registered") registered(frame.heartbeat_interval_ms as number);
-      else if (frame.type === "error") {
-        const error = `runtime ${this.id}: ${String(frame.code)} ${String(frame.message)}`;
-        if (this.errors.length < 20) this.errors.push(error);
-        refused(new Error(error));
-      }
-      return true;
-    };
-    this.control.ws.once("close", (code, reason) => {
-      this.closedWith = `${code}${reason.length > 0 ? ` ${reason.toString()}` : ""}`;
-      refused(new Error(`runtime ${this.id}: control socket closed ${this.closedWith}`));
-    });
-    this.control.send({
-      type: "register",
-      runtime_id: this.id,
-      model: { name: this.model, version: "bench" },
-      capabilities: BENCH_CAPABILITIES,
-      slots: this.slots,
-    });
-    const interval = await withTimeout(done, 30_000, `runtime ${this.id}: no registered`);
-    this.#heartbeat = setInterval(() => this.control.send(HEARTBEAT_REQUEST), Math.max(500, interval * 0.6));
-    this.#heartbeat.unref();
-    this.control.ws.once("close", () => clearInterval(this.#heartbeat));
-    return this;
-  }
-
-  /**
-   * Opens the session socket of an assigned session and says hello (`commandSeq`: highest command processed).
-   * `onFrame`, if given, sees every frame from the start (resent commands follow the `session` frame at once); it
-   * must leave the `session` frame to the queue (return false for it).
-   */
-  async openSession(sessionId: string, commandSeq = 0, onFrame?: (frame: Frame) => boolean): Promise<NodePeer> {
-    const peer = await NodePeer.open(`${wsUrl(this.gateway.url)}/v1/runtime/sessions/${sessionId}?runtime_id=${encodeURIComponent(this.id)}`, {
-      headers: { Authorization: `Bearer ${this.gateway.runtimeToken}` },
-    });
-    let outbox = this.outboxes.get(sessionId);
-    if (!outbox) {
-      outbox = new MessageOutbox();
-      this.outboxes.set(sessionId, outbox);
-    }
-    peer.outbox = outbox; // model messages sent on this socket are kept until acknowledged, resent on request
-    if (onFrame) attach(peer, onFrame);
-    peer.send({ type: "hello", runtime_id: this.id, command_seq: commandSeq });
-    await peer.next("session", 60_000);
-    return peer;
-  }
-
-  close(): void {
-    clearInterval(this.#heartbeat);
-    this.control?.ws.terminate();
-  }
-}
+// ── Runtimes (each a tools/peers.ts BenchRuntime, which the tests' single runtime is too) ──────────────────────────
 
 export interface Assigned {
-  runtime: FleetRuntime;
+  runtime: BenchRuntime;
   /** performance.now() when the `assign` frame arrived. */
   at: number;
 }
 
 /** Several runtimes of one model; finds which one a session was assigned to, whatever the order of assignments. */
 export class RuntimePool {
-  readonly runtimes: FleetRuntime[] = [];
+  readonly runtimes: BenchRuntime[] = [];
   readonly #assigned = new Map<string, Assigned>();
   readonly #waiting = new Map<string, (assigned: Assigned) => void>();
 
@@ -222,14 +122,14 @@ export class RuntimePool {
     const pool = new RuntimePool();
     const count = Math.max(1, Math.ceil(capacity / perRuntime));
     for (let i = 0; i < count; i++) {
-      const runtime = new FleetRuntime(gateway, model, `${model}-rt${i}`, Math.ceil(capacity / count));
+      const runtime = new BenchRuntime(gateway, model, `${model}-rt${i}`, Math.ceil(capacity / count));
       await runtime.connect((sessionId, by) => pool.#onAssign(sessionId, by));
       pool.runtimes.push(runtime);
     }
     return pool;
   }
 
-  #onAssign(sessionId: string, runtime: FleetRuntime): void {
+  #onAssign(sessionId: string, runtime: BenchRuntime): void {
     const assigned = { runtime, at: performance.now() };
     const waiter = this.#waiting.get(sessionId);
     if (waiter) {
@@ -261,7 +161,7 @@ export interface LiveSession {
   id: string;
   client: NodePeer;
   runtimePeer: NodePeer;
-  runtime: FleetRuntime;
+  runtime: BenchRuntime;
   /** The offer generation in use (1 after bring-up). */
   generation: number;
   /** ms from the start of POST /sessions: its answer, the runtime's `assign`, and ACTIVE on the client's socket. */
@@ -295,16 +195,6 @@ async function bringUpSteps(gatewayUrl: string, jwt: string, pool: RuntimePool, 
   client.frames.length = 0; // welcome, status, answer…: not needed any more
   runtimePeer.frames.length = 0;
   return { id, client, runtimePeer, runtime, generation: 1, timings: { created, assigned, ready } };
-}
-
-/**
- * Sets a socket's frame handler and runs the frames that arrived before it through it: the first frame can come
- * in the same packet as the upgrade's answer, before the caller had a chance to set a handler.
- */
-export function attach(peer: NodePeer, onFrame: (frame: Frame) => boolean | undefined): void {
-  peer.onFrame = onFrame;
-  const queued = peer.frames.splice(0);
-  for (const frame of queued) if (onFrame(frame) !== true) peer.frames.push(frame);
 }
 
 export function closeSession(session: LiveSession): void {
@@ -341,12 +231,6 @@ export async function runLimited(count: number, limit: number, task: (index: num
 export function every(everyMs: number, line: () => string, progress: (line: string) => void): () => void {
   const timer = setInterval(() => progress(line()), everyMs);
   return () => clearInterval(timer);
-}
-
-export function withTimeout<T>(promise: Promise<T>, ms: number, message: string): Promise<T> {
-  let timer: NodeJS.Timeout;
-  const timeout = new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error(`${message} within ${ms} ms`)), ms)));
-  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
 }
 
 export interface NodeServer {

@@ -22,13 +22,12 @@ import {
   runLimited,
   sleep,
   snapshot,
-  withTimeout,
   type GatewayProcesses,
   type ServerSnapshot,
   type Storage,
 } from "./fleet.ts";
 import { startGateway, type TestGateway } from "../../tools/gateway.ts";
-import { NodePeer } from "../../tools/peers.ts";
+import { NodePeer, withTimeout } from "../../tools/peers.ts";
 import { cpuMs, totalCpuMs } from "../../tools/procfs.ts";
 import { ANSWER_SDP, OFFER_SDP } from "./signaling-samples.ts";
 import { distribution, type Distribution } from "../harness/stats.ts";

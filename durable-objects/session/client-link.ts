@@ -5,7 +5,7 @@
  *
  * Hibernation-safe: nothing is kept here; the socket's facts are in its attachment, the rest in the record and logs.
  */
-import { PROTOCOL_VERSION, type Command, type CommandPolicy, type CommandState, type IceCandidate } from "../../protocol/common.ts";
+import { PROTOCOL_VERSION, type Command, type CommandPolicy } from "../../protocol/common.ts";
 import { ERROR_CODES, type ErrorCode } from "../../protocol/errors.ts";
 import { decodeFrame } from "../../protocol/frames.ts";
 import { ClientFrame, type ServerFrame } from "../../protocol/signaling.ts";
@@ -14,45 +14,28 @@ import { iceServersFor } from "../../src/ice-servers.ts";
 import type { IssuedIceServers } from "../../src/turn/provider.ts";
 import { closeReason, sendIfOpen } from "../sockets.ts";
 import type { ClientToken } from "./client-token.ts";
-import type { CommandLog } from "./command-log.ts";
-import type { EventLog } from "./event-log.ts";
-import { isEnded, type LifecycleEvent } from "./lifecycle.ts";
-import type { MessageLog } from "./message-log.ts";
+import type { SessionHost } from "./host.ts";
+import { isEnded } from "./lifecycle.ts";
 import { meterCommand, newMeter } from "./meter.ts";
-import type { Negotiation } from "./negotiation.ts";
-import { ACK_WRITE_EVERY, type SessionRecord, type SocketAttachment } from "./record.ts";
+import { ACK_WRITE_EVERY, type SocketAttachment } from "./record.ts";
 import type { RuntimeLink } from "./runtime-link.ts";
-import { sendError, type SocketLinks } from "./socket-links.ts";
+import type { Signaling } from "./signaling.ts";
+import { sendError } from "./socket-links.ts";
 import type { SessionUploads } from "./uploads.ts";
 
-/** What the client link needs from its session object: its logs and sockets, and the relay policy it drives. */
-export interface ClientLinkHost {
-  readonly env: Env;
-  /** The session, if one lives here. */
-  record(): SessionRecord | undefined;
-  now(): number;
-  readonly events: EventLog;
-  readonly commands: CommandLog;
-  readonly messages: MessageLog;
-  readonly negotiation: Negotiation;
-  readonly links: SocketLinks;
+/** What the client link needs from its session object besides the shared host: the other collaborators it drives. */
+export interface ClientLinkHost extends SessionHost {
   readonly runtime: RuntimeLink;
   readonly token: ClientToken;
   readonly uploadRpc: SessionUploads;
+  readonly signaling: Signaling;
   /** Commands seen since the last one past METER_IDLE_SECONDS count the session as used (meter.ts). */
   readonly idleSpanMs: number;
   /** The record's `messageSeq` as last written. */
   writtenMessageSeq(): number;
+  /** Commands go straight to the runtime (ACTIVE, and the runtime up). */
   deliverable(): boolean;
-  startGeneration(generation: number, sdp: string, trackMapping?: unknown, trickle?: boolean): void;
-  relayClientCandidate(generation: number, candidate: IceCandidate | null): ErrorCode | undefined;
-  commandStatus(seq: number, state: CommandState, error?: ErrorCode): void;
-  end(event: LifecycleEvent, reason: string, at?: number): Promise<void>;
-  reconcileLinks(): void;
   sendStatus(): void;
-  scheduleAlarm(): void;
-  save(): void;
-  keepNothing(): void;
 }
 
 export class ClientLink {
@@ -153,11 +136,11 @@ export class ClientLink {
     switch (frame.type) {
       case "offer":
         if (frame.generation <= session.generation) return sendError(ws, "STALE_GENERATION", undefined, { generation: frame.generation });
-        this.#host.startGeneration(frame.generation, frame.sdp, undefined, true);
+        this.#host.signaling.start(frame.generation, frame.sdp, undefined, true);
         break;
       case "ice": {
         if (frame.generation !== session.generation) return sendError(ws, "STALE_GENERATION", undefined, { generation: frame.generation });
-        const error = this.#host.relayClientCandidate(frame.generation, frame.candidate);
+        const error = this.#host.signaling.relayClientCandidate(frame.generation, frame.candidate);
         if (error) return sendError(ws, error, undefined, { generation: frame.generation });
         return; // the record is unchanged; the candidate is written with its batch
       }

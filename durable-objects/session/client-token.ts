@@ -8,17 +8,12 @@ import { CLOSE_TOKEN_EXPIRED } from "../../protocol/signaling.ts";
 import { verifyClientToken } from "../../src/auth/tokens.ts";
 import { ApiError } from "../../src/errors.ts";
 import { sendIfOpen } from "../sockets.ts";
-import type { EventLog } from "./event-log.ts";
-import type { SessionRecord, SocketAttachment } from "./record.ts";
+import type { SessionHost } from "./host.ts";
+import type { SocketAttachment } from "./record.ts";
 import { sendError } from "./socket-links.ts";
 
 /** What the token needs from its session object. */
-export interface ClientTokenHost {
-  readonly env: Env;
-  record(): SessionRecord | undefined;
-  now(): number;
-  readonly events: EventLog;
-  scheduleAlarm(): void;
+export interface ClientTokenHost extends Pick<SessionHost, "env" | "record" | "now" | "events" | "scheduleAlarm"> {
   /** The socket is gone (a client drop). */
   onSocketGone(ws: WebSocket, how: string): Promise<void>;
 }

@@ -4,12 +4,12 @@
  */
 import { ERROR_CODES, type ErrorCode } from "../../protocol/errors.ts";
 import { fail as protocolFail } from "../../protocol/result.ts";
-import type { Result } from "../../src/objects.ts";
+import type { CreateSessionInput, Result } from "../../src/objects.ts";
 import type { SessionState } from "../../protocol/common.ts";
 import type { GatewaySessionFrame } from "../../protocol/runtime.ts";
 import type { Infer } from "../../protocol/schema.ts";
 import type { Assignment } from "../pool/model-pool.ts";
-import type { MeterState } from "./meter.ts";
+import { newMeter, type MeterState } from "./meter.ts";
 
 export { ok } from "../../protocol/result.ts";
 /** protocol/result.ts's `fail`, the message defaulting to the code table's (what the client would be told anyway). */
@@ -120,6 +120,41 @@ export interface SessionRecord {
 
 // The RPC inputs and outputs live in the contract module (src/objects.ts), which the routes import.
 export type { CreateSessionInput, NewUpload, Result, SessionMeterView, UploadFacts } from "../../src/objects.ts";
+
+/** A new session's record, as `create` stores it (before it is queued). */
+export function newRecord(input: CreateSessionInput, createdAt: number, maxDurationMs: number): SessionRecord {
+  const { sessionId: id, accountId, apiKeyId, tokenId, model, extraArgs, tokenMaxDurationMs } = input;
+  return {
+    id,
+    accountId,
+    apiKeyId,
+    tokenId,
+    model,
+    extraArgs,
+    state: "CREATED",
+    reason: null,
+    createdAt,
+    activatedAt: null,
+    runtime: null,
+    queuePosition: null,
+    clientKind: null,
+    clientSocket: null,
+    runtimeSocket: null,
+    runtimeEverConnected: false,
+    peerConnected: false,
+    generation: 0,
+    nextCommandSeq: 1,
+    messageSeq: 0,
+    counters: { commands: 0, acknowledged: 0, dropped: 0, replaced: 0, messages: 0 },
+    deadlines: {},
+    connections: 0,
+    releasePending: false,
+    maxDurationMs,
+    tokenMaxDurationMs,
+    slotEpoch: 0,
+    meter: newMeter(),
+  };
+}
 
 export const RECORD_KEY = "session";
 export const CLUSTER = "edge";

@@ -14,35 +14,17 @@ import type { ServerFrame } from "../../protocol/signaling.ts";
 import { ApiError } from "../../src/errors.ts";
 import { iceServersFor } from "../../src/ice-servers.ts";
 import { sendIfOpen } from "../sockets.ts";
-import type { CommandLog } from "./command-log.ts";
-import type { EventLog } from "./event-log.ts";
-import { isEnded, type LifecycleEvent } from "./lifecycle.ts";
-import type { MessageLog } from "./message-log.ts";
-import type { Negotiation } from "./negotiation.ts";
-import { CLOSE_NO_HELLO, RUNTIME_HELLO_MS, type GatewayFrame, type SessionRecord, type SocketAttachment } from "./record.ts";
-import { sendRuntimeError, type SocketLinks } from "./socket-links.ts";
-import type { CommandState } from "../../protocol/common.ts";
-import type { ErrorCode } from "../../protocol/errors.ts";
+import type { SessionHost } from "./host.ts";
+import { isEnded } from "./lifecycle.ts";
+import { CLOSE_NO_HELLO, RUNTIME_HELLO_MS, type GatewayFrame, type SocketAttachment } from "./record.ts";
+import { sendRuntimeError } from "./socket-links.ts";
 
-/** What the runtime link needs from its session object: its logs and sockets, and the lifecycle it moves. */
-export interface RuntimeLinkHost {
-  readonly env: Env;
-  /** The session, if one lives here. */
-  record(): SessionRecord | undefined;
-  now(): number;
-  readonly events: EventLog;
-  readonly commands: CommandLog;
-  readonly messages: MessageLog;
-  readonly negotiation: Negotiation;
-  readonly links: SocketLinks;
-  end(event: LifecycleEvent, reason: string, at?: number): Promise<void>;
-  reconcileLinks(): void;
-  commandStatus(seq: number, state: CommandState, error?: ErrorCode): void;
+/** What the runtime link needs from its session object besides the shared host: the runtime's resend, and waking long-polls. */
+export interface RuntimeLinkHost extends SessionHost {
+  /** After a runtime (re)connects: everything it has not acknowledged, and the waiting commands if ready. */
   resendToRuntime(): void;
+  /** Long-polling requests check again (an answer came). */
   wake(): void;
-  scheduleAlarm(): void;
-  save(): void;
-  keepNothing(): void;
 }
 
 export class RuntimeLink {

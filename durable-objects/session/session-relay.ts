@@ -8,191 +8,151 @@
  * model messages sent to a connected client are kept only in memory (see message-log.ts), because the runtime
  * keeps each of them until this object acknowledges it, which it does only once the message is safe.
  *
- * This class keeps the lifecycle and the relay policy; its collaborators each have a file (docs/sessions.md lists
- * them): socket-links.ts, client-link.ts, client-token.ts, runtime-link.ts, settlement.ts, uploads.ts, waiters.ts,
- * views.ts, record.ts. It is still over 500 lines because the RPC surface (every method the Worker calls must be on
- * the class), the collaborators' wiring in the constructor and the REST signaling methods are here; the REST
- * signaling (offers, connections, answers, candidates) and the alarm's dispatch are the next to move out.
+ * This class keeps the lifecycle (links → states, grace, the end), the record write and the RPC surface (every
+ * method the Worker calls must be on the class). Its collaborators each have a file (docs/sessions.md lists them)
+ * and share one host (host.ts): socket-links.ts, client-link.ts, client-token.ts, runtime-link.ts, signaling.ts,
+ * delivery.ts, placement.ts, settlement.ts, uploads.ts, alarm.ts, waiters.ts, views.ts, record.ts. It is a little
+ * over 500 lines because that RPC surface (about 30 thin methods) and the host's wiring are here by necessity.
  */
 import { DurableObject } from "cloudflare:workers";
-import type { ErrorCode } from "../../protocol/errors.ts";
-import { meterIdleMs, sessionSettings, type SessionSettings } from "../../src/config.ts";
-import { ApiError } from "../../src/errors.ts";
-import { accountLimits, modelPool, type SlotRequest } from "../../src/objects.ts";
-import { priceTable, usdPerSecond } from "../../src/metering/prices.ts";
-import { LIMITS, type CommandState, type IceCandidate, type SessionState } from "../../protocol/common.ts";
+import type { IceCandidate, SessionState } from "../../protocol/common.ts";
 import type { SessionResponse } from "../../protocol/sessions.ts";
 import { KEEPALIVE_PING, KEEPALIVE_PONG } from "../../protocol/signaling.ts";
+import { meterIdleMs, sessionSettings, type SessionSettings } from "../../src/config.ts";
+import { ApiError } from "../../src/errors.ts";
+import { priceTable, usdPerSecond } from "../../src/metering/prices.ts";
 import { Clock } from "../clock.ts";
-import { closeReason, completeClose } from "../sockets.ts";
 import type { Assignment } from "../pool/model-pool.ts";
-import { ClientLink } from "./client-link.ts";
-import { ClientToken } from "./client-token.ts";
-import { CommandLog } from "./command-log.ts";
-import { EventLog, type SessionEvent } from "./event-log.ts";
+import { closeReason, completeClose } from "../sockets.ts";
+import { Alarm, type AlarmHost } from "./alarm.ts";
+import { ClientLink, type ClientLinkHost } from "./client-link.ts";
+import { ClientToken, type ClientTokenHost } from "./client-token.ts";
+import { Delivery, type DeliveryHost } from "./delivery.ts";
+import type { EventLog, SessionEvent } from "./event-log.ts";
+import { openTables } from "./host.ts";
 import { isEnded, nextState, type LifecycleEvent } from "./lifecycle.ts";
-import { MessageLog } from "./message-log.ts";
-import { meterTransition, newMeter, openSegmentAt, PendingSegments } from "./meter.ts";
-import { Negotiation, type Offer } from "./negotiation.ts";
-import {
-  fail,
-  LEDGER_BATCH_MS,
-  ok,
-  RECORD_KEY,
-  RETRY_MS,
-  type CreateSessionInput,
-  type NewUpload,
-  type Result,
-  type SessionMeterView,
-  type SessionRecord,
-  type SocketAttachment,
-  type UploadFacts,
-} from "./record.ts";
-import { RuntimeLink } from "./runtime-link.ts";
-import { Settlement } from "./settlement.ts";
+import type { MessageLog } from "./message-log.ts";
+import { meterTransition, newMeter, openSegmentAt, type PendingSegments } from "./meter.ts";
+import type { Negotiation } from "./negotiation.ts";
+import { Placement, type PlacementHost } from "./placement.ts";
+import { fail, LEDGER_BATCH_MS, newRecord, ok, RECORD_KEY, type SessionRecord, type SocketAttachment } from "./record.ts";
+import type { CreateSessionInput, NewUpload, Result, SessionMeterView, UploadFacts } from "./record.ts";
+import { RuntimeLink, type RuntimeLinkHost } from "./runtime-link.ts";
+import { Settlement, type SettlementHost } from "./settlement.ts";
+import { Signaling, type SignalingHost } from "./signaling.ts";
 import { SocketLinks } from "./socket-links.ts";
-import { UploadLog, type UploadClaim } from "./upload-log.ts";
-import { SessionUploads } from "./uploads.ts";
+import type { UploadClaim } from "./upload-log.ts";
+import { SessionUploads, type UploadsHost } from "./uploads.ts";
 import { sessionView, statusFrame } from "./views.ts";
 import { Waiters } from "./waiters.ts";
 
-export type { CreateSessionInput, NewUpload, Result, SessionMeterView, UploadFacts } from "./record.ts";
 export { CLOSE_NO_HELLO, RUNTIME_HELLO_MS } from "./record.ts";
+
+/** The one host every collaborator gets (each names the part it uses). */
+type Host = DeliveryHost &
+  ClientLinkHost &
+  RuntimeLinkHost &
+  ClientTokenHost &
+  SignalingHost &
+  PlacementHost &
+  SettlementHost &
+  UploadsHost &
+  AlarmHost;
 
 export class SessionRelay extends DurableObject<Env> {
   readonly #settings: SessionSettings;
   readonly #clock: Clock;
-  readonly #commands: CommandLog;
   readonly #messages: MessageLog;
   readonly #events: EventLog;
   readonly #pendingSegments: PendingSegments;
-  readonly #uploads: UploadLog;
   readonly #idleSpanMs: number;
   #session: SessionRecord | undefined;
   readonly #negotiation: Negotiation;
   readonly #links: SocketLinks;
-  readonly #settlement: Settlement;
-  readonly #uploadRpc: SessionUploads;
   readonly #runtime: RuntimeLink;
   readonly #token: ClientToken;
   readonly #client: ClientLink;
+  readonly #signaling: Signaling;
+  readonly #placement: Placement;
+  readonly #settlement: Settlement;
+  readonly #uploadRpc: SessionUploads;
+  readonly #alarm: Alarm;
+  readonly #delivery: Delivery;
   /** Long-polling requests waiting for the session to change (in memory on purpose: see waiters.ts). */
   readonly #waiters = new Waiters();
   /** The record's `messageSeq` as last written: `message_ack` never says more than what is stored. */
   #writtenMessageSeq: number;
   /** The record as this instance last wrote it (JSON). */
   #writtenRecord: string | undefined;
-  /**
-   * The pool's answer to this session's `enqueue`, while it is awaited (in memory on purpose: it lives exactly as
-   * long as that call; an object never hibernates with a call in flight).
-   */
-  #enqueueing: Promise<void> | undefined;
-  /** The alarm this instance last set (earliest deadline @ test-clock offset); undefined once it has fired. */
-  #alarmSet: string | undefined;
 
   constructor(ctx: DurableObjectState, env: Env) {
     super(ctx, env);
     this.#settings = sessionSettings(env);
     this.#clock = new Clock(ctx.storage, env);
     this.#links = new SocketLinks(ctx, () => this.#session!);
-    // The collaborators below get what they use of this object. `env` is read at each use, not copied: the fault
-    // tests swap an instance's bindings.
-    const relay = this;
-    const sql = ctx.storage.sql;
-    // Every table of the session in one statement batch: the object runs this each time it wakes.
-    sql.exec([CommandLog.schema, MessageLog.schema, EventLog.schema, PendingSegments.schema, UploadLog.schema, Negotiation.schema].join("\n"));
-    this.#commands = new CommandLog(sql, {
-      maxWaiting: this.#settings.commandBufferCount,
-      maxWaitingBytes: this.#settings.commandBufferBytes,
-    });
     this.#session = ctx.storage.kv.get<SessionRecord>(RECORD_KEY);
     this.#writtenMessageSeq = this.#session?.messageSeq ?? 0;
-    this.#messages = new MessageLog(
-      sql,
-      { maxStored: this.#settings.messageBufferCount, maxStoredBytes: this.#settings.messageBufferBytes },
-      this.#writtenMessageSeq,
-    );
-    this.#events = new EventLog(sql);
-    this.#pendingSegments = new PendingSegments(sql);
-    this.#uploads = new UploadLog(sql);
+    const tables = openTables(ctx.storage, this.#settings, this.#writtenMessageSeq);
+    ({ messages: this.#messages, events: this.#events, pendingSegments: this.#pendingSegments, negotiation: this.#negotiation } = tables);
     this.#idleSpanMs = meterIdleMs(env);
-    this.#negotiation = new Negotiation(ctx.storage);
-    this.#runtime = new RuntimeLink({
+    const relay = this;
+    const host: Host = {
+      ...tables,
+      // Read at each use, not copied: the fault tests swap an instance's bindings.
       get env() {
         return relay.env;
       },
       record: () => this.#session,
       now: () => this.#clock.now(),
-      events: this.#events,
-      commands: this.#commands,
-      messages: this.#messages,
-      negotiation: this.#negotiation,
-      links: this.#links,
-      end: (event, reason, at) => this.#end(event, reason, at),
-      reconcileLinks: () => this.#reconcileLinks(),
-      commandStatus: (seq, state, error) => this.#commandStatus(seq, state, error),
-      resendToRuntime: () => this.#resendToRuntime(),
-      wake: () => this.#waiters.wake(),
-      scheduleAlarm: () => this.#scheduleAlarm(),
-      save: () => this.#save(),
-      keepNothing: () => this.#keepNothing(),
-    });
-    this.#token = new ClientToken({
-      get env() {
-        return relay.env;
-      },
-      record: () => this.#session,
-      now: () => this.#clock.now(),
-      events: this.#events,
-      scheduleAlarm: () => this.#scheduleAlarm(),
-      onSocketGone: (ws, how) => this.#onSocketGone(ws, how),
-    });
-    this.#uploadRpc = new SessionUploads({
-      uploads: this.#uploads,
-      events: this.#events,
-      now: () => this.#clock.now(),
-      record: () => this.#session,
-      keepNothing: () => this.#keepNothing(),
-    });
-    this.#client = new ClientLink({
-      get env() {
-        return relay.env;
-      },
-      record: () => this.#session,
-      now: () => this.#clock.now(),
-      events: this.#events,
-      commands: this.#commands,
-      messages: this.#messages,
-      negotiation: this.#negotiation,
-      links: this.#links,
-      runtime: this.#runtime,
-      token: this.#token,
-      uploadRpc: this.#uploadRpc,
+      settings: this.#settings,
       idleSpanMs: this.#idleSpanMs,
-      writtenMessageSeq: () => this.#writtenMessageSeq,
-      deliverable: () => this.#deliverable(),
-      startGeneration: (generation, sdp, trackMapping, trickle) => this.#startGeneration(generation, sdp, trackMapping, trickle),
-      relayClientCandidate: (generation, candidate) => this.#relayClientCandidate(generation, candidate),
-      commandStatus: (seq, state, error) => this.#commandStatus(seq, state, error),
+      links: this.#links,
+      storage: ctx.storage,
+      waiters: this.#waiters,
+      // The collaborators reach each other through the host: built below, read when used.
+      get runtime() {
+        return relay.#runtime;
+      },
+      get token() {
+        return relay.#token;
+      },
+      get client() {
+        return relay.#client;
+      },
+      get signaling() {
+        return relay.#signaling;
+      },
+      get settlement() {
+        return relay.#settlement;
+      },
+      get uploadRpc() {
+        return relay.#uploadRpc;
+      },
       end: (event, reason, at) => this.#end(event, reason, at),
+      transition: (event, reason) => this.#transition(event, reason),
       reconcileLinks: () => this.#reconcileLinks(),
+      commandStatus: (seq, state, error) => this.#delivery.commandStatus(seq, state, error),
+      resendToRuntime: () => this.#delivery.resendToRuntime(),
+      deliverable: () => this.#delivery.deliverable(),
+      writtenMessageSeq: () => this.#writtenMessageSeq,
       sendStatus: () => this.#sendStatus(),
-      scheduleAlarm: () => this.#scheduleAlarm(),
+      pushIceServers: () => void this.#client.pushIceServers(),
+      onSocketGone: (ws, how) => this.#onSocketGone(ws, how),
+      wake: () => this.#waiters.wake(),
+      scheduleAlarm: () => this.#alarm.schedule(),
       save: () => this.#save(),
       keepNothing: () => this.#keepNothing(),
-    });
-    this.#settlement = new Settlement({
-      get env() {
-        return relay.env;
-      },
-      record: () => this.#session!,
-      now: () => this.#clock.now(),
-      uploads: this.#uploads,
-      events: this.#events,
-      pendingSegments: this.#pendingSegments,
-      scheduleAlarm: () => this.#scheduleAlarm(),
-      save: () => this.#save(),
-    });
+      purge: () => this.#purge(),
+    };
+    this.#runtime = new RuntimeLink(host);
+    this.#token = new ClientToken(host);
+    this.#client = new ClientLink(host);
+    this.#signaling = new Signaling(host);
+    this.#placement = new Placement(host);
+    this.#settlement = new Settlement(host);
+    this.#uploadRpc = new SessionUploads(host);
+    this.#alarm = new Alarm(host);
+    this.#delivery = new Delivery(host);
     // Keep-alive pings cost nothing: answered by the runtime without waking (or un-hibernating) this object.
     ctx.setWebSocketAutoResponse(new WebSocketRequestResponsePair(KEEPALIVE_PING, KEEPALIVE_PONG));
   }
@@ -204,45 +164,16 @@ export class SessionRelay extends DurableObject<Env> {
     // The account's slot first: a refused creation leaves nothing behind (not even this object's tables).
     const { sessionId, accountId, model, tokenId, token } = input;
     const creation = { tokenId, tokenExpiresAt: token.expiresAt, maxSessions: token.maxSessions };
-    const maxDurationMs = await this.#takeAccountSlot({ sessionId, accountId, model, epoch: 0, creation }, input.tokenMaxDurationMs);
+    const maxDurationMs = await this.#placement.takeAccountSlot({ sessionId, accountId, model, epoch: 0, creation }, input.tokenMaxDurationMs);
     if (!maxDurationMs.ok) {
       if (!this.#session) this.#keepNothing();
       return maxDurationMs;
     }
     if (this.#session) return fail("SESSION_STATE_CONFLICT", "A session with that id already exists.");
     const now = this.#clock.now();
-    this.#session = {
-      id: input.sessionId,
-      accountId: input.accountId,
-      apiKeyId: input.apiKeyId,
-      tokenId: input.tokenId,
-      model: input.model,
-      extraArgs: input.extraArgs,
-      state: "CREATED",
-      reason: null,
-      createdAt: now,
-      activatedAt: null,
-      runtime: null,
-      queuePosition: null,
-      clientKind: null,
-      clientSocket: null,
-      runtimeSocket: null,
-      runtimeEverConnected: false,
-      peerConnected: false,
-      generation: 0,
-      nextCommandSeq: 1,
-      messageSeq: 0,
-      counters: { commands: 0, acknowledged: 0, dropped: 0, replaced: 0, messages: 0 },
-      deadlines: {},
-      connections: 0,
-      releasePending: false,
-      maxDurationMs: maxDurationMs.value,
-      tokenMaxDurationMs: input.tokenMaxDurationMs,
-      slotEpoch: 0,
-      meter: newMeter(),
-    };
+    this.#session = newRecord(input, now, maxDurationMs.value);
     this.#events.record(now, "created", { model: input.model, api_key_id: input.apiKeyId });
-    await this.#queue();
+    await this.#placement.enqueue();
     return ok(this.#view());
   }
 
@@ -265,7 +196,7 @@ export class SessionRelay extends DurableObject<Env> {
     // A restarted session takes an account slot again (it counts as concurrent, not as a new creation).
     const epoch = (session.slotEpoch ?? 0) + 1;
     const request = { accountId: session.accountId, sessionId: session.id, model: session.model, epoch };
-    const maxDurationMs = await this.#takeAccountSlot(request, session.tokenMaxDurationMs);
+    const maxDurationMs = await this.#placement.takeAccountSlot(request, session.tokenMaxDurationMs);
     if (!maxDurationMs.ok) return maxDurationMs;
     if (session.state !== "INACTIVE") {
       // Changed while the slot was taken: restarted by a concurrent request (which holds this same slot), or
@@ -280,26 +211,16 @@ export class SessionRelay extends DurableObject<Env> {
     // stored what was only in memory), so it is the safe point too.
     session.messageBase = this.#messages.last;
     session.messageSeq = Math.max(session.messageSeq, this.#messages.last);
-    this.#resetConnection();
+    this.#signaling.reset(session.generation);
+    session.peerConnected = false;
     session.deadlines.purge = undefined; // retention belonged to the previous end
     session.runtime = null;
     session.activatedAt = null;
     session.runtimeEverConnected = false;
     session.releasePending = false;
     this.#transition("restart", "restarted");
-    await this.#queue();
+    await this.#placement.enqueue();
     return ok(this.#view());
-  }
-
-  /**
-   * Takes the account's session slot for run `request.epoch` of this session (0: its creation, which also counts
-   * toward the creation rates and the token's cap). Allowed, it gives the run's maximum length (ms): the account's,
-   * or the creating token's if shorter.
-   */
-  async #takeAccountSlot(request: SlotRequest, tokenMaxDurationMs: number | undefined): Promise<Result<number>> {
-    const decision = await accountLimits(this.env, request.accountId).acquire(request);
-    if (!decision.ok) return fail(decision.error.code, decision.error.message, decision.error.retryAfter);
-    return ok(Math.min(decision.value.maxSessionSeconds * 1000, tokenMaxDurationMs ?? Infinity));
   }
 
   async terminate(accountId: string, reason = "client_closed"): Promise<Result<SessionResponse>> {
@@ -313,18 +234,11 @@ export class SessionRelay extends DurableObject<Env> {
   async usage(accountId: string): Promise<Result<SessionMeterView>> {
     const owned = this.#owned(accountId);
     if (!owned.ok) return owned;
-    const session = this.#session!;
-    const price = usdPerSecond(priceTable(this.env), session.model);
-    const open = session.meter ? openSegmentAt(session.meter, this.#clock.now()) : null;
-    return ok({
-      sessionId: session.id,
-      model: session.model,
-      state: session.state,
-      segments: [
-        ...this.#pendingSegments.list().map((segment) => ({ ...segment, usdPerSecond: price })),
-        ...(open ? [{ ...open, usdPerSecond: price, open: true as const }] : []),
-      ],
-    });
+    const { id: sessionId, model, state, meter } = this.#session!;
+    const price = usdPerSecond(priceTable(this.env), model);
+    const open = meter ? openSegmentAt(meter, this.#clock.now()) : null;
+    const pending = this.#pendingSegments.list().map((segment) => ({ ...segment, usdPerSecond: price }));
+    return ok({ sessionId, model, state, segments: [...pending, ...(open ? [{ ...open, usdPerSecond: price, open: true as const }] : [])] });
   }
 
   /** Asked by the account's limits object (its slot audit): does this session still hold its slot of run `epoch`? */
@@ -339,85 +253,33 @@ export class SessionRelay extends DurableObject<Env> {
     return ok({ session_id: this.#session!.id, events: this.#events.list() });
   }
 
-  /** A new peer connection generation from a REST client. Returns its connection id. */
-  async submitOffer(
-    accountId: string,
-    offer: { sdp: string; trackMapping?: unknown; connectionId?: string },
-  ): Promise<Result<{ connection_id: string }>> {
-    const owned = this.#ownedAndLive(accountId);
-    if (!owned.ok) return owned;
-    const session = this.#session!;
-    let generation = session.generation + 1;
-    if (offer.connectionId !== undefined) {
-      // A connection created with POST connections reserves its generation; an offer on it negotiates that one.
-      const current = this.#currentConnection(offer.connectionId);
-      if (!current.ok) return current;
-      generation = current.value;
-    }
-    session.clientKind ??= "rest";
-    this.#startGeneration(generation, offer.sdp, offer.trackMapping);
-    this.#save();
-    return ok({ connection_id: connectionId(generation) });
+  // ── The REST signaling transport (signaling.ts) ─────────────────────────────────────────────────────────────
+
+  async submitOffer(accountId: string, offer: { sdp: string; trackMapping?: unknown; connectionId?: string }) {
+    const live = this.#ownedAndLive(accountId);
+    return live.ok ? this.#signaling.submitOffer(offer) : live;
   }
 
-  async createConnection(accountId: string): Promise<Result<{ connection_id: string; track_map: unknown[] }>> {
-    const owned = this.#ownedAndLive(accountId);
-    if (!owned.ok) return owned;
-    const session = this.#session!;
-    session.clientKind ??= "rest";
-    const generation = session.generation + 1;
-    this.#resetGeneration(generation);
-    this.#save();
-    return ok({ connection_id: connectionId(generation), track_map: session.runtime?.capabilities.tracks ?? [] });
+  async createConnection(accountId: string) {
+    const live = this.#ownedAndLive(accountId);
+    return live.ok ? this.#signaling.createConnection() : live;
   }
 
-  /** The runtime's answer for the current (or the named) connection; waits up to `waitMs` for it. */
-  async answer(
-    accountId: string,
-    connection: string | undefined,
-    waitMs: number,
-  ): Promise<Result<{ sdp_answer: string; connection_id: string } | null>> {
+  async answer(accountId: string, connection: string | undefined, waitMs: number) {
     const owned = this.#owned(accountId);
-    if (!owned.ok) return owned;
-    if (connection !== undefined) {
-      const current = this.#currentConnection(connection);
-      if (!current.ok) return current;
-    }
-    const generation = this.#session!.generation;
-    const settled = () => this.#negotiation.answer !== null || isEnded(this.#session!.state) || this.#session!.generation !== generation;
-    await this.#waiters.until(settled, waitMs);
-    const session = this.#session!;
-    if (isEnded(session.state)) return fail("SESSION_ENDED", `The session is ${session.state}: ${session.reason}.`);
-    if (generation !== session.generation) return fail("CONNECTION_SUPERSEDED");
-    const { answer } = this.#negotiation;
-    return ok(answer === null ? null : { sdp_answer: answer, connection_id: connectionId(generation) });
+    return owned.ok ? this.#signaling.answer(connection, waitMs) : owned;
   }
 
-  async addClientCandidates(
-    accountId: string,
-    connection: string,
-    candidates: IceCandidate[],
-    final: boolean,
-  ): Promise<Result<{ connection_id: string }>> {
-    const owned = this.#ownedAndLive(accountId);
-    if (!owned.ok) return owned;
-    const current = this.#currentConnection(connection);
-    if (!current.ok) return current;
-    const generation = current.value;
-    const all: (IceCandidate | null)[] = final ? [...candidates, null] : candidates;
-    // All of the request or none of it: a refused request must not have been half relayed.
-    if (this.#negotiation.clientCandidates.length + all.length > LIMITS.candidatesPerGeneration) return fail("ICE_CANDIDATE_LIMIT");
-    for (const candidate of all) this.#relayClientCandidate(generation, candidate);
-    this.#save();
-    return ok({ connection_id: connection });
+  async addClientCandidates(accountId: string, connection: string, candidates: IceCandidate[], final: boolean) {
+    const live = this.#ownedAndLive(accountId);
+    return live.ok ? this.#signaling.addClientCandidates(connection, candidates, final) : live;
   }
 
   // ── Uploads (uploads.ts) ────────────────────────────────────────────────────────────────────────────────────
 
   async createUpload(accountId: string, upload: NewUpload): Promise<Result<UploadFacts>> {
     const live = this.#ownedAndLive(accountId);
-    if (!live.ok) return live;
-    return this.#uploadRpc.create(upload);
+    return live.ok ? this.#uploadRpc.create(upload) : live;
   }
 
   async claimUpload(claim: UploadClaim): Promise<Result<UploadFacts>> {
@@ -436,35 +298,14 @@ export class SessionRelay extends DurableObject<Env> {
     return this.#uploadRpc.forRuntime(runtimeId, uploadId);
   }
 
-  // ── From the model's pool ───────────────────────────────────────────────────────────────────────────────────
+  // ── From the model's pool (placement.ts) ────────────────────────────────────────────────────────────────────
 
-  /** The pool gives this session a GPU. Returns false if the session no longer wants one (the pool frees it). */
   async assign(assignment: Assignment): Promise<boolean> {
-    const session = this.#session;
-    if (session?.state !== "WAITING" || session.runtime !== null) return false;
-    session.runtime = assignment;
-    session.queuePosition = null;
-    session.deadlines.wait = this.#clock.now() + this.#settings.connectMs;
-    this.#transition("assign", "assigned");
-    this.#events.record(this.#clock.now(), "assigned", { runtime_id: assignment.runtimeId, model_version: assignment.modelVersion });
-    void this.#client.pushIceServers();
-    this.#save();
-    return true;
+    return this.#placement.assign(assignment);
   }
 
-  /**
-   * The pool tells a waiting session its place, and how many runtimes are connected: with none, its reason says it
-   * waits for a runtime (`no_runtime_connected`), not for a free slot (`queued`).
-   */
   async queuePosition(position: number, runtimes?: number): Promise<void> {
-    const session = this.#session;
-    if (session?.state !== "WAITING" || session.runtime !== null) return;
-    const reason = runtimes === undefined ? session.reason : runtimes === 0 ? "no_runtime_connected" : "queued";
-    if (session.queuePosition === position && session.reason === reason) return;
-    session.queuePosition = position;
-    session.reason = reason;
-    this.#save();
-    this.#sendStatus();
+    this.#placement.queuePosition(position, runtimes);
   }
 
   async runtimeLost(reason: string): Promise<void> {
@@ -477,7 +318,8 @@ export class SessionRelay extends DurableObject<Env> {
     if (request.headers.get("Upgrade")?.toLowerCase() !== "websocket") return new ApiError("WEBSOCKET_REQUIRED").toResponse();
     const url = new URL(request.url);
     if (url.pathname.endsWith("/runtime")) {
-      await this.#enqueueing;
+      // A runtime told of this session's slot may come before the pool's answer is applied here: it waits for it.
+      await this.#placement.answered();
       return this.#runtime.accept(url.searchParams.get("runtime_id") ?? "");
     }
     const tokenExpiresAt = Number(request.headers.get("X-Token-Expires-At")) || undefined;
@@ -509,75 +351,23 @@ export class SessionRelay extends DurableObject<Env> {
     await this.#onSocketGone(ws, `error ${String(error)}`);
   }
 
-  // ── Deadlines ────────────────────────────────────────────────────────────────────────────────────────────────
+  // ── Deadlines (alarm.ts) ─────────────────────────────────────────────────────────────────────────────────────
 
   override async alarm(): Promise<void> {
-    this.#alarmSet = undefined; // the alarm that fired is gone
-    const session = this.#session;
-    if (!session) return;
-    const now = this.#clock.now();
-    const due = (deadline: number | undefined) => deadline !== undefined && deadline <= now;
-    const { deadlines } = session;
-
-    // Billing segments reach the ledger before anything else, and before the session's storage may be purged.
-    if (due(deadlines.ledger) || due(deadlines.purge)) await this.#settlement.flushLedger();
-    if (due(deadlines.uploads) || due(deadlines.purge)) await this.#settlement.deleteUploads();
-    if (due(deadlines.purge) && this.#pendingSegments.count === 0 && deadlines.uploads === undefined) {
-      await this.ctx.storage.deleteAlarm();
-      await this.ctx.storage.deleteAll();
-      this.#alarmSet = undefined;
-      this.#writtenRecord = undefined;
-      this.#session = undefined;
-      this.#negotiation.forget();
-      this.#messages.forget();
-      this.#writtenMessageSeq = 0;
-      return;
-    }
-    // Ended at the deadline, not when the alarm ran: a late alarm bills nothing extra (grace bills exactly its 30 s).
-    if (due(deadlines.maxDuration)) await this.#end("max_duration", "max_duration", deadlines.maxDuration);
-    else if (due(deadlines.grace)) {
-      // Whoever is still away decides the ending; a reconnect that beat this alarm has already cleared the deadline.
-      if (!this.#links.runtimeUp()) await this.#end("runtime_lost", "runtime_lost", deadlines.grace);
-      else await this.#end("grace_expired", "client_reconnect_timeout", deadlines.grace);
-    } else if (due(deadlines.wait)) {
-      if (session.runtime) await this.#end("wait_expired", "client_never_connected");
-      else await this.#end("wait_expired", (await this.#settlement.releasePoolSlot()) === 0 ? "no_runtime" : "no_capacity");
-    }
-    if (due(deadlines.tokenExpiry)) {
-      deadlines.tokenExpiry = undefined; // set again below if the socket's token was renewed meanwhile
-      const client = this.#links.socket("client");
-      if (client && !(await this.#token.closeIfExpired(client))) {
-        deadlines.tokenExpiry = (client.deserializeAttachment() as SocketAttachment).tokenDeadline;
-      }
-    }
-    if (due(deadlines.hello)) {
-      deadlines.hello = undefined;
-      if (!isEnded(session.state)) this.#runtime.closeSilent();
-    }
-    if (due(deadlines.release)) await this.#settlement.releasePoolSlot();
-    if (due(deadlines.accountRelease)) await this.#settlement.releaseAccountSlot();
-    if (due(deadlines.iceRefresh)) {
-      deadlines.iceRefresh = undefined; // set again by the push, if a client is there to get one
-      if (!isEnded(session.state)) await this.#client.pushIceServers();
-    }
+    if (!(await this.#alarm.run())) return; // no session, or purged just now
     // An alarm that found nothing due (early, or repeated) must not lose the deadlines still ahead.
-    this.#scheduleAlarm();
+    this.#alarm.schedule();
     this.#save();
   }
 
-  #commandStatus(seq: number, state: CommandState, error?: ErrorCode): void {
-    this.#links.toClient({ type: "command_status", seq, state, ...(error && { error }) });
-  }
-
-  /**
-   * The client's socket closed: the messages it was sent and has not acknowledged, kept only in memory until now,
-   * are stored so they are delivered when it returns. If this object woke up since they were sent, it no longer
-   * has them: the runtime does, and is asked to resend them (stored as they come, the client being away).
-   */
-  #clientLeft(sentFromMemory: boolean): void {
-    const session = this.#session!;
-    if (this.#messages.storeUnacked()) session.messageSeq = this.#messages.last;
-    else if (sentFromMemory && !this.#messages.complete) this.#runtime.requestResend();
+  /** Retention is over and nothing is owed: the session's storage goes, and this instance forgets it. */
+  async #purge(): Promise<void> {
+    await this.ctx.storage.deleteAll();
+    this.#writtenRecord = undefined;
+    this.#session = undefined;
+    this.#negotiation.forget();
+    this.#messages.forget();
+    this.#writtenMessageSeq = 0;
   }
 
   // ── Links, grace and the lifecycle ──────────────────────────────────────────────────────────────────────────
@@ -596,7 +386,7 @@ export class SessionRelay extends DurableObject<Env> {
       session.deadlines.hello = undefined;
     }
     if (!isEnded(session.state)) {
-      if (attachment.role === "client") this.#clientLeft(attachment.sentFromMemory === true);
+      if (attachment.role === "client") this.#delivery.clientLeft(attachment.sentFromMemory === true);
       this.#events.record(this.#clock.now(), `${attachment.role}_dropped`, { how });
       this.#reconcileLinks();
     }
@@ -626,7 +416,7 @@ export class SessionRelay extends DurableObject<Env> {
         session.deadlines.grace = undefined;
         session.deadlines.maxDuration ??= now + (session.maxDurationMs ?? this.#settings.maxDurationMs);
         this.#transition("ready", "ready");
-        this.#flushWaitingCommands();
+        this.#delivery.flushWaiting();
       } else if (!runtimeUp && session.runtimeEverConnected) {
         session.deadlines.grace ??= now + this.#settings.graceMs;
       } else if (runtimeUp) {
@@ -638,31 +428,9 @@ export class SessionRelay extends DurableObject<Env> {
     } else if (session.state === "RECONNECTING" && bothUp) {
       session.deadlines.grace = undefined;
       this.#transition("resume", "reconnected");
-      this.#flushWaitingCommands();
+      this.#delivery.flushWaiting();
     }
-    this.#scheduleAlarm();
-  }
-
-  #deliverable(): boolean {
-    return this.#session!.state === "ACTIVE" && this.#links.runtimeUp();
-  }
-
-  /** After a runtime (re)connects: everything it has not acknowledged, and the waiting commands if ready. */
-  #resendToRuntime(): void {
-    const deliverable = this.#deliverable();
-    const waiting = new Set(deliverable ? this.#commands.waitingSeqs() : []);
-    for (const { seq, command } of this.#commands.takeUnacknowledged(deliverable)) {
-      this.#links.toRuntime({ type: "command", seq, command });
-      if (waiting.has(seq)) this.#commandStatus(seq, "delivered");
-    }
-  }
-
-  /** The session became ready: commands buffered meanwhile go out, in order. */
-  #flushWaitingCommands(): void {
-    for (const { seq, command } of this.#commands.flushWaiting()) {
-      this.#links.toRuntime({ type: "command", seq, command });
-      this.#commandStatus(seq, "delivered");
-    }
+    this.#alarm.schedule();
   }
 
   /** Moves the lifecycle by `event`, if the table allows it; `at` is when it happened (default now), for billing. */
@@ -679,32 +447,8 @@ export class SessionRelay extends DurableObject<Env> {
     }
     this.#sendStatus();
     this.#waiters.wake();
-    this.#scheduleAlarm();
+    this.#alarm.schedule();
     return true;
-  }
-
-  async #queue(): Promise<void> {
-    const session = this.#session!;
-    session.deadlines.wait = this.#clock.now() + this.#settings.queueWaitMs;
-    this.#transition("queue", "queued");
-    this.#save();
-    // A slot free now comes in the answer; later ones come by the pool calling `assign`. A runtime told of this
-    // slot may connect before the answer is here: its socket waits for it (see fetch).
-    const enqueued = (async () => await this.#pool().enqueue(session.id))();
-    this.#enqueueing = enqueued.then(
-      () => undefined,
-      () => undefined,
-    );
-    try {
-      const { position, runtimes, assignment } = await enqueued;
-      if (assignment) await this.assign(assignment);
-      if (position !== null) {
-        this.#events.record(this.#clock.now(), "queued", { position, runtimes });
-        await this.queuePosition(position, runtimes);
-      }
-    } finally {
-      this.#enqueueing = undefined;
-    }
   }
 
   /**
@@ -715,38 +459,19 @@ export class SessionRelay extends DurableObject<Env> {
     const session = this.#session!;
     if (!this.#transition(event, reason, at)) return;
     const now = this.#clock.now();
-    for (const seq of this.#commands.dropAll()) {
-      session.counters.dropped++;
-      this.#commands.recordOutcome(seq, "dropped", "SESSION_ENDED");
-      this.#commandStatus(seq, "dropped", "SESSION_ENDED");
-    }
+    this.#delivery.dropAll();
     const { commands, acknowledged, dropped, replaced, messages } = session.counters;
     this.#events.record(now, "ended", { state: session.state, reason, commands, acknowledged, dropped, replaced, messages });
     // Messages the client was sent and has not acknowledged stay with the session, as if its socket had closed: an
     // INACTIVE session can be restarted, and its client then gets them before any newer one.
-    if (this.#messages.storeUnacked()) session.messageSeq = this.#messages.last;
+    this.#delivery.keepUnacked();
     this.#links.toRuntime({ type: "end", reason });
     this.#links.socket("runtime")?.close(1000, "session ended");
     this.#links.socket("client")?.close(1000, closeReason(reason));
     session.clientSocket = null;
     session.runtimeSocket = null;
-    // The releases are retried by alarm until confirmed; their deadlines are written with the end itself, so an
-    // eviction before they are confirmed cannot lose them.
-    session.deadlines = {
-      purge: now + this.#settings.retentionMs,
-      release: now + RETRY_MS,
-      accountRelease: now + RETRY_MS,
-      ledger: session.deadlines.ledger,
-      uploads: this.#uploads.count > 0 ? now + RETRY_MS : undefined,
-    };
-    session.releasePending = true;
-    this.#save();
-    await Promise.all([
-      this.#settlement.releasePoolSlot(),
-      this.#settlement.releaseAccountSlot(),
-      this.#settlement.flushLedger(),
-      this.#settlement.deleteUploads(),
-    ]);
+    // The releases are retried by alarm until confirmed; the session's storage is kept until retention is over.
+    await this.#settlement.settleEnd(now, now + this.#settings.retentionMs);
   }
 
   /** Opens and closes billing segments as the session enters and leaves billed states (see meter.ts). */
@@ -761,32 +486,6 @@ export class SessionRelay extends DurableObject<Env> {
     session.deadlines.ledger ??= this.#clock.now() + LEDGER_BATCH_MS;
   }
 
-  #startGeneration(generation: number, sdp: string, trackMapping?: unknown, trickle = false): void {
-    const session = this.#session!;
-    const isReconnect = session.generation > 0;
-    this.#resetGeneration(generation, { sdp, trackMapping, ...(trickle && { trickle }) });
-    this.#events.record(this.#clock.now(), "offer", { generation, reconnect: isReconnect });
-    this.#links.toRuntime({ type: "offer", generation, sdp, track_mapping: trackMapping, ...(trickle && { trickle: true }) });
-  }
-
-  #resetGeneration(generation: number, offer: Offer | null = null): void {
-    this.#session!.generation = generation;
-    this.#negotiation.reset(offer);
-  }
-
-  #resetConnection(): void {
-    const session = this.#session!;
-    this.#resetGeneration(session.generation);
-    session.peerConnected = false;
-  }
-
-  #relayClientCandidate(generation: number, candidate: IceCandidate | null): ErrorCode | undefined {
-    if (this.#negotiation.clientCandidates.length >= LIMITS.candidatesPerGeneration) return "ICE_CANDIDATE_LIMIT";
-    this.#negotiation.addCandidate("client", candidate);
-    this.#links.toRuntime({ type: "ice", generation, candidate });
-    return undefined;
-  }
-
   // ── Plumbing ────────────────────────────────────────────────────────────────────────────────────────────────
 
   #owned(accountId: string): Result<true> {
@@ -797,23 +496,6 @@ export class SessionRelay extends DurableObject<Env> {
     return ok(true);
   }
 
-  /**
-   * No session lives here (a guessed id, or one purged): the object keeps no storage, not even the tables its
-   * constructor made, so guessing ids leaves nothing behind.
-   */
-  #keepNothing(): void {
-    void this.ctx.storage.deleteAll();
-  }
-
-  /** The generation of connection id `id` if it is the current one: older ids are superseded, others unknown. */
-  #currentConnection(id: string): Result<number> {
-    const generation = parseConnectionId(id);
-    const current = this.#session!.generation;
-    if (generation === undefined || generation > current) return fail("CONNECTION_NOT_FOUND", `No connection ${id} on this session.`);
-    if (generation < current) return fail("CONNECTION_SUPERSEDED");
-    return ok(generation);
-  }
-
   #ownedAndLive(accountId: string): Result<true> {
     const owned = this.#owned(accountId);
     if (!owned.ok) return owned;
@@ -822,16 +504,20 @@ export class SessionRelay extends DurableObject<Env> {
     return owned;
   }
 
+  /**
+   * No session lives here (a guessed id, or one purged): the object keeps no storage, not even the tables its
+   * constructor made, so guessing ids leaves nothing behind.
+   */
+  #keepNothing(): void {
+    void this.ctx.storage.deleteAll();
+  }
+
   #view(): SessionResponse {
     return sessionView(this.#session!);
   }
 
   #sendStatus(): void {
     this.#links.toClient(statusFrame(this.#session!));
-  }
-
-  #pool() {
-    return modelPool(this.env, this.#session!.model);
   }
 
   #save(): void {
@@ -845,36 +531,6 @@ export class SessionRelay extends DurableObject<Env> {
       this.#negotiation.writeCandidates(); // in the same write, rather than another one later
     }
     this.#writtenMessageSeq = session.messageSeq;
-    // Messages up to the safe point written just now may be forgotten by the runtime. The output gate holds this
-    // frame until the write is durable, and drops it if the write fails.
-    if (session.messageSeq > this.#runtime.runtimeAcked && this.#links.runtimeUp()) {
-      this.#runtime.runtimeAcked = session.messageSeq;
-      const runSeq = session.messageSeq - (session.messageBase ?? 0);
-      if (runSeq > 0) this.#links.toRuntime({ type: "message_ack", seq: runSeq });
-    }
+    this.#delivery.ackSafePoint();
   }
-
-  #scheduleAlarm(): void {
-    const deadlines = Object.values(this.#session!.deadlines).filter((value): value is number => value !== undefined);
-    const earliest = deadlines.length === 0 ? null : Math.min(...deadlines);
-    // Most changes leave the earliest deadline where it was: setting the same alarm again is a storage write.
-    const alarm = `${earliest}@${this.#clock.now() - Date.now()}`;
-    if (alarm === this.#alarmSet) return;
-    this.#alarmSet = alarm;
-    if (earliest === null) {
-      void this.ctx.storage.deleteAlarm();
-      return;
-    }
-    // The alarm runs on real time; the test clock only decides which deadlines have passed when it fires.
-    void this.ctx.storage.setAlarm(Date.now() + Math.max(0, earliest - this.#clock.now()));
-  }
-}
-
-// ── Small helpers ──────────────────────────────────────────────────────────────────────────────────────────────
-
-const connectionId = (generation: number) => `conn_${generation}`;
-
-function parseConnectionId(id: string): number | undefined {
-  const match = /^conn_(\d{1,7})$/.exec(id);
-  return match ? Number(match[1]) : undefined;
 }

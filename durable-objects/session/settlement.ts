@@ -10,22 +10,11 @@ import { writeSegments } from "../../src/metering/ledger.ts";
 import { priceTable, usdPerSecond } from "../../src/metering/prices.ts";
 import { accountLimits, modelPool } from "../../src/objects.ts";
 import { deleteSessionUploads } from "../../src/uploads/store.ts";
-import type { EventLog } from "./event-log.ts";
-import type { PendingSegments } from "./meter.ts";
-import { RETRY_MS, type Deadlines, type SessionRecord } from "./record.ts";
-import type { UploadLog } from "./upload-log.ts";
+import type { SessionHost } from "./host.ts";
+import { RETRY_MS, type Deadlines } from "./record.ts";
 
-/** What the jobs need from their session object. */
-export interface SettlementHost {
-  readonly env: Env;
-  record(): SessionRecord;
-  now(): number;
-  readonly uploads: UploadLog;
-  readonly events: EventLog;
-  readonly pendingSegments: PendingSegments;
-  scheduleAlarm(): void;
-  save(): void;
-}
+/** What the jobs need from their session object (they run only while a session lives there). */
+export type SettlementHost = Pick<SessionHost, "env" | "record" | "now" | "events" | "uploads" | "pendingSegments" | "scheduleAlarm" | "save">;
 
 /** The deadlines that are retries of a job. */
 type RetryDeadline = keyof Pick<Deadlines, "release" | "accountRelease" | "ledger" | "uploads">;
@@ -37,9 +26,27 @@ export class Settlement {
     this.#host = host;
   }
 
+  /**
+   * The session has just ended (at `now`): everything it owes is due. The jobs' deadlines are written with the end
+   * itself, so an eviction before they are confirmed cannot lose them; then every job runs (the alarm retries).
+   */
+  async settleEnd(now: number, purgeAt: number): Promise<void> {
+    const session = this.#host.record()!;
+    session.deadlines = {
+      purge: purgeAt,
+      release: now + RETRY_MS,
+      accountRelease: now + RETRY_MS,
+      ledger: session.deadlines.ledger,
+      uploads: this.#host.uploads.count > 0 ? now + RETRY_MS : undefined,
+    };
+    session.releasePending = true;
+    this.#host.save();
+    await Promise.all([this.releasePoolSlot(), this.releaseAccountSlot(), this.flushLedger(), this.deleteUploads()]);
+  }
+
   /** Frees the GPU slot or queue place at the pool. Returns how many runtimes are connected (for the end reason). */
   async releasePoolSlot(): Promise<number | undefined> {
-    const session = this.#host.record();
+    const session = this.#host.record()!;
     return this.#run("release", "pool release", async () => {
       const { runtimes } = await modelPool(this.#host.env, session.model).release(session.id);
       session.releasePending = false;
@@ -48,8 +55,8 @@ export class Settlement {
   }
 
   /** Frees the account's session slot (AccountLimits) held by run `epoch` of this session. */
-  async releaseAccountSlot(epoch = this.#host.record().slotEpoch ?? 0): Promise<void> {
-    const session = this.#host.record();
+  async releaseAccountSlot(epoch = this.#host.record()!.slotEpoch ?? 0): Promise<void> {
+    const session = this.#host.record()!;
     await this.#run("accountRelease", "account slot release", async () => {
       await accountLimits(this.#host.env, session.accountId).release(session.id, epoch);
       return { done: true };
@@ -59,7 +66,7 @@ export class Settlement {
   /** Writes the closed segments to the D1 ledger; on failure they stay pending. */
   async flushLedger(): Promise<void> {
     const { env, pendingSegments } = this.#host;
-    const session = this.#host.record();
+    const session = this.#host.record()!;
     const pending = pendingSegments.list();
     await this.#run("ledger", "ledger write", async () => {
       if (pending.length > 0) {
@@ -79,7 +86,7 @@ export class Settlement {
   /** Deletes the session's files from R2 (after its end). */
   async deleteUploads(): Promise<void> {
     const { env, uploads, events } = this.#host;
-    const session = this.#host.record();
+    const session = this.#host.record()!;
     await this.#run("uploads", "upload deletion", async () => {
       if (uploads.count > 0) {
         const deleted = await deleteSessionUploads(env.UPLOADS, session.id);
@@ -95,7 +102,7 @@ export class Settlement {
    * alarm tries again then). Either way the alarm follows the deadlines and the record is written.
    */
   async #run<T>(deadline: RetryDeadline, what: string, job: () => Promise<{ done: boolean; value?: T }>): Promise<T | undefined> {
-    const session = this.#host.record();
+    const session = this.#host.record()!;
     try {
       const { done, value } = await job();
       if (done) session.deadlines[deadline] = undefined;

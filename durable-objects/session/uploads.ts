@@ -6,21 +6,13 @@ import { randomId } from "../../lib/encoding.ts";
 import type { FileRef } from "../../protocol/common.ts";
 import type { ErrorCode } from "../../protocol/errors.ts";
 import { uploadKey } from "../../src/uploads/store.ts";
-import type { EventLog } from "./event-log.ts";
+import type { SessionHost } from "./host.ts";
 import { isEnded } from "./lifecycle.ts";
 import { fail, ok, type NewUpload, type Result, type SessionRecord, type UploadFacts } from "./record.ts";
-import type { UploadClaim, UploadLog, UploadRecord } from "./upload-log.ts";
+import type { UploadClaim, UploadRecord } from "./upload-log.ts";
 
 /** What uploads need from their session object. */
-export interface UploadsHost {
-  readonly uploads: UploadLog;
-  readonly events: EventLog;
-  now(): number;
-  /** The session, if one lives here. */
-  record(): SessionRecord | undefined;
-  /** No session lives here: keep no storage (see SessionRelay). */
-  keepNothing(): void;
-}
+export type UploadsHost = Pick<SessionHost, "uploads" | "events" | "now" | "record" | "keepNothing">;
 
 export class SessionUploads {
   readonly #host: UploadsHost;

@@ -32,7 +32,7 @@ export async function startDevServer(options: StartDevServerOptions): Promise<De
   const child = new ManagedChild({ name: "wrangler", command, args, cwd: PROJECT_ROOT, env: wranglerEnv() }, (_name, line) => options.onLine?.(line));
   let stopped: Promise<void> | undefined;
   const stop = () => (stopped ??= child.stop());
-  const url = `http://127.0.0.1:${port}`;
+  const url = `http://${options.ip ?? "127.0.0.1"}:${port}`;
   try {
     await waitForHealthy(url + (options.healthPath ?? "/health"), {
       timeoutMs: options.readyTimeoutMs ?? 120_000,

@@ -17,6 +17,10 @@ export interface DebianPackage {
 export const DEBIAN_PACKAGES: readonly DebianPackage[] = [
   { name: "chromium", why: "the browser the end-to-end tests drive (playwright-core, /usr/bin/chromium)" },
   { name: "coturn", why: "the TURN server the relay tests run (turnserver)" },
+  { name: "iproute2", why: "network namespaces and veth links of the real-network tests (ip)" },
+  { name: "nftables", why: "the NAT routers and firewalls of the real-network tests (nft)" },
+  { name: "ethtool", why: "turns off offloads on the real-network tests' emulated links" },
+  { name: "python3", why: "the real-network tests' link emulator (delay, jitter, loss; the kernel here has no netem)" },
 ];
 
 /** What to do about the packages, given which are missing and whether we may run apt-get. */

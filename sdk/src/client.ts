@@ -2,7 +2,12 @@
  * The native client: a session through the gateway's REST API, then one signaling WebSocket per connection
  * (trickle ICE, status, commands, model messages) and one peer connection per generation (media only).
  * Its phases are the transition table in connection-state.ts; the pieces it coordinates each live in their own
- * module (commands, messages, media, stats, recovery policy).
+ * module (commands, messages, media, stats, ICE restarts, recovery policy, token source).
+ *
+ * Over 500 lines, and one class on purpose: what is left here is the coordination itself. Every method below reads
+ * or moves the phase, and each reacts to the others (a socket close starts recovery, a welcome ends it and attaches
+ * the command queue, an ended status tears everything down); split across files it would be one state machine
+ * spread over several, with its private state passed around.
  */
 import { COMMAND_POLICIES, type Capabilities, type SessionState } from "../../protocol/common.ts";
 import { ENDED_STATES } from "../../protocol/sessions.ts";
@@ -10,12 +15,14 @@ import { CLOSE_TOKEN_EXPIRED, type ServerFrame } from "../../protocol/signaling.
 import { type CommandHandle, CommandQueue, fitsInFrame } from "./command-queue.ts";
 import { nextPhase, statusOf, type ClientStatus, type Phase, type PhaseEvent } from "./connection-state.ts";
 import { Emitter } from "./emitter.ts";
+import { IceRestarts } from "./ice-restarts.ts";
 import { ReactorError, SDK_ERROR_CODES, sdkError, sessionEndedError } from "./errors.ts";
 import type { ClientEvents, SendCommandOptions, SessionInfo } from "./events.ts";
 import { Media } from "./media.ts";
 import { MessageInbox } from "./message-inbox.ts";
 import { isOffline, watchNetwork } from "./network-watch.ts";
-import { resolveOptions, type ClientOptions, type ResolvedOptions, type TokenSource } from "./options.ts";
+import { readToken, resolveOptions, type ClientOptions, type ResolvedOptions, type TokenSource } from "./options.ts";
+import { Recovery } from "./reconnect-policy.ts";
 import { SessionApi } from "./rest.ts";
 import { SignalingSocket } from "./signaling-socket.ts";
 import { StatsSampler, type ClientStats } from "./stats-sampler.ts";
@@ -25,12 +32,6 @@ import { describeFile, putFile, splitFileRefs, FileRef, type UploadFileOptions }
 const RESTART_INTERVAL_MS = 2000;
 /** disconnect() waits this long for the gateway to confirm the end on the socket, then ends it over REST. */
 const CLOSE_CONFIRM_MS = 3000;
-
-interface Recovery {
-  since: number;
-  attempt: number;
-  timer?: ReturnType<typeof setTimeout>;
-}
 
 export class Client {
   readonly #options: ResolvedOptions;
@@ -54,11 +55,12 @@ export class Client {
   #lastStats: ClientStats | undefined;
   #lastError: ReactorError | undefined;
   #recovery: Recovery | undefined;
-  #lastRestart = 0;
-  #restartTimer: ReturnType<typeof setTimeout> | undefined;
+  readonly #iceRestarts = new IceRestarts({
+    intervalMs: RESTART_INTERVAL_MS,
+    media: () => this.#media,
+    canRestart: () => this.#phase === "live" && this.#socket?.open === true,
+  });
   #stopWatching: (() => void) | undefined;
-  /** A network change is being looked into (browsers fire `online` several times at once). */
-  #checkingPath = false;
   #waiters: { resolve(): void; reject(error: ReactorError): void }[] = [];
   #closeTimer: ReturnType<typeof setTimeout> | undefined;
 
@@ -117,8 +119,8 @@ export class Client {
     if (this.#phase === "live" || this.#phase === "opening") return this.#untilLive();
     if (this.#phase !== "suspended" && this.#phase !== "recovering") throw sdkError("NOT_CONNECTED");
     const live = this.#untilLive();
-    this.#recovery ??= { since: Date.now(), attempt: 0 };
-    clearTimeout(this.#recovery.timer);
+    this.#recovery ??= new Recovery();
+    this.#recovery.cancel();
     void this.#attempt();
     return live;
   }
@@ -151,15 +153,7 @@ export class Client {
 
   /** Starts a new peer connection generation on the same session (what a network change triggers). */
   restartIce(): void {
-    clearTimeout(this.#restartTimer);
-    this.#restartTimer = undefined;
-    const wait = this.#lastRestart + RESTART_INTERVAL_MS - Date.now();
-    if (wait > 0) {
-      this.#restartTimer = setTimeout(() => this.restartIce(), wait);
-      return;
-    }
-    if (this.#phase !== "live" || !this.#socket?.open) return; // recovery starts a new generation anyway
-    if (this.#media.restart()) this.#lastRestart = Date.now();
+    this.#iceRestarts.request();
   }
 
   /**
@@ -266,7 +260,7 @@ export class Client {
     if (!this.#move("suspend")) return;
     this.#dropLinks();
     // The grace window runs from the drop: now, or earlier if the connection was already lost.
-    this.#recovery = { since: this.#recovery?.since ?? Date.now(), attempt: 0 };
+    this.#recovery = new Recovery(this.#recovery?.since);
   }
 
   // ── Signaling socket ───────────────────────────────────────────────────────────────────────────────────────
@@ -349,7 +343,7 @@ export class Client {
   #goLive(nextCommandSeq: number): void {
     this.#welcome = undefined;
     if (!this.#move("welcomed")) return;
-    clearTimeout(this.#recovery?.timer);
+    this.#recovery?.cancel();
     this.#recovery = undefined;
     this.#media.onWelcome();
     this.#commands.attach((frame) => this.#socket?.send(frame) ?? false, nextCommandSeq);
@@ -359,28 +353,16 @@ export class Client {
 
   /**
    * Back online, or on another network. A socket waiting out its backoff reconnects now: the wait was for the
-   * network, which is back. A live connection renews its peer connection only if the path is gone: one that still
-   * carries media is kept (a new generation would cost a renegotiation and a gap in the video for nothing).
+   * network, which is back. A live connection renews its peer connection only if the path is gone (ice-restarts.ts).
    */
   #onNetworkChange(): void {
     if (isOffline()) return; // a change to no network at all: the `online` that follows is the one to act on
     if (this.#phase === "recovering") {
-      clearTimeout(this.#recovery?.timer);
+      this.#recovery?.cancel();
       void this.#attempt();
       return;
     }
-    if (this.#phase !== "live" || this.#checkingPath) return;
-    this.#checkingPath = true;
-    const media = this.#media;
-    void media
-      .pathLost()
-      .then((lost) => {
-        if (!lost || media !== this.#media || this.#phase !== "live" || !this.#socket?.open) return;
-        clearTimeout(this.#restartTimer); // now rather than when a throttled restart would have come
-        this.#restartTimer = undefined;
-        if (media.restart()) this.#lastRestart = Date.now();
-      })
-      .finally(() => (this.#checkingPath = false));
+    if (this.#phase === "live") this.#iceRestarts.checkPath();
   }
 
   #onSessionEnded(state: SessionState, reason: string | undefined): void {
@@ -438,7 +420,7 @@ export class Client {
       );
     }
     if (!this.#move("socketLost")) return;
-    this.#recovery ??= { since: Date.now(), attempt: 0 };
+    this.#recovery ??= new Recovery();
     if (this.#recovery.attempt === 0) {
       this.#emitError(
         sdkError("DISCONNECTED", { recoverable: true, component: "api", message: `${SDK_ERROR_CODES.DISCONNECTED} (${info.code} ${info.reason})` }),
@@ -458,16 +440,10 @@ export class Client {
 
   #scheduleAttempt(): void {
     const recovery = this.#recovery!;
-    recovery.attempt++;
-    const now = Date.now();
     const deadline = this.#info?.graceDeadline ?? recovery.since + this.#options.graceMs;
-    const delay = this.#options.reconnectPolicy.nextDelayMs({
-      attempt: recovery.attempt,
-      elapsedMs: now - recovery.since,
-      remainingMs: deadline - now,
-    });
-    if (delay === null) return this.#fail(sdkError("RECONNECT_TIMEOUT", { component: "api" }));
-    recovery.timer = setTimeout(() => void this.#attempt(), delay);
+    if (!recovery.schedule(this.#options.reconnectPolicy, deadline, () => void this.#attempt())) {
+      this.#fail(sdkError("RECONNECT_TIMEOUT", { component: "api" }));
+    }
   }
 
   async #attempt(): Promise<void> {
@@ -540,17 +516,8 @@ export class Client {
     this.#events.emit("sessionIdChanged", sessionId);
   }
 
-  async #nextToken(): Promise<string> {
-    const source = this.#token;
-    if (typeof source === "string") return source;
-    let token: unknown;
-    try {
-      token = await source?.();
-    } catch (error) {
-      throw sdkError("TOKEN_SOURCE_FAILED", { recoverable: true, message: `The token function threw: ${String(error)}` });
-    }
-    if (typeof token !== "string" || token.length === 0) throw sdkError("TOKEN_SOURCE_FAILED", { recoverable: true });
-    return token;
+  #nextToken(): Promise<string> {
+    return readToken(this.#token);
   }
 
   #emitError(error: ReactorError): void {
@@ -577,8 +544,8 @@ export class Client {
     this.#commands.detach();
     this.#media.closeAll();
     this.#stats.follow(undefined);
-    clearTimeout(this.#recovery?.timer);
-    clearTimeout(this.#restartTimer);
+    this.#recovery?.cancel();
+    this.#iceRestarts.cancel();
   }
 
   #teardown(): void {

@@ -60,6 +60,7 @@ export const SDK_ERROR_CODES = {
   TOKEN_SOURCE_FAILED: "The token function threw or returned no token.",
   FRAME_TOO_LARGE: "The command does not fit in one 256 KiB frame.",
   PEER_CONNECTION_FAILED: "The media connection failed; restarting ICE on the same session.",
+  ICE_FAILED: "No network path to the GPU: every ICE candidate pair failed (a NAT or firewall in the way needs TURN).",
   ICE_SERVER_ERROR: "A STUN/TURN server refused or did not answer (for TURN: credentials refused or expired).",
   // Why a session ended, when the client did not end it (status reason → code, see `endReasonCode`).
   MODEL_UNAVAILABLE: "No GPU runtime serves this model.",

@@ -31,6 +31,8 @@ export class Media {
   #tracks: TrackSpec[] | undefined;
   #generation = 0;
   #staleRefusals = 0;
+  /** Generations already reported as finding no path (ICE_FAILED), so each is said once. */
+  readonly #reportedNoPath = new Set<number>();
   #current: PeerLink | undefined;
   #previous: PeerLink | undefined;
   /** Made ahead of time for the next generation (see warmPeerConnection). */
@@ -193,7 +195,31 @@ export class Media {
       this.#previous = undefined;
     }
     this.#options.onChange();
+    if (link.failed && !link.everConnected) this.#noPath(link);
     if (link.interrupted) this.#options.onInterrupted();
+  }
+
+  /**
+   * A generation that never connected has failed: the networks between client and GPU let no candidate pair
+   * through. Said once per generation, with what would help — the restarts that follow try again, but a network
+   * that needs TURN will not change its mind.
+   */
+  #noPath(link: PeerLink): void {
+    if (this.#reportedNoPath.has(link.generation)) return;
+    this.#reportedNoPath.add(link.generation);
+    const urls = (this.#iceServers ?? []).flatMap((server) => [server.urls].flat());
+    const turn = urls.some((url) => /^turns?:/i.test(url));
+    const relayOnly = this.#options.iceTransportPolicy === "relay";
+    const why = turn
+      ? `not even through the TURN server${urls.filter((url) => /^turns?:/i.test(url)).length > 1 ? "s" : ""} (${relayOnly ? "relay only" : "tried with direct paths"}): is TURN reachable from this network?`
+      : "and the gateway offered no TURN server: behind a symmetric NAT or a firewall that blocks UDP, configure TURN on the gateway (docs/networks.md).";
+    this.#options.onError(
+      sdkError("ICE_FAILED", {
+        recoverable: true,
+        component: "gpu",
+        message: `Peer connection ${link.generation}: no candidate pair connected, ${why}`,
+      }),
+    );
   }
 
   #linkFor(generation: number): PeerLink | undefined {

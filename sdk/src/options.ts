@@ -1,11 +1,25 @@
 /** The Client's options: their defaults, and the checks made once, when a Client is made. */
 import { ModelName } from "../../protocol/common.ts";
 import { parse } from "../../protocol/schema.ts";
+import { sdkError } from "./errors.ts";
 import type { RTCPeerConnectionConstructor } from "./peer-link.ts";
 import { jitteredBackoff, type ReconnectPolicy } from "./reconnect-policy.ts";
 import type { WebSocketConstructor } from "./signaling-socket.ts";
 
 export type TokenSource = string | (() => string | Promise<string>);
+
+/** The token to use now: the string, or what the function gives (TOKEN_SOURCE_FAILED if it throws or gives none). */
+export async function readToken(source: TokenSource | undefined): Promise<string> {
+  if (typeof source === "string") return source;
+  let token: unknown;
+  try {
+    token = await source?.();
+  } catch (error) {
+    throw sdkError("TOKEN_SOURCE_FAILED", { recoverable: true, message: `The token function threw: ${String(error)}` });
+  }
+  if (typeof token !== "string" || token.length === 0) throw sdkError("TOKEN_SOURCE_FAILED", { recoverable: true });
+  return token;
+}
 
 export interface ClientOptions {
   /** The gateway, e.g. "https://gateway.example.com". */

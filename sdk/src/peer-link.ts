@@ -88,8 +88,23 @@ export class PeerLink {
     return this.pc.connectionState === "connected";
   }
 
-  /** ICE lost its path (a network change): worth a restart. */
+  /** ICE gave up: no candidate pair worked (or a working path died and stayed dead). */
+  get failed(): boolean {
+    return this.pc.connectionState === "failed" || this.pc.iceConnectionState === "failed";
+  }
+
+  /** The link was connected at some point: a failure now is a lost path, not a network that never let it through. */
+  get everConnected(): boolean {
+    return this.#everConnected;
+  }
+
+  /**
+   * ICE lost its path (a network change): worth a restart. A link that never connected has no path to lose: while
+   * its checks run, `disconnected` only means no answer yet, and restarting then would start the checks over
+   * before they could finish; it is interrupted once ICE gives up (`failed`).
+   */
   get interrupted(): boolean {
+    if (!this.#everConnected) return this.failed;
     const { connectionState, iceConnectionState } = this.pc;
     return connectionState === "failed" || iceConnectionState === "disconnected" || iceConnectionState === "failed";
   }
@@ -139,6 +154,7 @@ export class PeerLink {
   }
 
   readonly #failedServers = new Set<string>();
+  #everConnected = false;
 
   #iceServerError({ url, errorCode, errorText }: RTCPeerConnectionIceErrorEvent): void {
     // 701: no route to that server from one of the host's interfaces, normal on multi-homed hosts; not worth a report.
@@ -173,6 +189,7 @@ export class PeerLink {
   }
 
   #stateChanged(): void {
+    if (this.connected) this.#everConnected = true;
     if (!this.#closed) this.#options.onStateChange(this);
   }
 }

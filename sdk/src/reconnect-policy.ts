@@ -40,3 +40,28 @@ export function jitteredBackoff(options: BackoffOptions = {}): ReconnectPolicy {
     },
   };
 }
+
+/** One recovery from a drop: when it began (the grace window runs from the drop), its attempts, the next one's timer. */
+export class Recovery {
+  readonly since: number;
+  attempt = 0;
+  #timer: ReturnType<typeof setTimeout> | undefined;
+
+  constructor(since = Date.now()) {
+    this.since = since;
+  }
+
+  /** Schedules `attempt` when `policy` says, within `deadline` (epoch ms); false when the policy gives up. */
+  schedule(policy: ReconnectPolicy, deadline: number, attempt: () => void): boolean {
+    this.attempt++;
+    const now = Date.now();
+    const delay = policy.nextDelayMs({ attempt: this.attempt, elapsedMs: now - this.since, remainingMs: deadline - now });
+    if (delay === null) return false;
+    this.#timer = setTimeout(attempt, delay);
+    return true;
+  }
+
+  cancel(): void {
+    clearTimeout(this.#timer);
+  }
+}

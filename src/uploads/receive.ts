@@ -58,8 +58,9 @@ async function store(env: Env, request: Request, upload: UploadFacts): Promise<U
     customMetadata: { session_id: upload.sessionId, upload_id: upload.uploadId },
   });
   if (!outcome.ok) {
-    if (outcome.code === "UPLOAD_STORAGE_FAILED") console.error("upload storage failed", upload.uploadId, outcome.detail);
-    throw new ApiError(outcome.code, outcome.code === "UPLOAD_STORAGE_FAILED" ? undefined : `Nothing was stored: ${outcome.detail}.`);
+    const { code, message: detail } = outcome.error;
+    if (code === "UPLOAD_STORAGE_FAILED") console.error("upload storage failed", upload.uploadId, detail);
+    throw new ApiError(code, code === "UPLOAD_STORAGE_FAILED" ? undefined : `Nothing was stored: ${detail}.`);
   }
   return { upload_id: upload.uploadId, state: "complete", size: upload.size, mime_type: upload.mimeType };
 }

@@ -9,10 +9,13 @@
  *
  * Request bodies arrive in 4 KiB chunks; the loop reads them in batches of at least READ_AT_LEAST bytes (workerd's
  * `readAtLeast`), which brings its cost near a direct put's (bench/suites/upload.ts).
+ *
+ * A failure's message is the detail only ("more than 15 bytes"); the route words it for the client.
  */
-export type StoreOutcome =
-  | { ok: true }
-  | { ok: false; code: "UPLOAD_BODY_TOO_LARGE" | "UPLOAD_BODY_INCOMPLETE" | "UPLOAD_STORAGE_FAILED"; detail: string };
+import { fail, ok, type Failure, type Result } from "../../protocol/result.ts";
+
+export type StoreFailure = Failure<"UPLOAD_BODY_TOO_LARGE" | "UPLOAD_BODY_INCOMPLETE" | "UPLOAD_STORAGE_FAILED">;
+export type StoreOutcome = Result<void, StoreFailure>;
 
 export const sessionUploadsPrefix = (sessionId: string) => `sessions/${sessionId}/uploads/`;
 export const uploadKey = (sessionId: string, uploadId: string) => `${sessionUploadsPrefix(sessionId)}${uploadId}`;
@@ -36,9 +39,7 @@ export async function storeExactly(
   const putError = await put;
   // A refused write shows as the storage's own error; a body that was fine but not stored, as a storage failure.
   const outcome: StoreOutcome =
-    putError === undefined || (!pumped.ok && pumped.code !== "UPLOAD_STORAGE_FAILED")
-      ? pumped
-      : { ok: false, code: "UPLOAD_STORAGE_FAILED", detail: putError };
+    putError === undefined || (!pumped.ok && pumped.error.code !== "UPLOAD_STORAGE_FAILED") ? pumped : fail("UPLOAD_STORAGE_FAILED", putError);
   if (!outcome.ok) await bucket.delete(key).catch(() => undefined);
   return outcome;
 }
@@ -47,31 +48,31 @@ async function pump(body: ReadableStream<Uint8Array> | null, size: number, write
   const source = body ? chunks(body) : undefined;
   let received = 0;
   let last: Uint8Array | undefined; // the chunk that reached `size`, written once the body has ended
-  const fail = async (code: Extract<StoreOutcome, { ok: false }>["code"], detail: string): Promise<StoreOutcome> => {
+  const stop = async (code: StoreFailure["code"], detail: string): Promise<StoreOutcome> => {
     await Promise.all([source?.cancel(), writer.abort(detail).catch(() => undefined)]);
-    return { ok: false, code, detail };
+    return fail(code, detail);
   };
   for (;;) {
     let chunk: Uint8Array | undefined;
     try {
       chunk = source && (await source.next());
     } catch (error) {
-      return fail("UPLOAD_BODY_INCOMPLETE", `the body broke off after ${received} of ${size} bytes: ${String(error)}`);
+      return stop("UPLOAD_BODY_INCOMPLETE", `the body broke off after ${received} of ${size} bytes: ${String(error)}`);
     }
     if (chunk === undefined) break;
     if (chunk.byteLength === 0) continue;
     received += chunk.byteLength;
-    if (received > size || last) return fail("UPLOAD_BODY_TOO_LARGE", `more than ${size} bytes`);
+    if (received > size || last) return stop("UPLOAD_BODY_TOO_LARGE", `more than ${size} bytes`);
     if (received === size) last = chunk;
-    else if (!(await write(writer, chunk))) return fail("UPLOAD_STORAGE_FAILED", "storage refused the stream");
+    else if (!(await write(writer, chunk))) return stop("UPLOAD_STORAGE_FAILED", "storage refused the stream");
   }
-  if (!last) return fail("UPLOAD_BODY_INCOMPLETE", `the body ended after ${received} of ${size} bytes`);
-  if (!(await write(writer, last))) return fail("UPLOAD_STORAGE_FAILED", "storage refused the stream");
+  if (!last) return stop("UPLOAD_BODY_INCOMPLETE", `the body ended after ${received} of ${size} bytes`);
+  if (!(await write(writer, last))) return stop("UPLOAD_STORAGE_FAILED", "storage refused the stream");
   try {
     await writer.close();
-    return { ok: true };
+    return ok(undefined);
   } catch (error) {
-    return { ok: false, code: "UPLOAD_STORAGE_FAILED", detail: String(error) };
+    return fail("UPLOAD_STORAGE_FAILED", String(error));
   }
 }
 

@@ -6,6 +6,8 @@
  * Kept as artifacts (test-results/): demo-page.png, the page with live video after a prompt was acknowledged;
  * demo-page-disconnected.png, after Disconnect; demo-page-phone.png, the same at 390×844; demo-page-error.png and
  * demo-page-error-phone.png, an error in the banner.
+ *
+ * About 500 lines, one file: its tests share the built page, the gateways, the runtime agent and Chromium.
  */
 import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";

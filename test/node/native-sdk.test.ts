@@ -2,6 +2,9 @@
  * The native SDK (sdk/) end to end: its browser bundle in headless Chromium, a real gateway (`wrangler dev`), and
  * the real runtime agent serving the demo model (werift + ffmpeg, live VP8). One GPU slot, so the queue is real too.
  * The same SDK also runs in Node (werift as its RTCPeerConnection, or none).
+ *
+ * One file over 500 lines on purpose: every test shares the one gateway, runtime agent and Chromium started below
+ * (each takes seconds to start on a 2-core machine). The recovery policy alone is sdk-reconnect-policy.test.ts.
  */
 import { randomBytes } from "node:crypto";
 import { request as httpRequest } from "node:http";
@@ -12,7 +15,7 @@ import { clientToken, startGateway, type TestGateway } from "../../tools/gateway
 import { registerModel } from "../../tools/peers.ts";
 import { RuntimeAgent } from "../../runtime/agent.ts";
 import { demoModel } from "../../runtime/demo/model.ts";
-import { Client, jitteredBackoff, type ClientStats, type RTCPeerConnectionConstructor } from "../../sdk/src/index.ts";
+import { Client, type ClientStats, type RTCPeerConnectionConstructor } from "../../sdk/src/index.ts";
 import { launchBrowser, servePage, type ServedPage, type TestBrowser } from "../../tools/browser.ts";
 import { sdkHarness, sdkPage, type CreateOptions, type SdkHarness, type SdkState } from "../../tools/sdk-page.ts";
 
@@ -575,23 +578,6 @@ describe("in Node", () => {
     } finally {
       await client.disconnect();
     }
-  });
-});
-
-describe("jitteredBackoff", () => {
-  const policy = (random: number) => jitteredBackoff({ initialMs: 100, maxMs: 1000, jitter: 0.5, marginMs: 200, random: () => random });
-
-  it("doubles up to the maximum, with jitter taking off up to half", () => {
-    const delays = (random: number) =>
-      [1, 2, 3, 4, 5, 6].map((attempt) => policy(random).nextDelayMs({ attempt, elapsedMs: 0, remainingMs: 60_000 }));
-    expect(delays(0)).toEqual([100, 200, 400, 800, 1000, 1000]);
-    expect(delays(0.999)).toEqual([50, 100, 200, 400, 500, 500]);
-  });
-
-  it("never waits past the grace deadline, and gives up when no time is left", () => {
-    expect(policy(0).nextDelayMs({ attempt: 5, elapsedMs: 29_500, remainingMs: 500 })).toBe(300);
-    expect(policy(0).nextDelayMs({ attempt: 1, elapsedMs: 29_800, remainingMs: 200 })).toBeNull();
-    expect(policy(0).nextDelayMs({ attempt: 1, elapsedMs: 31_000, remainingMs: -1000 })).toBeNull();
   });
 });
 

@@ -14,8 +14,8 @@ import { demoModel } from "../../runtime/demo/model.ts";
 import { launchBrowser, servePage, type ServedPage, type TestBrowser } from "../../tools/browser.ts";
 import { reactorClientPage, type HarnessWindow } from "../../tools/browser.test-page.ts";
 import { startCloudflareTurnStandIn, type CloudflareTurnStandIn } from "./support/cloudflare-turn.ts";
-import { startCoturn, type Coturn } from "./support/coturn.ts";
-import { selectedPair, shapeIceScript, type IceShape } from "./support/ice-policy.ts";
+import { startCoturn, type Coturn } from "../../tools/coturn.ts";
+import { selectedPair, shapeIceScript, type IceShape } from "../../tools/ice-policy.ts";
 import { sdkHarness, sdkPage, type SdkHarness } from "../../tools/sdk-page.ts";
 
 const WAIT = { timeout: 45_000, interval: 200 };

@@ -13,6 +13,9 @@
  * or still pending at purge time (metering-ledger.test.ts); a failed account-slot release retried
  * (limits-sessions.test.ts); messages exactly once across evictions (session-messages.test.ts). The redeploy of a
  * whole `wrangler dev` gateway is test/node/redeploy.test.ts.
+ *
+ * One file over 500 lines on purpose: its tests share the table of session states (STATES: how to reach each one,
+ * how to finish it cleanly) and the invariants checked after each story; the faults are the columns of that table.
  */
 import { evictDurableObject, runDurableObjectAlarm, runInDurableObject } from "cloudflare:test";
 import { env } from "cloudflare:workers";
@@ -20,7 +23,7 @@ import { describe, expect, it } from "vitest";
 import type { AccountLimits } from "../../durable-objects/limits/account-limits.ts";
 import type { SessionRelay } from "../../durable-objects/session/session-relay.ts";
 import { createApp } from "../../src/app.ts";
-import { call, errorCode } from "./helpers.ts";
+import { call, errorCode, POLL } from "./helpers.ts";
 import { failingBucket, failWrites } from "./faults.ts";
 import { accountSlots, ledgerRows, poolStore, sessionStore, type LedgerRow } from "./invariants.ts";
 import { clientOf, del, freshAccount, limitsStub, SECOND } from "./limits-helpers.ts";
@@ -49,8 +52,6 @@ import {
 } from "./scripted.ts";
 import { createUpload, pattern, PNG, put, storedKeys } from "./upload-helpers.ts";
 
-/** Polls wait this long: a loaded 2-core CI machine is slow. */
-const POLL = { timeout: 10_000, interval: 50 };
 const GRACE = 30 * SECOND;
 const fireAlarm = (sessionId: string) => runDurableObjectAlarm(sessionStub(sessionId));
 

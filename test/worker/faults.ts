@@ -1,5 +1,6 @@
-/** Ways to make D1 and R2 fail for real on a write path, for fault-injection tests. */
+/** Ways to make D1 and R2 fail for real on a write path, and to hold back an object's answer, for fault-injection tests. */
 import { env } from "cloudflare:workers";
+import type { ModelPool } from "../../durable-objects/pool/model-pool.ts";
 
 /**
  * Makes D1 refuse writes to `table` for rows matching `when` (SQL over NEW), with a trigger: D1 itself fails the
@@ -28,4 +29,41 @@ export function failingBucket(bucket: R2Bucket): R2Bucket {
       return typeof value === "function" ? value.bind(target) : value;
     },
   });
+}
+
+/**
+ * A MODEL_POOL binding (to swap into one session object's env) whose `enqueue` runs on the real pool, which does all
+ * its work (a slot reserved, its runtime told on the control socket), but whose answer is held back from the session
+ * until `release()`: the order a slow network or a busy pool can produce. Everything else goes to the pool unchanged.
+ */
+export function holdEnqueueAnswers(pools: Env["MODEL_POOL"]): { binding: Env["MODEL_POOL"]; release: () => void; answered: () => boolean } {
+  let released = false;
+  let answered = false;
+  const passOn = <T extends object>(target: T, property: string | symbol) => {
+    const value = Reflect.get(target, property) as unknown;
+    return typeof value === "function" ? value.bind(target) : value;
+  };
+  const holding = (stub: DurableObjectStub<ModelPool>) =>
+    new Proxy(stub, {
+      get(target, property) {
+        if (property !== "enqueue") return passOn(target, property);
+        return async (sessionId: string) => {
+          const answer = await target.enqueue(sessionId);
+          // A flag polled here rather than a promise resolved from the test: the test runs in another request.
+          while (!released) await scheduler.wait(10);
+          answered = true;
+          return answer;
+        };
+      },
+    });
+  const binding = new Proxy(pools, {
+    get(target, property) {
+      if (property === "getByName") return (name: string) => holding(target.getByName(name));
+      return passOn(target, property);
+    },
+  });
+  const release = () => {
+    released = true;
+  };
+  return { binding, release, answered: () => answered };
 }

@@ -13,7 +13,7 @@ import fc from "fast-check";
 import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import { createApp } from "../../src/app.ts";
 import { declaredRoutes, type RouteSpec } from "../../src/http/route.ts";
-import { BASE, mintToken, newApiKey } from "./helpers.ts";
+import { BASE, mintToken, newApiKey, POLL } from "./helpers.ts";
 import { fitting, fuzzSettings, samples, show, Tally, type Sample } from "./fuzz-kit.ts";
 import { freshAccount, setLimits } from "./limits-helpers.ts";
 import {
@@ -29,8 +29,6 @@ import {
   type Peer,
 } from "./scripted.ts";
 
-/** Polls wait this long: a loaded 2-core CI machine is slow. */
-const POLL = { timeout: 10_000, interval: 50 };
 const { frames: TOTAL, seed: SEED } = fuzzSettings();
 /**
  * The REST share of the run's frames (the sockets' shares are in fuzz-sockets). Smaller than theirs: a request that

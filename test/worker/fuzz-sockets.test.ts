@@ -23,6 +23,7 @@ import type { Schema } from "../../protocol/schema.ts";
 import { ClientFrame } from "../../protocol/signaling.ts";
 import { samples, show, Tally, fuzzSettings, type Sample } from "./fuzz-kit.ts";
 import { sessionStore } from "./invariants.ts";
+import { POLL } from "./helpers.ts";
 import { clientOf, freshAccount, setLimits } from "./limits-helpers.ts";
 import {
   activeNativeSession,
@@ -40,8 +41,6 @@ import {
   type Peer,
 } from "./scripted.ts";
 
-/** Polls wait this long: a loaded 2-core CI machine is slow. */
-const POLL = { timeout: 10_000, interval: 50 };
 const { frames: TOTAL, seed: SEED } = fuzzSettings();
 /** Shares of the run's frames: native socket, runtime session socket, control socket (the REST share is in fuzz-rest). */
 const SHARE = { native: 0.42, runtime: 0.33, control: 0.17 };

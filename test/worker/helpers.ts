@@ -5,6 +5,9 @@ import type { CreatedApiKey } from "../../protocol/api-keys.ts";
 
 export const BASE = "https://gateway.test";
 
+/** How long `expect.poll` waits in the slow suites (fuzz, faults): a loaded 2-core CI machine is slow. */
+export const POLL = { timeout: 10_000, interval: 50 };
+
 export function call(path: string, init: RequestInit = {}): Promise<Response> {
   return exports.default.fetch(new Request(BASE + path, init));
 }

@@ -1,5 +1,6 @@
 /**
- * A real TURN server for end-to-end tests: Debian's coturn (`turnserver`) on loopback, in TURN REST-API secret mode
+ * A real TURN server for end-to-end tests and the bench: Debian's coturn (`turnserver`) on loopback (or a topology's
+ * server address), in TURN REST-API secret mode
  * (`use-auth-secret`) with a secret generated per test run, TURN over UDP/TCP on one port and over TLS on another
  * with a self-signed certificate made by openssl. Its log (stdout, kept in memory) shows every allocation, so a test
  * can prove media was relayed through it. Started through the tether (scripts/lib/supervisor.ts), so it never outlives the test.
@@ -11,8 +12,8 @@ import { createConnection } from "node:net";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { promisify } from "node:util";
-import { freePort } from "../../../scripts/lib/http.ts";
-import { ManagedChild } from "../../../scripts/lib/supervisor.ts";
+import { freePort } from "../scripts/lib/http.ts";
+import { ManagedChild } from "../scripts/lib/supervisor.ts";
 
 const run = promisify(execFile);
 
@@ -33,7 +34,7 @@ export interface Coturn {
   stop(): Promise<void>;
 }
 
-async function selfSignedCertificate(dir: string): Promise<{ cert: string; key: string }> {
+async function selfSignedCertificate(dir: string, host: string): Promise<{ cert: string; key: string }> {
   const cert = path.join(dir, "turn-cert.pem");
   const key = path.join(dir, "turn-key.pem");
   await run("openssl", [
@@ -49,7 +50,7 @@ async function selfSignedCertificate(dir: string): Promise<{ cert: string; key: 
     "-subj",
     "/CN=localhost",
     "-addext",
-    "subjectAltName=DNS:localhost,IP:127.0.0.1",
+    `subjectAltName=DNS:localhost,IP:127.0.0.1${host === "127.0.0.1" ? "" : `,IP:${host}`}`,
     "-keyout",
     key,
     "-out",
@@ -58,9 +59,9 @@ async function selfSignedCertificate(dir: string): Promise<{ cert: string; key: 
   return { cert, key };
 }
 
-function portOpen(port: number): Promise<boolean> {
+function portOpen(host: string, port: number): Promise<boolean> {
   return new Promise((resolve) => {
-    const socket = createConnection({ host: "127.0.0.1", port });
+    const socket = createConnection({ host, port });
     socket.once("connect", () => {
       socket.destroy();
       resolve(true);
@@ -69,10 +70,23 @@ function portOpen(port: number): Promise<boolean> {
   });
 }
 
-export async function startCoturn(options: { workRoot?: string } = {}): Promise<Coturn> {
+export interface CoturnOptions {
+  workRoot?: string;
+  /** The address it listens, relays and advertises on (default 127.0.0.1; a topology's server address in tools/netns.ts). */
+  host?: string;
+  /** TURN over UDP and TCP (default a free port). */
+  port?: number;
+  /** TURN over TLS (default a free port; 443 to pass a firewall that lets only HTTPS out). */
+  tlsPort?: number;
+}
+
+export async function startCoturn(options: CoturnOptions = {}): Promise<Coturn> {
   const dir = await mkdtemp(path.join(options.workRoot ?? tmpdir(), "coturn-"));
-  const { cert, key } = await selfSignedCertificate(dir);
-  const [port, tlsPort, relayBase] = [await freePort(), await freePort(), 40000 + Math.floor(Math.random() * 20000)];
+  const host = options.host ?? "127.0.0.1";
+  const { cert, key } = await selfSignedCertificate(dir, host);
+  const port = options.port ?? (await freePort());
+  const tlsPort = options.tlsPort ?? (await freePort());
+  const relayBase = 40000 + Math.floor(Math.random() * 20000);
   const secret = randomBytes(24).toString("base64url");
   const realm = "reactor.test";
   const lines: string[] = [];
@@ -83,11 +97,11 @@ export async function startCoturn(options: { workRoot?: string } = {}): Promise<
       args: [
         "-n", // no /etc/turnserver.conf (Debian's sends the log to syslog)
         "--listening-ip",
-        "127.0.0.1",
+        host,
         "--relay-ip",
-        "127.0.0.1",
+        host,
         "--external-ip",
-        "127.0.0.1",
+        host,
         "--listening-port",
         String(port),
         "--tls-listening-port",
@@ -124,7 +138,7 @@ export async function startCoturn(options: { workRoot?: string } = {}): Promise<
     (_name, line) => lines.push(line),
   );
   const deadline = Date.now() + 15_000;
-  while (!(await portOpen(port)) || !(await portOpen(tlsPort))) {
+  while (!(await portOpen(host, port)) || !(await portOpen(host, tlsPort))) {
     const exited = await Promise.race([child.exited, new Promise((resolve) => setTimeout(() => resolve(undefined), 100))]);
     if (exited) throw new Error(`turnserver exited at start:\n${lines.slice(-20).join("\n")}`);
     if (Date.now() > deadline) {
@@ -136,12 +150,12 @@ export async function startCoturn(options: { workRoot?: string } = {}): Promise<
   const log = async () => lines.join("\n");
   let stopped: Promise<void> | undefined;
   return {
-    host: "127.0.0.1",
+    host,
     port,
     tlsPort,
     secret,
     realm,
-    turnHosts: `127.0.0.1:${port}:${tlsPort}`,
+    turnHosts: `${host}:${port}:${tlsPort}`,
     log,
     async allocations() {
       // "session 001000000000000002: realm <reactor.test> user <1700000000:sess_x>: incoming packet ALLOCATE processed, success"
