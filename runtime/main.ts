@@ -29,6 +29,8 @@ Options:
                         drawtext.
   --runtime-id <id>     Keep the same id across restarts (default: host name and a random suffix).
   --stun <urls>         Comma-separated STUN/TURN URLs for the runtime's own ICE gathering (default none).
+  --werift-as-is        Leave werift's connection internals alone (runtime/peer.ts's tuneTransports): for
+                        comparison, or should a werift upgrade change what the adjustments rely on.
   --log-level <level>   debug, info, warn or error (default info).
   -h, --help            Show this help.`;
 
@@ -41,6 +43,7 @@ interface CliOptions {
   ffmpeg: FfmpegChoice;
   runtimeId?: string;
   stun: string[];
+  tuneWerift: boolean;
   logLevel: LogLevel;
 }
 
@@ -56,6 +59,7 @@ export function parseCli(argv: string[], env: NodeJS.ProcessEnv): CliOptions | u
       ffmpeg: { type: "string" },
       "runtime-id": { type: "string" },
       stun: { type: "string" },
+      "werift-as-is": { type: "boolean", default: false },
       "log-level": { type: "string", default: "info" },
       help: { type: "boolean", short: "h" },
     },
@@ -89,6 +93,7 @@ export function parseCli(argv: string[], env: NodeJS.ProcessEnv): CliOptions | u
       .split(",")
       .map((url) => url.trim())
       .filter(Boolean),
+    tuneWerift: !values["werift-as-is"],
     logLevel: logLevel as LogLevel,
   };
 }
@@ -112,7 +117,7 @@ async function main(): Promise<number> {
     slots: options.slots,
     runtimeId: options.runtimeId,
     log: consoleLog(options.logLevel, LOG_PREFIX),
-    webrtc: options.stun.length > 0 ? { iceServers: [{ urls: options.stun }] } : {},
+    webrtc: { ...(options.stun.length > 0 && { iceServers: [{ urls: options.stun }] }), tuneWerift: options.tuneWerift },
   });
   let stopping: Promise<void> | undefined;
   const onSignal = (signal: NodeJS.Signals) => {

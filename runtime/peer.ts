@@ -303,6 +303,13 @@ function toWire(candidate: { candidate: string; sdpMid?: string; sdpMLineIndex?:
  *   came back: never later than werift alone, and ~100 ms earlier whenever the peer is ready (browsers are: they
  *   keep a ClientHello that arrives early).
  *
+ * And one that costs sessions their video: as the controlled side, werift keeps the first nominated pair for good
+ * (RFC 8445 §7.3.1.5). Browsers move on: when the client's address changes under a live connection (its NAT gives
+ * the link a new port after a quiet spell, a phone's interface changes), Chrome keeps checking from the new address
+ * with USE-CANDIDATE on its selected connection, its ICE stays connected — and werift keeps sending media to the old
+ * address, where nothing listens, until its consent checks give up ~30 s later. A later pair the client nominates
+ * becomes the selected one once its check succeeds, as libwebrtc does as the controlled side.
+ *
  * Each adjustment checks that werift still has the internals it relies on, and does nothing otherwise.
  */
 export function tuneTransports(pc: RTCPeerConnection, webrtc: WebRtcOptions): void {
@@ -311,6 +318,7 @@ export function tuneTransports(pc: RTCPeerConnection, webrtc: WebRtcOptions): vo
   for (const transport of pc.dtlsTransports) {
     const connection = transport.iceTransport.connection as unknown as { stunServer?: unknown };
     if (!stun && "stunServer" in connection) connection.stunServer = undefined;
+    followRenomination(connection); // first: connectedOnNomination wraps checkComplete for connect() only
     connectedOnNomination(connection);
     helloAtOnce(transport);
   }
@@ -368,6 +376,35 @@ function connectedOnNomination(target: object): void {
         },
       );
     });
+}
+
+/** werift's CandidatePairState.SUCCEEDED. */
+const PAIR_SUCCEEDED = 3;
+
+interface WeriftPair {
+  id: unknown;
+  state: unknown;
+  nominated?: boolean;
+  remoteNominated?: boolean;
+}
+
+function followRenomination(target: object): void {
+  const connection = target as Partial<WeriftIceConnection> & { resetNominatedPair?: unknown; iceControlling?: unknown };
+  if (
+    typeof connection.checkComplete !== "function" ||
+    typeof connection.resetNominatedPair !== "function" ||
+    typeof connection.iceControlling !== "boolean"
+  )
+    return;
+  const ice = connection as WeriftIceConnection & { resetNominatedPair(): void; iceControlling: boolean };
+  const checkComplete = ice.checkComplete;
+  ice.checkComplete = function (pair) {
+    const next = pair as WeriftPair;
+    const current = ice.nominated as WeriftPair | undefined;
+    const renominated = current !== undefined && next.id !== current.id && next.remoteNominated === true && next.nominated === true;
+    if (renominated && !ice.iceControlling && next.state === PAIR_SUCCEEDED) ice.resetNominatedPair(); // checkComplete takes it as the first
+    checkComplete.call(this, pair);
+  };
 }
 
 interface WeriftDtlsClient {

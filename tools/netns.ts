@@ -86,6 +86,12 @@ export interface Host {
    * link goes down and away, a new one comes up with a new address. Open connections break, as they do.
    */
   moveTo(router: Router | "internet", link?: LinkProfile): Promise<void>;
+  /**
+   * For `ms`, the host's router passes nothing from it or from the internet (a tunnel, a lift; other hosts behind the
+   * same router go dark too): the links stay up and nothing is told, packets are just lost — long enough, and the
+   * router's mappings for the host expire. Behind a router only.
+   */
+  blackout(ms: number): Promise<void>;
 }
 
 export interface HostOptions {
@@ -181,6 +187,9 @@ export async function createTopology(): Promise<Topology> {
     const ns = `${prefix}${role}`;
     await run("ip", ["netns", "add", ns]);
     namespaces.push(ns);
+    // IPv4 only: no link-local IPv6 addresses whose duplicate-address detection ends a second after a link comes up
+    // — Chromium takes that for a network change and aborts what it is loading (ERR_NETWORK_CHANGED).
+    await nsExec(ns, "sysctl", ["-q", "-w", "net.ipv6.conf.all.disable_ipv6=1", "net.ipv6.conf.default.disable_ipv6=1"]);
     await ip(ns, "link", "set", "dev", "lo", "up");
     return ns;
   };
@@ -292,7 +301,7 @@ export async function createTopology(): Promise<Topology> {
 
     async addHost(name, options = {}) {
       const ns = await addNamespace(`h-${name}`);
-      hosts++;
+      const index = ++hosts;
       let generation = 0;
       let state: { router: (Router & { index: number; lanHosts: number }) | undefined; address: string; iface: string };
 
@@ -308,7 +317,7 @@ export async function createTopology(): Promise<Topology> {
         const router = behind as Router & { index: number; lanHosts: number };
         const slot = ++router.lanHosts;
         if (slot > 13) throw new Error(`router ${router.name}: at most 13 hosts`);
-        const port = `h${hosts}g${generation}`;
+        const port = `h${index}g${generation}`;
         await link(ns, iface, router.ns, port, profile);
         await ip(router.ns, "link", "set", "dev", port, "master", "lan");
         const address = `198.19.${k}.${16 * router.index + 1 + slot}`;
@@ -337,6 +346,15 @@ export async function createTopology(): Promise<Topology> {
           const old = state.iface;
           await ip(ns, "link", "del", "dev", old);
           await attach(router, profile);
+        },
+        async blackout(ms) {
+          const router = state.router;
+          if (!router) throw new Error(`${name} is on the internet: a blackout needs a router to drop its packets`);
+          const table = `blackout_${index}`;
+          const address = state.address;
+          await nsExec(router.ns, "nft", ["-f", "-"], blackoutRules(table, address));
+          await new Promise((resolve) => setTimeout(resolve, ms));
+          await nsExec(router.ns, "nft", ["delete", "table", "inet", table]);
         },
       };
     },
@@ -382,6 +400,24 @@ function routerRules(router: Router, serverAddress: string, fullConeHost: string
   }
   lines.push("  }", "}");
   return `${lines.join("\n")}\n`;
+}
+
+/**
+ * Drops everything from `address` on the LAN and everything arriving from the internet (so other hosts behind the
+ * same router go dark too), before NAT and connection tracking see it.
+ */
+function blackoutRules(table: string, address: string): string {
+  return [
+    `table inet ${table} {`,
+    // Before connection tracking (raw < conntrack), so no packet refreshes the host's mappings: the host's own on
+    // the LAN side, and everything arriving on the WAN side (its destination is still the router's address there).
+    "  chain prerouting { type filter hook prerouting priority raw; policy accept;",
+    `    iifname "lan" ip saddr ${address} drop`,
+    '    iifname "wan" drop',
+    "  }",
+    "}",
+    "",
+  ].join("\n");
 }
 
 async function loadRules(router: Router, serverAddress: string, fullConeHost: string | undefined): Promise<void> {

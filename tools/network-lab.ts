@@ -45,9 +45,12 @@ export interface NetworkLab {
    * The runtime agent with the demo model, inside `host`, registered with `gateway` (default the TURN one). It
    * gathers with the lab's STUN server (unless `stun: false`) and with the ICE servers the gateway sends per session.
    */
-  startAgent(host: Host, options?: { gateway?: LabGateway; slots?: number; stun?: boolean }): Promise<LabAgent>;
-  /** Chromium inside `host`; close it with the returned browser's close(). */
-  openBrowser(host: Host): Promise<TestBrowser>;
+  startAgent(host: Host | "root", options?: { gateway?: LabGateway; slots?: number; stun?: boolean; weriftAsIs?: boolean }): Promise<LabAgent>;
+  /**
+   * Chromium inside `host`, or in the root namespace (`"root"`: the server address is then a local one, as plain
+   * loopback); close it with the returned browser's close().
+   */
+  openBrowser(host: Host | "root"): Promise<TestBrowser>;
   /** A page of `browser` on `site` whose peer connections are shaped (e.g. STUN only: `{ keepUrls: "^stun:" }`). */
   openPage(browser: TestBrowser, site: ServedPage, shape?: IceShape): Promise<Page>;
   stop(): Promise<void>;
@@ -104,7 +107,7 @@ export async function startNetworkLab(options: { gatewayVars?: Record<string, st
       async startAgent(where, agentOptions = {}) {
         const { gateway } = agentOptions.gateway ?? turn;
         const lines: string[] = [];
-        const { command, args } = where.command(process.execPath, [
+        const agentArgs = [
           "runtime/main.ts",
           "--gateway",
           gateway.url,
@@ -113,8 +116,11 @@ export async function startNetworkLab(options: { gatewayVars?: Record<string, st
           "--slots",
           String(agentOptions.slots ?? 1),
           ...(agentOptions.stun === false ? [] : ["--stun", `stun:${host}:${TURN_PORT}`]),
-        ]);
-        const child = new ManagedChild({ name: `agent-${where.name}`, command, args, cwd: PROJECT_ROOT }, (_name, line) => {
+          ...(agentOptions.weriftAsIs ? ["--werift-as-is"] : []),
+        ];
+        const { command, args } = where === "root" ? { command: process.execPath, args: agentArgs } : where.command(process.execPath, agentArgs);
+        const label = where === "root" ? "root" : where.name;
+        const child = new ManagedChild({ name: `agent-${label}`, command, args, cwd: PROJECT_ROOT }, (_name, line) => {
           lines.push(line);
           if (lines.length > 2000) lines.shift();
         });
@@ -128,16 +134,16 @@ export async function startNetworkLab(options: { gatewayVars?: Record<string, st
         agents.add(agent);
         const registered = Date.now() + 30_000;
         while (!lines.some((line) => /registered/.test(line))) {
-          if (Date.now() > registered) throw new Error(`the agent in ${where.name} did not register:\n${agent.output()}`);
+          if (Date.now() > registered) throw new Error(`the agent in ${label} did not register:\n${agent.output()}`);
           await new Promise((resolve) => setTimeout(resolve, 100));
         }
         return agent;
       },
       async openBrowser(where) {
-        const launcher = await chromiumIn(where);
+        const launcher = where === "root" ? undefined : await chromiumIn(where);
         try {
           const browser = await launchBrowser({
-            executablePath: launcher.path,
+            ...(launcher && { executablePath: launcher.path }),
             args: [
               // The pages and the gateway are plain http on a non-loopback address: let the client use what needs a
               // secure context (crypto.randomUUID, WebCrypto) there.
@@ -151,7 +157,7 @@ export async function startNetworkLab(options: { gatewayVars?: Record<string, st
           browsers.add(tracked);
           return tracked;
         } finally {
-          await launcher.remove();
+          await launcher?.remove();
         }
       },
       async openPage(browser, site, shape = {}) {

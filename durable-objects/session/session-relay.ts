@@ -408,6 +408,7 @@ export class SessionRelay extends DurableObject<Env> {
     const session = this.#session!;
     const runtimeUp = this.#links.runtimeUp();
     const bothUp = runtimeUp && this.#clientConnected();
+    // One instant for the deadlines and the billing segments: a grace that starts at `now` must bill exactly its 30 s.
     const now = this.#clock.now();
     if (session.state === "WAITING" && session.runtime) {
       if (bothUp) {
@@ -415,7 +416,7 @@ export class SessionRelay extends DurableObject<Env> {
         session.deadlines.wait = undefined;
         session.deadlines.grace = undefined;
         session.deadlines.maxDuration ??= now + (session.maxDurationMs ?? this.#settings.maxDurationMs);
-        this.#transition("ready", "ready");
+        this.#transition("ready", "ready", now);
         this.#delivery.flushWaiting();
       } else if (!runtimeUp && session.runtimeEverConnected) {
         session.deadlines.grace ??= now + this.#settings.graceMs;
@@ -424,10 +425,10 @@ export class SessionRelay extends DurableObject<Env> {
       }
     } else if (session.state === "ACTIVE" && !bothUp) {
       session.deadlines.grace = now + this.#settings.graceMs;
-      this.#transition("drop", runtimeUp ? "client_disconnected" : "runtime_disconnected");
+      this.#transition("drop", runtimeUp ? "client_disconnected" : "runtime_disconnected", now);
     } else if (session.state === "RECONNECTING" && bothUp) {
       session.deadlines.grace = undefined;
-      this.#transition("resume", "reconnected");
+      this.#transition("resume", "reconnected", now);
       this.#delivery.flushWaiting();
     }
     this.#alarm.schedule();

@@ -32,6 +32,8 @@ import { describeFile, putFile, splitFileRefs, FileRef, type UploadFileOptions }
 const RESTART_INTERVAL_MS = 2000;
 /** disconnect() waits this long for the gateway to confirm the end on the socket, then ends it over REST. */
 const CLOSE_CONFIRM_MS = 3000;
+/** After a network change, how long the signaling socket has to answer a ping before it is taken for dead. */
+const NETWORK_CHANGE_PROBE_MS = 1000;
 
 export class Client {
   readonly #options: ResolvedOptions;
@@ -332,7 +334,12 @@ export class Client {
     };
     this.#events.emit("sessionInfo", this.#info);
     if (ENDED_STATES.includes(frame.state)) return this.#onSessionEnded(frame.state, frame.reason);
+    const wasLive = this.#phase === "live";
     if (this.#welcome) this.#goLive(this.#welcome.nextCommandSeq);
+    // The session says our media is down while our own link looks connected: the GPU's side of the path is gone
+    // (e.g. our NAT gave us a new port while the link was quiet, and the runtime still sends to the old one, where
+    // nothing listens). Only a new generation mends that; our ICE, which still gets answers, never will.
+    if (wasLive && frame.state === "RECONNECTING" && frame.reason === "client_disconnected" && this.#media.connected) this.#iceRestarts.request();
     if (frame.capabilities) {
       this.#capabilities = frame.capabilities;
       this.#media.setTracks(frame.capabilities.tracks);
@@ -353,7 +360,9 @@ export class Client {
 
   /**
    * Back online, or on another network. A socket waiting out its backoff reconnects now: the wait was for the
-   * network, which is back. A live connection renews its peer connection only if the path is gone (ice-restarts.ts).
+   * network, which is back. A live socket must answer a ping at once or is replaced (its TCP connection may have
+   * gone with the old address); a live connection renews its peer connection only if the path is gone
+   * (ice-restarts.ts).
    */
   #onNetworkChange(): void {
     if (isOffline()) return; // a change to no network at all: the `online` that follows is the one to act on
@@ -362,7 +371,9 @@ export class Client {
       void this.#attempt();
       return;
     }
-    if (this.#phase === "live") this.#iceRestarts.checkPath();
+    if (this.#phase !== "live") return;
+    this.#socket?.probe(NETWORK_CHANGE_PROBE_MS);
+    this.#iceRestarts.checkPath();
   }
 
   #onSessionEnded(state: SessionState, reason: string | undefined): void {

@@ -74,6 +74,7 @@ export class SignalingSocket {
   #done = false;
   #lastHeard = Date.now();
   #keepAlive: ReturnType<typeof setInterval> | undefined;
+  #probe: ReturnType<typeof setTimeout> | undefined;
   readonly #renewToken: (() => Promise<string>) | undefined;
   #renewTimer: ReturnType<typeof setTimeout> | undefined;
   /** The token this socket runs on (the one it opened with, or the last renewal the gateway accepted). */
@@ -176,6 +177,24 @@ export class SignalingSocket {
     if (!this.send({ type: "token", token })) this.#renewing = undefined;
   }
 
+  /**
+   * After a network change: asks the gateway for a sign of life now, and takes the connection for dead if none comes
+   * within `withinMs`. A TCP connection whose local address went away (Wi-Fi → cellular) stays "open" to the browser
+   * until the keep-alive notices, ~2.5 periods later; everything sent meanwhile is lost.
+   */
+  probe(withinMs: number): void {
+    if (!this.open || this.#probe !== undefined) return;
+    const sentAt = Date.now();
+    this.#ws.send(KEEPALIVE_PING);
+    this.#probe = setTimeout(() => {
+      this.#probe = undefined;
+      if (this.#done || this.#lastHeard >= sentAt) return;
+      const reason = "no answer after a network change";
+      this.close(KEEPALIVE_TIMEOUT_CODE, reason);
+      this.#handlers.closed({ code: KEEPALIVE_TIMEOUT_CODE, reason, welcomed: this.#welcomed });
+    }, withinMs);
+  }
+
   #startKeepAlive(periodMs: number): void {
     this.#keepAlive = setInterval(() => {
       if (Date.now() - this.#lastHeard > periodMs * 2.5) {
@@ -190,6 +209,7 @@ export class SignalingSocket {
   #finish(): void {
     this.#done = true;
     clearInterval(this.#keepAlive);
+    clearTimeout(this.#probe);
     clearTimeout(this.#renewTimer);
   }
 }

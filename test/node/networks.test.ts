@@ -5,8 +5,9 @@
  * case cannot connect (proof 1 is that very case), TURN over TLS on 443 is the only way out of an HTTPS-only
  * firewall, and a server-reflexive path exists only because both sides gather with STUN.
  *
- * The full matrix (both clients everywhere, the address change, the bad link) is test/networks/, run by
- * `npm run test:networks`: too long for CI's budget.
+ * The blackout (proof 6) shows the runtime following a client whose NAT gave it a new port. The rest of the matrix
+ * (the other client, the address change, the bad link) is test/networks/, run by `npm run test:networks`: too long
+ * for CI's budget.
  */
 import { describe, expect, it } from "vitest";
 import { selectedPair } from "../../tools/ice-policy.ts";
@@ -63,5 +64,30 @@ describe("proof 4 — endpoint-independent NATs with STUN: a server-reflexive pa
     expect(pair?.local.candidateType).not.toBe("relay");
     // The GPU is behind a NAT: the client reaches it only at an address learnt through STUN (or its checks).
     expect(["srflx", "prflx"]).toContain(pair?.remote.candidateType);
+  });
+});
+
+describe("proof 6 — the NAT forgets the client's mapping during a quiet spell", () => {
+  // The phone's symmetric NAT forgets its mapping during the blackout (short enough that the browser's ICE still
+  // counts its pair alive) and gives the link a new port. The client's ICE keeps checking from there, nominating
+  // its pair again; the runtime follows it to the new address (runtime/peer.ts, followRenomination) — werift alone
+  // would keep sending to the old port until its consent checks gave up ~30 s later.
+  it("a UDP mapping that expires in a 3 s blackout (1 s timeout): the runtime follows the new port, video resumes, no ICE restart", async () => {
+    const phone = await site(lab(), "c", { nat: "symmetric", udpMappingTimeoutS: 1 });
+    const browser = await ends(lab(), phone, await site(lab(), "g", "public"));
+    const { sdk } = await nativeClient(lab(), browser);
+    await expect.poll(async () => (await sdk.state()).status, WAIT).toBe("ready");
+    await expectVideo(async () => (await sdk.state()).frames);
+    const sessionId = (await sdk.state()).sessionId;
+    await phone.blackout(3_000);
+    await expectVideo(async () => (await sdk.state()).frames);
+    const state = await sdk.state();
+    expect(state.sessionId).toBe(sessionId);
+    expect(state.stats.at(-1)?.generation).toBe(1);
+    expect(state.statuses.filter((status) => status === "ready")).toHaveLength(1); // never left ready
+    await sdk.send("echo", { after: "the blackout" });
+    await expect
+      .poll(async () => (await sdk.state()).messages.map((message) => message.data), WAIT)
+      .toContainEqual(expect.objectContaining({ data: { after: "the blackout" } }));
   });
 });

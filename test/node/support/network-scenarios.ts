@@ -47,8 +47,14 @@ export async function site(
 }
 
 /** A GPU runtime at `gpu` registered with `gateway`, and a browser at `client`: the two ends of one scenario. */
-export async function ends(lab: NetworkLab, client: Host, gpu: Host, gateway: LabGateway = lab.turn): Promise<TestBrowser> {
-  running.push(await lab.startAgent(gpu, { gateway }));
+export async function ends(
+  lab: NetworkLab,
+  client: Host,
+  gpu: Host,
+  gateway: LabGateway = lab.turn,
+  agent: { weriftAsIs?: boolean } = {},
+): Promise<TestBrowser> {
+  running.push(await lab.startAgent(gpu, { gateway, ...agent }));
   const browser = await lab.openBrowser(client);
   running.push(browser);
   return browser;
