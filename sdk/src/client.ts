@@ -326,6 +326,7 @@ export class Client {
   }
 
   #onStatus(frame: Extract<ServerFrame, { type: "status" }>): void {
+    const previous = this.#info?.state;
     this.#info = {
       state: frame.state,
       ...(frame.reason !== undefined && { reason: frame.reason }),
@@ -339,7 +340,9 @@ export class Client {
     // The session says our media is down while our own link looks connected: the GPU's side of the path is gone
     // (e.g. our NAT gave us a new port while the link was quiet, and the runtime still sends to the old one, where
     // nothing listens). Only a new generation mends that; our ICE, which still gets answers, never will.
-    if (wasLive && frame.state === "RECONNECTING" && frame.reason === "client_disconnected" && this.#media.connected) this.#iceRestarts.request();
+    // Only on the move from ACTIVE, seen live: a RECONNECTING that greets a new socket is the gateway catching up.
+    const mediaLost = previous === "ACTIVE" && frame.state === "RECONNECTING" && frame.reason === "client_disconnected";
+    if (wasLive && mediaLost && this.#media.connected) this.#iceRestarts.request();
     if (frame.capabilities) {
       this.#capabilities = frame.capabilities;
       this.#media.setTracks(frame.capabilities.tracks);
